@@ -1,0 +1,36 @@
+"""agentmem: asyncio memory for AI agents on Redis that fails loudly, never silently."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from agentmem.config import StoreConfig
+from agentmem.errors import (
+    AgentMemoryError,
+    CircuitOpenError,
+    ContextTooLargeError,
+    InvalidKeyError,
+    MemoryCorruptedError,
+    MemoryFullError,
+    MemoryUnavailableError,
+    SerializationError,
+)
+from agentmem.store import AgentMemoryStore, Turn
+
+try:
+    __version__ = version("agentmem")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = (
+    "AgentMemoryError",
+    "AgentMemoryStore",
+    "CircuitOpenError",
+    "ContextTooLargeError",
+    "InvalidKeyError",
+    "MemoryCorruptedError",
+    "MemoryFullError",
+    "MemoryUnavailableError",
+    "SerializationError",
+    "StoreConfig",
+    "Turn",
+    "__version__",
+)

@@ -1,0 +1,114 @@
+"""One frozen object holds every option of a store, with its default and its check."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+__all__ = ["Duration", "StoreConfig", "seconds"]
+
+Duration = float | timedelta
+
+_FORBIDDEN_IN_PREFIX = frozenset("{}")
+
+
+def seconds(value: Duration | None, *, name: str, allow_none: bool = False) -> float | None:
+    """Normalise a duration option to positive seconds, or raise ValueError naming the option."""
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{name} must be a positive duration, not None")
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be seconds (int/float) or a timedelta, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0 seconds, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """Options of an :class:`~agentmem.AgentMemoryStore`; all durations are in seconds.
+
+    ``from_url`` and the store constructor take these same names as keyword arguments.
+    """
+
+    prefix: str = "agentmem"
+    #: Lifetime of a session's keys (context, history); reset by every write and,
+    #: with ``sliding_ttl``, by every read.
+    ttl: float = 3600.0
+    sliding_ttl: bool = True
+    #: Lifetime of a user's long-term facts; ``None`` keeps them until ``forget_user``.
+    profile_ttl: float | None = None
+    max_history: int = 200
+    max_value_bytes: int = 1024 * 1024
+    max_connections: int = 32
+    pool_timeout: float = 2.0
+    socket_timeout: float = 1.0
+    socket_connect_timeout: float = 1.0
+    #: Retries after the first attempt, for transient errors only.
+    retries: int = 3
+    #: No retry starts after this many seconds from the first attempt.
+    retry_deadline: float = 2.0
+    retry_base_delay: float = 0.05
+    retry_max_delay: float = 0.5
+    #: Consecutive failed attempts that open the circuit breaker; 0 disables it.
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 5.0
+    #: A pooled connection idle longer than this is PINGed before use (keep it above the
+    #: server's ``timeout``, see ``agentmem doctor``).
+    health_check_interval: float = 30.0
+    #: Name shown in CLIENT LIST for the store's connections (pool the store owns only).
+    client_name: str | None = None
+    fallback: Literal["raise", "journal"] = "raise"
+    journal_max_sessions: int = 10_000
+    journal_max_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not self.prefix:
+            raise ValueError("prefix must be a non-empty string")
+        if _FORBIDDEN_IN_PREFIX & set(self.prefix):
+            raise ValueError("prefix must not contain '{' or '}' (they would change the cluster hash slot)")
+        for name in (
+            "ttl",
+            "pool_timeout",
+            "socket_timeout",
+            "socket_connect_timeout",
+            "retry_deadline",
+            "retry_base_delay",
+            "retry_max_delay",
+            "breaker_cooldown",
+            "health_check_interval",
+        ):
+            object.__setattr__(self, name, seconds(getattr(self, name), name=name))
+        object.__setattr__(
+            self, "profile_ttl", seconds(self.profile_ttl, name="profile_ttl", allow_none=True)
+        )
+        for name, low in (
+            ("max_history", 1),
+            ("max_value_bytes", 1),
+            ("max_connections", 1),
+            ("retries", 0),
+            ("breaker_threshold", 0),
+            ("journal_max_sessions", 1),
+            ("journal_max_bytes", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.fallback not in ("raise", "journal"):
+            raise ValueError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> StoreConfig:
+        """Build a config, naming any unknown option instead of a bare TypeError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(
+                f"unknown store option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**options)

@@ -1,0 +1,52 @@
+"""The exception family of agentmem.
+
+Every failure a store call can meet is one of these; redis-py errors are translated
+in one place (:func:`agentmem._translate.translate`) and chained with ``from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentMemoryError",
+    "CircuitOpenError",
+    "ContextTooLargeError",
+    "InvalidKeyError",
+    "MemoryCorruptedError",
+    "MemoryFullError",
+    "MemoryUnavailableError",
+    "SerializationError",
+]
+
+
+class AgentMemoryError(Exception):
+    """Root of every agentmem error. A server error with no better name (WRONGTYPE...) is this."""
+
+
+class MemoryUnavailableError(AgentMemoryError):
+    """The server could not be reached, timed out, or no pooled connection came free,
+    after the store's retries ran out. The write may or may not have been applied
+    (a timeout can hide a write the server did apply); every store write is safe to repeat."""
+
+
+class CircuitOpenError(MemoryUnavailableError):
+    """The circuit breaker is open after repeated failures: the call failed fast and sent nothing."""
+
+
+class SerializationError(AgentMemoryError, TypeError):
+    """A value could not be encoded as JSON by orjson. Raised before any I/O: nothing was written."""
+
+
+class ContextTooLargeError(AgentMemoryError, ValueError):
+    """What one call would write is larger than ``max_value_bytes``. Nothing was written."""
+
+
+class MemoryCorruptedError(AgentMemoryError):
+    """Stored data could not be decoded. Distinct from "no memory" (``None`` / ``{}``)."""
+
+
+class MemoryFullError(AgentMemoryError):
+    """The server refused the write for lack of memory (OOM under ``noeviction``). Nothing was written."""
+
+
+class InvalidKeyError(AgentMemoryError, ValueError):
+    """A session or user id is not a non-empty ``str`` of at most 512 UTF-8 bytes. Nothing was sent."""

@@ -1,0 +1,67 @@
+"""A snapshot of how a store and its server are doing, for dashboards and probes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agentmem.breaker import CircuitBreaker
+from agentmem.retry import RetryStats
+
+__all__ = ["Health", "collect_health"]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    server: str  # "redis" or "valkey"
+    server_version: str
+    latency_ms: float
+    pool_in_use: int
+    pool_size: int
+    breaker_state: str
+    consecutive_failures: int
+    retries: int
+    failed_calls: int
+    journal_backlog: int
+    evicted_keys: int
+    expired_keys: int
+    maxmemory_policy: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pool_usage(pool: Any) -> tuple[int, int]:
+    # redis-py keeps these as private lists; read them defensively.
+    in_use = len(getattr(pool, "_in_use_connections", ()) or ())
+    size = int(getattr(pool, "max_connections", 0) or 0)
+    return in_use, size
+
+
+def collect_health(
+    *,
+    info: dict[str, Any],
+    latency: float,
+    pool: Any,
+    breaker: CircuitBreaker,
+    stats: RetryStats,
+    journal_backlog: int,
+) -> Health:
+    in_use, size = _pool_usage(pool)
+    server = "valkey" if "valkey_version" in info else "redis"
+    version = str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+    return Health(
+        server=server,
+        server_version=version,
+        latency_ms=round(latency * 1000, 3),
+        pool_in_use=in_use,
+        pool_size=size,
+        breaker_state=breaker.state.value,
+        consecutive_failures=breaker.consecutive_failures,
+        retries=stats.retries,
+        failed_calls=stats.failures,
+        journal_backlog=journal_backlog,
+        evicted_keys=int(info.get("evicted_keys", 0)),
+        expired_keys=int(info.get("expired_keys", 0)),
+        maxmemory_policy=info.get("maxmemory_policy"),
+    )

@@ -1,0 +1,188 @@
+"""The Lua scripts behind every store operation, and how they are sent.
+
+Each store operation is one script run (``EVALSHA``), so it is atomic, its keys
+sit in one cluster slot, and operations from many tasks can later share one
+pipeline round trip.
+
+On servers that understand script flags (Redis >= 7, Valkey) writes carry a
+``#!lua`` line without ``allow-oom``: past ``maxmemory`` the server refuses the
+whole script before it runs, so a write is applied whole or not at all. Reads are
+flagged ``allow-oom``: they only refresh TTLs and must keep working when memory is
+full. Older servers (Redis 6.2) cannot compile a ``#!`` line, so the runner falls
+back to the same bodies without it; there the OOM check applies to a script's first
+write, which is why ``save_hash`` writes a fresh hash first and renames it last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+
+__all__ = ["APPEND", "MERGE_HASH", "READ_HASH", "READ_SESSION", "SAVE_HASH", "Script", "ScriptRunner"]
+
+# Lua's unpack() is bounded by the C stack, so long argument lists go in chunks.
+# The chunk is even so field/value pairs stay together.
+_CHUNKED_HSET = """
+local function hset_from(key, first)
+  for i = first, #ARGV, 200 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, #ARGV)))
+  end
+end
+local function set_ttl(first_key, ttl)
+  for i = first_key, #KEYS do
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+end
+"""
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    body: str
+    flags: str  # the #!lua flags= value; "" for a write script
+
+    @property
+    def flagged(self) -> str:
+        shebang = f"#!lua flags={self.flags}" if self.flags else "#!lua"
+        return f"{shebang}\n{self.body}"
+
+    @property
+    def plain(self) -> str:
+        return self.body
+
+    def sha(self, flagged: bool) -> str:
+        source = self.flagged if flagged else self.plain
+        return hashlib.sha1(source.encode()).hexdigest()
+
+
+# KEYS: target, scratch, then keys whose TTL follows it. ARGV: ttl_ms, field, value, ...
+# Replace a hash whole: build it under the scratch key (its first write is the one a
+# Redis 6.2 OOM check can refuse), then rename it over the old one.
+SAVE_HASH = Script(
+    "save_hash",
+    _CHUNKED_HSET
+    + """
+redis.call('DEL', KEYS[2])
+hset_from(KEYS[2], 2)
+redis.call('RENAME', KEYS[2], KEYS[1])
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+set_ttl(3, ttl)
+return 1
+""",
+    flags="",
+)
+
+# KEYS: target, then keys whose TTL follows it. ARGV: ttl_ms (0: leave TTL), field, value, ...
+MERGE_HASH = Script(
+    "merge_hash",
+    _CHUNKED_HSET
+    + """
+hset_from(KEYS[1], 2)
+set_ttl(1, tonumber(ARGV[1]))
+return 1
+""",
+    flags="",
+)
+
+# KEYS: context, history, appends. ARGV: ttl_ms, max_history, op_id, message, ...
+# The appends sorted set remembers recent operation ids, so a retry of an append the
+# server already applied (reply lost to a reset or timeout) pushes nothing twice.
+APPEND = Script(
+    "append",
+    """
+local ttl = tonumber(ARGV[1])
+if redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  return redis.call('LLEN', KEYS[2])
+end
+for i = 4, #ARGV, 200 do
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+end
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[3], tonumber(now[1]) * 1000000 + tonumber(now[2]), ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -129)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+return redis.call('LLEN', KEYS[2])
+""",
+    flags="",
+)
+
+# KEYS: context, history, appends. ARGV: refresh_ttl_ms (0: no refresh), want_context
+# (1/0), history_count (0: none). Returns {context fields, history items}.
+READ_SESSION = Script(
+    "read_session",
+    """
+local ctx = {}
+local hist = {}
+if ARGV[2] == '1' then ctx = redis.call('HGETALL', KEYS[1]) end
+local count = tonumber(ARGV[3])
+if count > 0 then hist = redis.call('LRANGE', KEYS[2], -count, -1) end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return {ctx, hist}
+""",
+    flags="allow-oom",
+)
+
+# KEYS: hash. ARGV: refresh_ttl_ms (0: no refresh).
+READ_HASH = Script(
+    "read_hash",
+    """
+local fields = redis.call('HGETALL', KEYS[1])
+local ttl = tonumber(ARGV[1])
+if ttl > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return fields
+""",
+    flags="allow-oom",
+)
+
+ALL_SCRIPTS = (SAVE_HASH, MERGE_HASH, APPEND, READ_SESSION, READ_HASH)
+
+
+def _cannot_compile_shebang(exc: rexc.ResponseError) -> bool:
+    text = str(exc).lower()
+    return "compiling" in text or "unexpected symbol" in text or "unknown lua shebang" in text
+
+
+@dataclass
+class ScriptRunner:
+    """Sends scripts by SHA, loading them after NOSCRIPT (a restart or SCRIPT FLUSH)."""
+
+    #: None until the first SCRIPT LOAD tells whether the server understands flags.
+    flagged: bool | None = None
+    loads: int = field(default=0)
+
+    def sha(self, script: Script) -> str:
+        return script.sha(self.flagged is not False)
+
+    async def load(self, client: Redis, scripts: Sequence[Script]) -> None:
+        for script in scripts:
+            if self.flagged is not False:
+                try:
+                    await client.script_load(script.flagged)
+                    self.flagged = True
+                    self.loads += 1
+                    continue
+                except rexc.ResponseError as exc:
+                    if not _cannot_compile_shebang(exc):
+                        raise
+                    self.flagged = False
+            await client.script_load(script.plain)
+            self.loads += 1
+
+    async def run(self, client: Redis, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA once; after NOSCRIPT, load the script and send it once more."""
+        try:
+            return await client.evalsha(self.sha(script), len(keys), *keys, *args)
+        except rexc.NoScriptError:
+            await self.load(client, [script])
+            return await client.evalsha(self.sha(script), len(keys), *keys, *args)

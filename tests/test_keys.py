@@ -1,0 +1,81 @@
+"""The key schema, on its own: no server needed to prove ids cannot collide or escape."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agentmem import InvalidKeyError
+from agentmem.keys import KeySchema, escape_glob
+
+NASTY_IDS = [
+    "plain",
+    "a:b",
+    "a*",
+    "a?",
+    "[a]",
+    "{a}",
+    "}{",
+    "a b",
+    "李伟",
+    "%41",  # must not collide with "A"
+    "A",
+    "x" * 512,
+    "\\",
+    "emoji 🙂",
+]
+
+
+def _hash_tag(key: str) -> str:
+    start = key.index("{")
+    return key[start + 1 : key.index("}", start + 1)]
+
+
+def test_distinct_ids_give_distinct_keys() -> None:
+    """Percent-encoding is injective: no two ids share a key."""
+    schema = KeySchema("p")
+    contexts = {schema.session(i).context for i in NASTY_IDS}
+    profiles = {schema.profile(i) for i in NASTY_IDS}
+    assert len(contexts) == len(NASTY_IDS)
+    assert len(profiles) == len(NASTY_IDS)
+    assert not contexts & profiles
+
+
+@pytest.mark.parametrize("session_id", NASTY_IDS)
+def test_keys_hold_no_special_characters(session_id: str) -> None:
+    """Encoded ids hold no glob, brace, colon, space or non-ASCII characters."""
+    keys = KeySchema("app").session(session_id)
+    for key in (*keys.all(), keys.scratch):
+        encoded = _hash_tag(key)[2:]
+        assert re.fullmatch(r"[A-Za-z0-9._~%-]+", encoded), key
+        assert key.startswith("app:{s:")
+
+
+def test_session_keys_share_one_hash_tag() -> None:
+    """Context, history, append log and scratch key of a session map to one cluster slot."""
+    keys = KeySchema("app").session("{weird}:id")
+    tags = {_hash_tag(k) for k in (*keys.all(), keys.scratch)}
+    assert len(tags) == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "x" * 513, "é" * 257, 42, None, b"bytes", "\ud800"],
+)
+def test_invalid_ids_are_refused(bad: object) -> None:
+    """Ids that are not non-empty str of at most 512 UTF-8 bytes raise InvalidKeyError."""
+    with pytest.raises(InvalidKeyError):
+        KeySchema("p").session(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        KeySchema("p").profile(bad)  # type: ignore[arg-type]
+
+
+def test_escape_glob() -> None:
+    """Glob characters are backslash-escaped for SCAN MATCH."""
+    assert escape_glob("a*b?c[d]e\\") == "a\\*b\\?c\\[d\\]e\\\\"
+
+
+def test_match_all_is_confined_to_the_prefix() -> None:
+    """The store's SCAN pattern cannot match another store whose prefix extends this one."""
+    assert KeySchema("a*b").match_all() == "a\\*b:{*"
