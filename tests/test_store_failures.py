@@ -1,0 +1,176 @@
+"""Real faults on the wire and in the server process: every failure is recovered or typed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryStore, CircuitOpenError, MemoryFullError, MemoryUnavailableError
+from agentmem.testing import kill_connections, memory_pressure
+
+StoreFactory = Callable[..., AgentMemoryStore]
+
+FAST_FAIL = {"socket_timeout": 0.3, "socket_connect_timeout": 0.3, "retries": 1, "retry_deadline": 1.0}
+
+
+async def test_stopped_server_raises_unavailable(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """With the server stopped, a write raises MemoryUnavailableError chained to redis-py's error."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})
+    agentmem_private_server.stop()
+    started = time.monotonic()
+    with pytest.raises(MemoryUnavailableError) as info:
+        await store.save_context("s", {"a": 2})
+    assert time.monotonic() - started < 3.0
+    assert isinstance(info.value.__cause__, (rexc.ConnectionError, rexc.TimeoutError))
+    assert "2 attempts" in str(info.value)
+    agentmem_private_server.start()
+    await store.save_context("s", {"a": 3})
+    assert await store.load_context("s") == {"a": 3}
+
+
+async def test_killed_connections_are_recovered(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """After the server kills every store connection, the next calls succeed on new ones."""
+    name = f"{agentmem_prefix}-kill"[-60:]
+    store = agentmem_store_factory(client_name=name, max_connections=4)
+    await asyncio.gather(*(store.update_context("s", {f"f{i}": i}) for i in range(8)))
+    killed = await kill_connections(agentmem_redis, name)
+    assert killed >= 1
+    assert await store.load_context("s") == {f"f{i}": i for i in range(8)}
+    await store.update_context("s", {"after": True})
+    assert (await store.load_context("s") or {})["after"] is True
+
+
+async def test_blackhole_times_out_then_recovers(agentmem_store_factory: StoreFactory, agentmem_proxy: Any) -> None:
+    """A network blackhole makes calls fail with MemoryUnavailableError in bounded time; restore heals."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})
+    agentmem_proxy.blackhole()
+    started = time.monotonic()
+    with pytest.raises(MemoryUnavailableError):
+        await store.load_context("s")
+    assert time.monotonic() - started < 2.5
+    agentmem_proxy.restore()
+    assert await store.load_context("s") == {"a": 1}
+
+
+async def test_reset_connections_are_retried(agentmem_store_factory: StoreFactory, agentmem_proxy: Any) -> None:
+    """A TCP reset of every open connection is invisible to the caller: the call is retried."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, retries=3)
+    await store.save_context("s", {"a": 1})
+    agentmem_proxy.reset()
+    assert await store.load_context("s") == {"a": 1}
+
+
+async def test_paused_server_times_out_and_resume_heals(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """SIGSTOP on the server makes calls time out as MemoryUnavailableError; SIGCONT heals."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})
+    agentmem_private_server.pause()
+    try:
+        with pytest.raises(MemoryUnavailableError, match="Timeout"):
+            await store.load_context("s")
+    finally:
+        agentmem_private_server.resume()
+    assert await store.load_context("s") == {"a": 1}
+
+
+async def test_restart_reloads_scripts(agentmem_store_factory: StoreFactory, agentmem_server_factory: Any) -> None:
+    """After a restart (scripts gone: NOSCRIPT), calls reload them and data kept by AOF is read."""
+    server = agentmem_server_factory(persistence=True, appendfsync="always")
+    store = agentmem_store_factory(url=server.url, retries=5, retry_deadline=5.0)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    server.restart()
+    assert await store.load_context("s") == {"a": 1}
+    assert await store.append_messages("s", [{"n": 2}]) == 2
+    admin = Redis.from_url(server.url)
+    try:
+        await admin.script_flush()
+    finally:
+        await admin.aclose()
+    assert [m["n"] for m in await store.load_history("s")] == [1, 2]
+
+
+async def _fill(admin: Redis, prefix: str) -> None:
+    """Write junk until the server refuses a write for lack of memory."""
+    blob = b"x" * 64 * 1024
+    for i in range(10_000):
+        try:
+            await admin.set(f"{prefix}:junk:{i}", blob)
+        except rexc.ResponseError as exc:
+            if "OOM" in str(exc):
+                return
+            raise
+    raise AssertionError("the server never ran out of memory")
+
+
+async def test_out_of_memory_writes_nothing_and_reads_work(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """Under noeviction at maxmemory, writes raise MemoryFullError whole; reads still answer."""
+    store = agentmem_store_factory(url=agentmem_private_server.url)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.remember("u", {"name": "Li"})
+    admin = Redis.from_url(agentmem_private_server.url)
+    try:
+        async with memory_pressure(admin, maxmemory="3mb", policy="noeviction"):
+            await _fill(admin, "junk")
+            with pytest.raises(MemoryFullError, match="nothing was written"):
+                await store.save_context("s", {"b": 2, "c": "y" * 10_000})
+            with pytest.raises(MemoryFullError):
+                await store.update_context("s", {"d": "z" * 10_000})
+            with pytest.raises(MemoryFullError):
+                await store.append_messages("s", [{"n": 2, "big": "w" * 10_000}])
+            with pytest.raises(MemoryFullError):
+                await store.remember("u", {"big": "v" * 10_000})
+            turn = await store.load_turn("s", user_id="u")
+            assert turn.context == {"a": 1}
+            assert turn.history == [{"n": 1}]
+            assert turn.profile == {"name": "Li"}
+    finally:
+        await admin.aclose()
+
+
+async def test_breaker_fails_fast_then_half_opens(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """After threshold failures the store fails fast without I/O; after cooldown one probe closes it."""
+    store = agentmem_store_factory(
+        url=agentmem_private_server.url,
+        socket_timeout=0.3,
+        socket_connect_timeout=0.3,
+        retries=0,
+        breaker_threshold=2,
+        breaker_cooldown=0.5,
+    )
+    await store.save_context("s", {"a": 1})
+    agentmem_private_server.kill()
+    for _ in range(2):
+        with pytest.raises(MemoryUnavailableError) as info:
+            await store.load_context("s")
+        assert not isinstance(info.value, CircuitOpenError)
+    assert store.breaker.state.value == "open"
+    started = time.monotonic()
+    with pytest.raises(CircuitOpenError, match="failing fast"):
+        await store.load_context("s")
+    assert time.monotonic() - started < 0.05
+    agentmem_private_server.start()
+    await asyncio.sleep(0.6)
+    assert store.breaker.state.value == "half_open"
+    await store.save_context("s", {"a": 2})
+    assert store.breaker.state.value == "closed"
+    assert (await store.health()).breaker_state == "closed"

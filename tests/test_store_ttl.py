@@ -1,0 +1,81 @@
+"""Session keys share one TTL that writes (and, by default, reads) reset; facts keep none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryStore
+from agentmem.keys import KeySchema
+
+StoreFactory = Callable[..., AgentMemoryStore]
+
+
+async def test_session_expires_after_ttl(agentmem_store_factory: StoreFactory) -> None:
+    """With a short TTL and no activity, context and history are gone."""
+    store = agentmem_store_factory(ttl=0.3)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await asyncio.sleep(0.6)
+    assert await store.load_context("s") is None
+    assert await store.load_history("s") == []
+
+
+async def test_writes_to_either_key_reset_both(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """An append resets the context's TTL, and a context write resets the history's."""
+    store = agentmem_store_factory(ttl=10, sliding_ttl=False)
+    keys = KeySchema(agentmem_prefix).session("s")
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await agentmem_redis.pexpire(keys.context, 500)
+    await agentmem_redis.pexpire(keys.history, 500)
+    await store.append_messages("s", [{"n": 2}])
+    assert await agentmem_redis.pttl(keys.context) > 5000
+    await agentmem_redis.pexpire(keys.history, 500)
+    await store.update_context("s", {"b": 2})
+    assert await agentmem_redis.pttl(keys.history) > 5000
+
+
+async def test_reads_slide_the_ttl(agentmem_store_factory: StoreFactory) -> None:
+    """With sliding_ttl (default), regular reads keep a session alive past its TTL."""
+    store = agentmem_store_factory(ttl=0.4)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    for _ in range(4):
+        await asyncio.sleep(0.2)
+        assert (await store.load_turn("s")).context == {"a": 1}
+    assert await store.load_history("s") == [{"n": 1}]
+
+
+async def test_reads_do_not_slide_when_disabled(agentmem_store_factory: StoreFactory) -> None:
+    """With sliding_ttl=False, reading does not extend the session."""
+    store = agentmem_store_factory(ttl=0.4, sliding_ttl=False)
+    await store.save_context("s", {"a": 1})
+    for _ in range(2):
+        await asyncio.sleep(0.25)
+        await store.load_context("s")
+    assert await store.load_context("s") is None
+
+
+async def test_facts_have_no_ttl_by_default(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Long-term facts persist until forgotten unless profile_ttl is set."""
+    await agentmem_store.remember("u", {"a": 1})
+    assert await agentmem_redis.pttl(KeySchema(agentmem_prefix).profile("u")) == -1
+
+
+async def test_profile_ttl_expires_facts(agentmem_store_factory: StoreFactory) -> None:
+    """With profile_ttl, facts expire; recall refreshes it while sliding."""
+    store = agentmem_store_factory(profile_ttl=0.4)
+    await store.remember("u", {"a": 1})
+    await asyncio.sleep(0.25)
+    assert await store.recall("u") == {"a": 1}
+    await asyncio.sleep(0.25)
+    assert await store.recall("u") == {"a": 1}
+    await asyncio.sleep(0.6)
+    assert await store.recall("u") == {}
