@@ -1,0 +1,153 @@
+"""The ``agentmem`` command: ``demo``, ``doctor`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+
+from agentmem import __version__
+from agentmem.demo import DemoFailed, run_conversation
+from agentmem.embedded import NoServerBinaryError, embedded_server
+from agentmem.errors import AgentMemoryError
+from agentmem.store import AgentMemoryStore
+
+__all__ = ["main"]
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+@contextlib.contextmanager
+def _server_url(url: str | None) -> Iterator[str]:
+    """The given URL, or an embedded server's for the duration of the block."""
+    if url:
+        yield url
+        return
+    with embedded_server() as server:
+        _say(f"started embedded {server.binary.flavor} {server.binary.version} at {server.url}")
+        try:
+            yield server.url
+        finally:
+            _say("stopping the embedded server")
+
+
+async def _demo(url: str, blip: bool) -> None:
+    if not blip:
+        async with AgentMemoryStore.from_url(url, prefix="agentmem-demo") as store:
+            await run_conversation(store, _say)
+        return
+    from agentmem.testing.proxy import TcpProxy
+
+    with TcpProxy(url) as proxy:
+        async with AgentMemoryStore.from_url(
+            proxy.url,
+            prefix="agentmem-demo",
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+            retries=10,
+            retry_deadline=4.0,
+            retry_max_delay=0.4,
+            breaker_threshold=0,
+        ) as store:
+
+            async def blackhole_for_one_second() -> None:
+                _say(">>> network blackhole for 1 s: the proxy forwards nothing")
+                proxy.blackhole()
+                asyncio.get_running_loop().call_later(1.0, proxy.restore)
+
+            await run_conversation(store, _say, between_turns=blackhole_for_one_second)
+            stats = store.retry_stats
+            _say(
+                f">>> the store survived the blackhole: {stats.retries} retries over "
+                f"{stats.attempts} attempts, {stats.failures} failed calls, "
+                f"breaker {store.breaker.state.value}"
+            )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.blip:
+        # Show the store's retry log lines: that is the point of --blip.
+        logging.basicConfig(level=logging.WARNING, format="    [%(name)s] %(message)s")
+    try:
+        with _server_url(args.url) as url:
+            asyncio.run(_demo(url, args.blip))
+    except (DemoFailed, AgentMemoryError, NoServerBinaryError) as exc:
+        print(f"agentmem demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from agentmem.doctor import diagnose
+
+    with _server_url(args.url) as url:
+        report = asyncio.run(
+            diagnose(
+                url,
+                pool_size=args.pool_size,
+                processes=args.processes,
+                health_check_interval=args.health_check_interval,
+            )
+        )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(f"{report.server} {report.version} at {report.url}")
+        for finding in report.findings:
+            print(f"  [{finding.severity.upper():6}] {finding.check}: {finding.seen}")
+            if finding.severity != "ok":
+                print(f"           why: {finding.why}")
+                print(f"           fix: {finding.fix}")
+        print("dangerous settings found" if report.dangerous else "no dangerous settings found")
+    return 1 if report.dangerous else 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
+        bench_main = importlib.import_module("benchmarks.run").main
+    except ImportError as exc:
+        print(
+            f"agentmem bench needs the benchmarks package from a source checkout ({exc}); "
+            "run it from the repository root",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = bench_main(list(args.bench_args))
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentmem", description="Memory for AI agents on Redis.")
+    parser.add_argument("--version", action="version", version=f"agentmem {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="a two-turn customer-service conversation through the store")
+    demo.add_argument("--url", help="Redis URL (default: start an embedded server)")
+    demo.add_argument("--blip", action="store_true", help="blackhole the network for 1 s between turns")
+    demo.set_defaults(run=_cmd_demo)
+
+    doctor = commands.add_parser("doctor", help="check a server for settings that lose agent memory")
+    doctor.add_argument("--url", help="Redis URL (default: start an embedded server)")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--pool-size", type=int, default=32, help="max_connections per process")
+    doctor.add_argument("--processes", type=int, default=4, help="processes that share the server")
+    doctor.add_argument("--health-check-interval", type=float, default=30.0)
+    doctor.set_defaults(run=_cmd_doctor)
+
+    bench = commands.add_parser("bench", help="benchmarks, side by side (python -m benchmarks --help)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
