@@ -32,7 +32,11 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, rexc.OutOfMemoryError) or str(exc).startswith("OOM")
+    # Redis >= 7 replies -OOM (redis-py: OutOfMemoryError); Redis 6.2 wraps a script's
+    # OOM as "ERR Error running script ... -OOM command not allowed ...".
+    return isinstance(exc, rexc.OutOfMemoryError) or (
+        isinstance(exc, rexc.ResponseError) and "OOM command not allowed" in str(exc)
+    )
 
 
 def translate(exc: BaseException, *, operation: str, attempts: int = 1) -> AgentMemoryError:

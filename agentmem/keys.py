@@ -57,8 +57,6 @@ class SessionKeys:
     context: str
     history: str
     appends: str
-    #: Where save_context builds the new context before renaming it over the old one.
-    scratch: str
 
     def all(self) -> tuple[str, str, str]:
         return (self.context, self.history, self.appends)
@@ -76,7 +74,6 @@ class KeySchema:
             context=f"{tag}:ctx",
             history=f"{tag}:hist",
             appends=f"{tag}:appends",
-            scratch=f"{tag}:ctx-new",
         )
 
     def profile(self, user_id: str) -> str:

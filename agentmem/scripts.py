@@ -10,7 +10,7 @@ whole script before it runs, so a write is applied whole or not at all. Reads ar
 flagged ``allow-oom``: they only refresh TTLs and must keep working when memory is
 full. Older servers (Redis 6.2) cannot compile a ``#!`` line, so the runner falls
 back to the same bodies without it; there the OOM check applies to a script's first
-write, which is why ``save_hash`` writes a fresh hash first and renames it last.
+write, which is why every write script's first write is one that grows memory (HSET, RPUSH).
 """
 
 from __future__ import annotations
@@ -61,19 +61,26 @@ class Script:
         return hashlib.sha1(source.encode()).hexdigest()
 
 
-# KEYS: target, scratch, then keys whose TTL follows it. ARGV: ttl_ms, field, value, ...
-# Replace a hash whole: build it under the scratch key (its first write is the one a
-# Redis 6.2 OOM check can refuse), then rename it over the old one.
+# KEYS: target, then keys whose TTL follows it. ARGV: ttl_ms, field, value, ...
+# Replace a hash whole. The HSET is the first write on purpose: on Redis 6.2 the OOM
+# check applies only to a script's first write, so past maxmemory it refuses the
+# script before anything changed. Fields the new value lacks are removed after it.
 SAVE_HASH = Script(
     "save_hash",
     _CHUNKED_HSET
     + """
-redis.call('DEL', KEYS[2])
-hset_from(KEYS[2], 2)
-redis.call('RENAME', KEYS[2], KEYS[1])
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-set_ttl(3, ttl)
+local old = redis.call('HKEYS', KEYS[1])
+hset_from(KEYS[1], 2)
+local keep = {}
+for i = 2, #ARGV, 2 do keep[ARGV[i]] = true end
+local stale = {}
+for _, name in ipairs(old) do
+  if not keep[name] then stale[#stale + 1] = name end
+end
+for i = 1, #stale, 200 do
+  redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 199, #stale)))
+end
+set_ttl(1, tonumber(ARGV[1]))
 return 1
 """,
     flags="",

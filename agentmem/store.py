@@ -160,7 +160,7 @@ class AgentMemoryStore:
         await self._script(
             "save_context",
             SAVE_HASH,
-            (keys.context, keys.scratch, keys.history, keys.appends),
+            keys.all(),
             (self._session_ttl_ms(), *_EXISTS, *fields),
         )
 

@@ -19,7 +19,7 @@ def test_defaults() -> None:
 
 def test_durations_accept_timedelta() -> None:
     """A timedelta is normalised to seconds."""
-    config = StoreConfig(ttl=timedelta(minutes=2), profile_ttl=timedelta(days=1))
+    config = StoreConfig.from_options(ttl=timedelta(minutes=2), profile_ttl=timedelta(days=1))
     assert config.ttl == 120.0
     assert config.profile_ttl == 86400.0
 

@@ -46,16 +46,16 @@ def test_distinct_ids_give_distinct_keys() -> None:
 def test_keys_hold_no_special_characters(session_id: str) -> None:
     """Encoded ids hold no glob, brace, colon, space or non-ASCII characters."""
     keys = KeySchema("app").session(session_id)
-    for key in (*keys.all(), keys.scratch):
+    for key in keys.all():
         encoded = _hash_tag(key)[2:]
         assert re.fullmatch(r"[A-Za-z0-9._~%-]+", encoded), key
         assert key.startswith("app:{s:")
 
 
 def test_session_keys_share_one_hash_tag() -> None:
-    """Context, history, append log and scratch key of a session map to one cluster slot."""
+    """Context, history, append log and a session map to one cluster slot."""
     keys = KeySchema("app").session("{weird}:id")
-    tags = {_hash_tag(k) for k in (*keys.all(), keys.scratch)}
+    tags = {_hash_tag(k) for k in keys.all()}
     assert len(tags) == 1
 
 

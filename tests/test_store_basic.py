@@ -86,7 +86,9 @@ async def test_load_turn_fetches_everything(agentmem_store: AgentMemoryStore) ->
     await agentmem_store.append_messages("s", [{"n": i} for i in range(30)])
     await agentmem_store.remember("u", {"vip": True})
     turn = await agentmem_store.load_turn("s", user_id="u", last=3)
-    assert turn == Turn(context={"phone": "138"}, history=[{"n": 27}, {"n": 28}, {"n": 29}], profile={"vip": True})
+    assert turn == Turn(
+        context={"phone": "138"}, history=[{"n": 27}, {"n": 28}, {"n": 29}], profile={"vip": True}
+    )
     bare = await agentmem_store.load_turn("s", last=1)
     assert bare.profile == {}
     assert bare.history == [{"n": 29}]

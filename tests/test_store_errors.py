@@ -32,7 +32,13 @@ class Opaque:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"x": Opaque()}, {"x": {1, 2}}, {"x": b"bytes"}, {"nested": {1: "non-str key"}}, {1: "top-level int key"}],
+    [
+        {"x": Opaque()},
+        {"x": {1, 2}},
+        {"x": b"bytes"},
+        {"nested": {1: "non-str key"}},
+        {1: "top-level int key"},
+    ],
 )
 async def test_unserializable_context_writes_nothing(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, bad: Any

@@ -1,0 +1,40 @@
+"""Test helpers for code that uses agentmem: real servers, fault injection, a pytest plugin.
+
+The pytest plugin (:mod:`agentmem.testing.plugin`) is registered through an entry
+point and needs the ``agentmem[testing]`` extra. The helpers here work without pytest.
+"""
+
+from agentmem.testing.faults import kill_connections, memory_pressure
+from agentmem.testing.provision import (
+    ProvisionSettings,
+    ServerInfo,
+    ServerUnavailableError,
+    describe,
+    provision,
+)
+from agentmem.testing.proxy import TcpProxy
+from agentmem.testing.server import (
+    EmbeddedServer,
+    ServerBinary,
+    ServerStartError,
+    find_server_binaries,
+    probe_binary,
+)
+from agentmem.testing.shared import SharedServer
+
+__all__ = (
+    "EmbeddedServer",
+    "ProvisionSettings",
+    "ServerBinary",
+    "ServerInfo",
+    "ServerStartError",
+    "ServerUnavailableError",
+    "SharedServer",
+    "TcpProxy",
+    "describe",
+    "find_server_binaries",
+    "kill_connections",
+    "memory_pressure",
+    "probe_binary",
+    "provision",
+)

@@ -1,0 +1,278 @@
+"""The fixtures of the agentmem pytest plugin (loaded by :mod:`agentmem.testing.plugin`).
+
+Every test gets its own key prefix (:func:`make_prefix`); the fixtures that write to
+the shared server delete every key under it afterwards (:func:`delete_prefix`).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+from redis.asyncio import Redis
+
+from agentmem.testing.plugin import (
+    PRIVATE_SERVER_FIXTURES,
+    SHARED_SERVER_FIXTURES,
+    needs_shared_server,
+    plugin_state,
+)
+from agentmem.testing.provision import ServerInfo, ServerUnavailableError
+from agentmem.testing.proxy import TcpProxy
+from agentmem.testing.server import EmbeddedServer, parse_version
+
+if TYPE_CHECKING:
+    from agentmem.store import AgentMemoryStore
+
+try:
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - async fixtures then need another asyncio plugin
+    async_fixture = pytest.fixture  # type: ignore[assignment]  # same call shape for our uses
+
+__all__ = [
+    "ProxyFactory",
+    "ServerFactory",
+    "StoreFactory",
+    "agentmem_prefix",
+    "agentmem_private_server",
+    "agentmem_proxy",
+    "agentmem_proxy_factory",
+    "agentmem_redis",
+    "agentmem_server",
+    "agentmem_server_factory",
+    "agentmem_store",
+    "agentmem_store_factory",
+    "delete_prefix",
+    "make_prefix",
+]
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_NAME_LENGTH = 40
+_SCAN_BATCH = 500
+
+
+class StoreFactory(Protocol):
+    def __call__(self, url: str | None = None, **options: Any) -> AgentMemoryStore: ...
+
+
+class ProxyFactory(Protocol):
+    def __call__(self, url: str | None = None) -> TcpProxy: ...
+
+
+class ServerFactory(Protocol):
+    def __call__(
+        self, *, persistence: bool = False, appendfsync: str = "everysec", **config: str | int
+    ) -> EmbeddedServer: ...
+
+
+def make_prefix(worker: str, test_name: str) -> str:
+    """A key prefix unique to one test: worker, sanitized test name, random suffix.
+
+    It holds no glob character, ``{`` or ``}``, and stays under ~70 characters.
+    """
+    name = _UNSAFE_NAME.sub("_", test_name).strip("_")[:_NAME_LENGTH] or "test"
+    return f"test:{worker}:{name}:{secrets.token_hex(4)}"
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def agentmem_server(request: pytest.FixtureRequest) -> ServerInfo:
+    """The run's shared server: ``.url``, ``.version``, ``.version_info``, ``.flavor``, ``.source``."""
+    run = plugin_state(request.config)
+    try:
+        return run.shared_server().acquire(run.start)
+    except ServerUnavailableError as exc:
+        run.unavailable(str(exc))
+        raise  # unreachable: unavailable() skips or fails
+
+
+@pytest.fixture(autouse=True)
+def _agentmem_markers(request: pytest.FixtureRequest) -> None:
+    """Apply ``real_redis`` / ``min_server_version`` to tests that carry them."""
+    node = request.node
+    wanted = node.get_closest_marker("min_server_version")
+    if not needs_shared_server(node) and wanted is None:
+        return
+    fixtures = set(request.fixturenames)
+    if fixtures & PRIVATE_SERVER_FIXTURES and not fixtures & SHARED_SERVER_FIXTURES:
+        # Private servers only: don't start the shared one; they all run this binary.
+        if wanted is None:
+            return
+        binary = plugin_state(request.config).private_binary()
+        flavor, version = binary.flavor, binary.version
+    else:
+        server: ServerInfo = request.getfixturevalue("agentmem_server")
+        flavor, version = server.flavor, server.version
+    if wanted is not None:
+        if len(wanted.args) != 1 or not isinstance(wanted.args[0], str):
+            raise pytest.UsageError('use @pytest.mark.min_server_version("7.0")')
+        if parse_version(version) < parse_version(wanted.args[0]):
+            pytest.skip(f"needs server >= {wanted.args[0]}; this is {flavor} {version}")
+
+
+@pytest.fixture
+def agentmem_prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix unique to this test (worker id, test name, random suffix)."""
+    return make_prefix(plugin_state(request.config).worker, request.node.name)
+
+
+def _client_name(prefix: str) -> str:
+    return "agentmem-" + prefix.replace(":", "-")
+
+
+async def delete_prefix(url: str, prefix: str) -> int:
+    """UNLINK every key starting with ``prefix``; return how many."""
+    deleted = 0
+    client = Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=_escape_glob(prefix) + "*", count=_SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= _SCAN_BATCH:
+                deleted += await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+@async_fixture
+async def agentmem_redis(agentmem_server: ServerInfo, agentmem_prefix: str) -> AsyncIterator[Redis]:
+    """A raw ``redis.asyncio.Redis`` (bytes replies) on the shared server; keys under the
+    test's prefix are deleted afterwards."""
+    client = Redis.from_url(agentmem_server.url, client_name=_client_name(agentmem_prefix) + "-raw")
+    try:
+        yield client
+    finally:
+        try:
+            await client.aclose()
+        finally:
+            await delete_prefix(agentmem_server.url, agentmem_prefix)
+
+
+@async_fixture
+async def agentmem_store(
+    agentmem_server: ServerInfo, agentmem_prefix: str
+) -> AsyncIterator[AgentMemoryStore]:
+    """An ``AgentMemoryStore`` on the shared server with the test's prefix and its own
+    client name; closed, and its keys deleted, afterwards."""
+    from agentmem.store import AgentMemoryStore
+
+    store = AgentMemoryStore.from_url(
+        agentmem_server.url, prefix=agentmem_prefix, client_name=_client_name(agentmem_prefix)
+    )
+    try:
+        yield store
+    finally:
+        try:
+            await store.aclose()
+        finally:
+            await delete_prefix(agentmem_server.url, agentmem_prefix)
+
+
+@async_fixture
+async def agentmem_store_factory(
+    request: pytest.FixtureRequest, agentmem_prefix: str
+) -> AsyncIterator[StoreFactory]:
+    """``make(url=None, **options)``: stores with the test's prefix and a client name of
+    their own (``<name>-1``, ``-2``...); the URL defaults to the shared server. Every
+    store made is closed afterwards."""
+    from agentmem.store import AgentMemoryStore
+
+    made: list[AgentMemoryStore] = []
+    shared_url: list[str] = []
+
+    def make(url: str | None = None, **options: Any) -> AgentMemoryStore:
+        if url is None:
+            server: ServerInfo = request.getfixturevalue("agentmem_server")
+            url = server.url
+            shared_url[:] = [url]
+        options.setdefault("prefix", agentmem_prefix)
+        options.setdefault("client_name", f"{_client_name(agentmem_prefix)}-{len(made) + 1}")
+        store = AgentMemoryStore.from_url(url, **options)
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        try:
+            for store in made:
+                await store.aclose()
+        finally:
+            for url in shared_url:
+                await delete_prefix(url, agentmem_prefix)
+
+
+@pytest.fixture
+def agentmem_proxy_factory(request: pytest.FixtureRequest) -> Iterator[ProxyFactory]:
+    """``make(url=None) -> TcpProxy``: a started proxy in front of ``url`` (default: the
+    shared server); every proxy made is stopped afterwards."""
+    proxies: list[TcpProxy] = []
+
+    def make(url: str | None = None) -> TcpProxy:
+        if url is None:
+            server: ServerInfo = request.getfixturevalue("agentmem_server")
+            url = server.url
+        proxy = TcpProxy(url)
+        proxies.append(proxy)
+        return proxy.start()
+
+    try:
+        yield make
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+
+
+@pytest.fixture
+def agentmem_proxy(agentmem_server: ServerInfo, agentmem_proxy_factory: ProxyFactory) -> TcpProxy:
+    """A started :class:`~agentmem.testing.TcpProxy` in front of the shared server."""
+    return agentmem_proxy_factory(agentmem_server.url)
+
+
+@pytest.fixture
+def agentmem_server_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerFactory]:
+    """``make(*, persistence=False, appendfsync="everysec", **config) -> EmbeddedServer``:
+    a started server of the test's own, for faults that would disturb other workers.
+    Stopped afterwards (resumed first if paused), whatever the test did."""
+    run = plugin_state(request.config)
+    servers: list[EmbeddedServer] = []
+
+    def make(
+        *, persistence: bool = False, appendfsync: str = "everysec", **config: str | int
+    ) -> EmbeddedServer:
+        server = EmbeddedServer(
+            run.private_binary(),
+            tmp_path_factory.mktemp("agentmem-server"),
+            persistence=persistence,
+            appendfsync=appendfsync,
+            config=config,
+        )
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def agentmem_private_server(agentmem_server_factory: ServerFactory) -> EmbeddedServer:
+    """A started private server with the defaults (no persistence)."""
+    return agentmem_server_factory()
