@@ -22,6 +22,7 @@ from agentmem.testing.server import (
     find_server_binaries,
     parse_version,
     probe_binary,
+    resolve_binary,
 )
 
 __all__ = [
@@ -160,7 +161,10 @@ def _docker_reason(settings: ProvisionSettings) -> str | None:
 
 def _binaries(settings: ProvisionSettings) -> tuple[list[Path], list[str]]:
     if settings.binary:
-        return [Path(settings.binary)], []
+        try:
+            return [resolve_binary(settings.binary)], []
+        except ServerStartError as exc:
+            return [], [f"{settings.binary_origin}={settings.binary}: {exc}"]
     return find_server_binaries()
 
 

