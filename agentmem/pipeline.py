@@ -28,6 +28,8 @@ from typing import Any
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
+from agentmem._translate import is_transient
+from agentmem.breaker import CircuitBreaker
 from agentmem.scripts import Script, ScriptRunner
 
 __all__ = ["AutoPipeliner", "Call", "send_direct"]
@@ -102,20 +104,39 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
     return replies
 
 
-async def _send_with_reload(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
-    replies = await _pipeline(client, runner, calls)
+async def _exchange(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+) -> list[Any]:
+    """One round trip, reported to the breaker: any reply means the server is reachable."""
+    try:
+        replies = await _pipeline(client, runner, calls)
+    except Exception as exc:
+        if is_transient(exc):
+            breaker.record_failure()
+        raise
+    breaker.record_success()
+    return replies
+
+
+async def _send_with_reload(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+) -> list[Any]:
+    replies = await _exchange(client, runner, calls, breaker)
     again = [i for i, reply in enumerate(replies) if _missing_script(reply)]
     if again:
         scripts = {id(calls[i].script): calls[i].script for i in again}
         await runner.load(client, [s for s in scripts.values() if s is not None])
-        for i, reply in zip(again, await _pipeline(client, runner, [calls[i] for i in again]), strict=True):
+        resent = await _exchange(client, runner, [calls[i] for i in again], breaker)
+        for i, reply in zip(again, resent, strict=True):
             replies[i] = reply
     return replies
 
 
-async def send_direct(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
+async def send_direct(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+) -> list[Any]:
     """Send one operation's calls now (one round trip); raise the first error reply."""
-    replies = await _send_with_reload(client, runner, calls)
+    replies = await _send_with_reload(client, runner, calls, breaker)
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
@@ -125,9 +146,12 @@ async def send_direct(client: Redis, runner: ScriptRunner, calls: Sequence[Call]
 class AutoPipeliner:
     """Batches calls submitted in one event-loop iteration into one round trip."""
 
-    def __init__(self, client: Redis, runner: ScriptRunner, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, client: Redis, runner: ScriptRunner, breaker: CircuitBreaker, *, max_batch: int = MAX_BATCH
+    ) -> None:
         self._client = client
         self._runner = runner
+        self._breaker = breaker
         self._max_batch = max_batch
         self._pending: list[tuple[Call, asyncio.Future[Any]]] = []
         self._flush_scheduled = False
@@ -170,7 +194,8 @@ class AutoPipeliner:
         self.batches += 1
         self.calls += len(batch)
         try:
-            replies = await _send_with_reload(self._client, self._runner, [c for c, _ in batch])
+            calls = [c for c, _ in batch]
+            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -1,5 +1,9 @@
 """Retries with exponential backoff, full jitter and a deadline, behind a circuit breaker.
 
+The breaker is consulted before every attempt; it is fed by the sending layer
+(:mod:`agentmem.pipeline`), once per round trip, so one lost pipeline carrying 200
+callers counts as one failure, not 200.
+
 This is the only retry layer: the pool a store builds is given a zero-retry policy so
 redis-py does not retry underneath it (its default is 3 retries per command), and a
 caller's own client is used as it is.
@@ -75,10 +79,11 @@ class Retrier:
                 self.breaker.release_probe()
                 raise
             except Exception as exc:
+                # The breaker was told by the exchange itself (one failure per round trip,
+                # however many callers shared it); here only the probe slot is freed.
+                self.breaker.release_probe()
                 if not is_transient(exc):
-                    self.breaker.record_success()  # the server answered; it is reachable
                     raise translate(exc, operation=operation) from exc
-                self.breaker.record_failure()
                 delay = backoff_delay(self.policy, attempts - 1)
                 if attempts > self.policy.retries or loop.time() + delay > deadline:
                     self.stats.failures += 1
@@ -95,5 +100,4 @@ class Retrier:
                 )
                 await asyncio.sleep(delay)
             else:
-                self.breaker.record_success()
                 return result

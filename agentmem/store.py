@@ -80,7 +80,9 @@ class AgentMemoryStore:
             ),
             self.breaker,
         )
-        self._pipeliner = AutoPipeliner(client, self._scripts) if self.config.auto_pipeline else None
+        self._pipeliner = (
+            AutoPipeliner(client, self._scripts, self.breaker) if self.config.auto_pipeline else None
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
@@ -140,7 +142,9 @@ class AgentMemoryStore:
         if self._pipeliner is not None:
             pipeliner = self._pipeliner
             return await self._retrier.run(operation, lambda: pipeliner.send(calls))
-        return await self._retrier.run(operation, lambda: send_direct(self._client, self._scripts, calls))
+        return await self._retrier.run(
+            operation, lambda: send_direct(self._client, self._scripts, calls, self.breaker)
+        )
 
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]

@@ -189,3 +189,28 @@ async def test_breaker_fails_fast_then_half_opens(
     await store.save_context("s", {"a": 2})
     assert _state(store) == "closed"
     assert (await store.health()).breaker_state == "closed"
+
+
+async def test_retried_append_is_not_stored_twice(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any
+) -> None:
+    """The server applies an append, the reply is lost to a reset: the retry appends nothing twice."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, retries=3, auto_pipeline=False)
+    await store.append_messages("s", [{"n": 0}])
+    agentmem_proxy.cut_next_reply()
+    assert await store.append_messages("s", [{"n": 1}, {"n": 2}]) == 3
+    assert agentmem_proxy.replies_cut == 1
+    assert store.retry_stats.retries >= 1
+    assert [m["n"] for m in await store.load_history("s")] == [0, 1, 2]
+
+
+async def test_retried_append_through_the_pipeliner(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any
+) -> None:
+    """Same cut with auto-pipelining and concurrent appends: every message lands exactly once."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, retries=3)
+    await store.append_messages("s", [{"n": -1}])
+    agentmem_proxy.cut_next_reply()
+    await asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(20)))
+    assert agentmem_proxy.replies_cut == 1
+    assert sorted(m["n"] for m in await store.load_history("s", last=100)) == list(range(-1, 20))

@@ -59,7 +59,9 @@ class TcpProxy:
     * :meth:`refuse` - the listening socket is closed, so new connects are refused
       (open connections stay up);
 
-    and one immediate fault, :meth:`reset`, which resets every open connection (RST).
+    and two immediate faults: :meth:`reset`, which resets every open connection (RST),
+    and :meth:`cut_next_reply`, which lets a request reach the server and then resets
+    the connection instead of delivering the reply (a cut at the worst moment).
     """
 
     def __init__(self, target_url: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -77,6 +79,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._flowing: asyncio.Event | None = None
         self._links: set[_Link] = set()
+        self._cut_next_reply = False
+        self.replies_cut = 0
 
     def __repr__(self) -> str:
         return f"<TcpProxy {self.host}:{self._port} -> {self.target_host}:{self.target_port}>"
@@ -164,6 +168,14 @@ class TcpProxy:
         """Reset (RST) every open connection now; new connections work as before."""
         self._call(self._reset_all())
 
+    def cut_next_reply(self) -> None:
+        """Drop the next reply the server sends and reset that client connection (RST).
+
+        The request was received and applied by the server; the client never learns it.
+        One-shot: later replies flow again.
+        """
+        self._call(self._arm_cut())
+
     def refuse(self) -> None:
         """Close the listening socket: connects are refused until :meth:`restore`."""
         self._call(self._close_listener())
@@ -202,6 +214,9 @@ class TcpProxy:
         else:
             self._flowing.clear()
 
+    async def _arm_cut(self) -> None:
+        self._cut_next_reply = True
+
     async def _reset_all(self) -> None:
         links, self._links = self._links, set()
         for link in links:
@@ -230,15 +245,20 @@ class TcpProxy:
         self._links.add(link)
         link.tasks = [
             asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(up_reader, writer, link=link)),
         ]
         await asyncio.gather(*link.tasks, return_exceptions=True)
         self._links.discard(link)
         writer.transport.abort()
         up_writer.transport.abort()
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        """Copy ``source`` to ``sink`` through a queue, so a stalled sink never stops reading."""
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, link: _Link | None = None
+    ) -> None:
+        """Copy ``source`` to ``sink`` through a queue, so a stalled sink never stops reading.
+
+        ``link`` is given for the server-to-client direction, where replies can be cut.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
 
@@ -260,6 +280,12 @@ class TcpProxy:
                 delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                if link is not None and self._cut_next_reply:
+                    self._cut_next_reply = False
+                    self.replies_cut += 1
+                    self._links.discard(link)
+                    link.abort(reset=True)
+                    return
                 sink.write(chunk)
                 await sink.drain()
             # End of stream: pass the half-close on, then let the other side finish.
