@@ -25,6 +25,8 @@ __all__ = [
 #: A hash field no user key can produce: 0xFF never occurs in UTF-8. It marks that a
 #: context exists (so an empty context is still "a context", not "none").
 META_FIELD = b"\xff"
+#: Fields starting with 0xFE hold per-field versions (see ``WRITE_HASH``); never user data.
+VERSION_MARK = 0xFE
 
 
 def _dumps(value: Any, what: str) -> bytes:
@@ -66,7 +68,7 @@ def decode_fields(raw: Iterable[bytes], *, what: str) -> dict[str, Any]:
     items = list(raw)
     result: dict[str, Any] = {}
     for field, value in zip(items[::2], items[1::2], strict=True):
-        if field == META_FIELD:
+        if field == META_FIELD or field[:1] == bytes((VERSION_MARK,)):
             continue
         try:
             result[field.decode("utf-8")] = orjson.loads(value)

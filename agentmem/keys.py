@@ -13,6 +13,7 @@ id, or match keys outside the store's prefix in a SCAN pattern.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -41,6 +42,7 @@ def validate_id(value: object, *, kind: str = "session") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)  # agents touch the same few ids every turn
 def _encode(value: str) -> str:
     return quote(value, safe=_SAFE, encoding="utf-8", errors="strict")
 

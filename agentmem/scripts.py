@@ -15,6 +15,7 @@ write, which is why every write script's first write is one that grows memory (H
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,22 +24,15 @@ from typing import Any
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-__all__ = ["APPEND", "MERGE_HASH", "READ_HASH", "READ_SESSION", "SAVE_HASH", "Script", "ScriptRunner"]
+__all__ = ["APPEND", "READ_HASH", "READ_SESSION", "WRITE_HASH", "Script", "ScriptRunner"]
 
-# Lua's unpack() is bounded by the C stack, so long argument lists go in chunks.
-# The chunk is even so field/value pairs stay together.
-_CHUNKED_HSET = """
-local function hset_from(key, first)
-  for i = first, #ARGV, 200 do
-    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, #ARGV)))
-  end
-end
-local function set_ttl(first_key, ttl)
-  for i = first_key, #KEYS do
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
-  end
-end
-"""
+# Lua's unpack() is bounded by the C stack, so every script sends long argument lists
+# in chunks of 200 (even, so field/value pairs stay together).
+
+
+@functools.cache
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -57,42 +51,68 @@ class Script:
         return self.body
 
     def sha(self, flagged: bool) -> str:
-        source = self.flagged if flagged else self.plain
-        return hashlib.sha1(source.encode()).hexdigest()
+        return _sha(self.flagged if flagged else self.plain)
 
 
-# KEYS: target, then keys whose TTL follows it. ARGV: ttl_ms, field, value, ...
-# Replace a hash whole. The HSET is the first write on purpose: on Redis 6.2 the OOM
-# check applies only to a script's first write, so past maxmemory it refuses the
-# script before anything changed. Fields the new value lacks are removed after it.
-SAVE_HASH = Script(
-    "save_hash",
-    _CHUNKED_HSET
-    + """
-local old = redis.call('HKEYS', KEYS[1])
-hset_from(KEYS[1], 2)
+# KEYS: target hash, then keys whose TTL follows it.
+# ARGV: ttl_ms (0: leave TTL), version, mode, META, "1", field, value, ...
+# mode: merge | replace | merge-if-newer | replace-if-newer.
+#
+# Every field ``f`` gets a version field ``"\254" .. f`` (0xFE never occurs in UTF-8,
+# so no user key can collide) holding the writer's clock in microseconds. Plain
+# writes set it; the ``-if-newer`` modes, used when a local journal replays a write
+# made while Redis was unreachable, skip every field whose stored version is newer,
+# so a replay never overwrites what another process wrote meanwhile.
+#
+# The first write is the HSET on purpose: on Redis 6.2 the OOM check applies only to a
+# script's first write, so past maxmemory it refuses the script before anything changed.
+WRITE_HASH = Script(
+    "write_hash",
+    """
+local ttl = tonumber(ARGV[1])
+local version = ARGV[2]
+local mode = ARGV[3]
+local conditional = mode == 'merge-if-newer' or mode == 'replace-if-newer'
+local replace = mode == 'replace' or mode == 'replace-if-newer'
+local V = '\\254'
+local function newer_stored(name)
+  if not conditional then return false end
+  local stored = redis.call('HGET', KEYS[1], V .. name)
+  return stored ~= false and tonumber(stored) > tonumber(version)
+end
+local old = {}
+if replace then old = redis.call('HKEYS', KEYS[1]) end
+local args = {ARGV[4], ARGV[5]}
 local keep = {}
-for i = 2, #ARGV, 2 do keep[ARGV[i]] = true end
-local stale = {}
-for _, name in ipairs(old) do
-  if not keep[name] then stale[#stale + 1] = name end
+for i = 6, #ARGV, 2 do
+  local name = ARGV[i]
+  keep[name] = true
+  if not newer_stored(name) then
+    args[#args + 1] = name
+    args[#args + 1] = ARGV[i + 1]
+    args[#args + 1] = V .. name
+    args[#args + 1] = version
+  end
 end
-for i = 1, #stale, 200 do
-  redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 199, #stale)))
+for i = 1, #args, 200 do
+  redis.call('HSET', KEYS[1], unpack(args, i, math.min(i + 199, #args)))
 end
-set_ttl(1, tonumber(ARGV[1]))
-return 1
-""",
-    flags="",
-)
-
-# KEYS: target, then keys whose TTL follows it. ARGV: ttl_ms (0: leave TTL), field, value, ...
-MERGE_HASH = Script(
-    "merge_hash",
-    _CHUNKED_HSET
-    + """
-hset_from(KEYS[1], 2)
-set_ttl(1, tonumber(ARGV[1]))
+if replace then
+  local stale = {}
+  for _, name in ipairs(old) do
+    local byte = string.byte(name, 1)
+    if byte ~= 254 and byte ~= 255 and not keep[name] and not newer_stored(name) then
+      stale[#stale + 1] = name
+      stale[#stale + 1] = V .. name
+    end
+  end
+  for i = 1, #stale, 200 do
+    redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 199, #stale)))
+  end
+end
+if ttl > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
 return 1
 """,
     flags="",
@@ -113,22 +133,38 @@ for i = 4, #ARGV, 200 do
 end
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 local now = redis.call('TIME')
+-- Trim before adding: at most 64 ids, so the set keeps its compact listpack encoding.
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -64)
 redis.call('ZADD', KEYS[3], tonumber(now[1]) * 1000000 + tonumber(now[2]), ARGV[3])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -129)
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 return redis.call('LLEN', KEYS[2])
 """,
     flags="",
 )
 
+# Version fields (0xFE...) stay on the server: readers get the user's fields only.
+_VISIBLE = """
+local function visible(flat)
+  local out = {}
+  for i = 1, #flat, 2 do
+    if string.byte(flat[i], 1) ~= 254 then
+      out[#out + 1] = flat[i]
+      out[#out + 1] = flat[i + 1]
+    end
+  end
+  return out
+end
+"""
+
 # KEYS: context, history, appends. ARGV: refresh_ttl_ms (0: no refresh), want_context
 # (1/0), history_count (0: none). Returns {context fields, history items}.
 READ_SESSION = Script(
     "read_session",
-    """
+    _VISIBLE
+    + """
 local ctx = {}
 local hist = {}
-if ARGV[2] == '1' then ctx = redis.call('HGETALL', KEYS[1]) end
+if ARGV[2] == '1' then ctx = visible(redis.call('HGETALL', KEYS[1])) end
 local count = tonumber(ARGV[3])
 if count > 0 then hist = redis.call('LRANGE', KEYS[2], -count, -1) end
 local ttl = tonumber(ARGV[1])
@@ -143,8 +179,9 @@ return {ctx, hist}
 # KEYS: hash. ARGV: refresh_ttl_ms (0: no refresh).
 READ_HASH = Script(
     "read_hash",
-    """
-local fields = redis.call('HGETALL', KEYS[1])
+    _VISIBLE
+    + """
+local fields = visible(redis.call('HGETALL', KEYS[1]))
 local ttl = tonumber(ARGV[1])
 if ttl > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return fields
@@ -152,7 +189,7 @@ return fields
     flags="allow-oom",
 )
 
-ALL_SCRIPTS = (SAVE_HASH, MERGE_HASH, APPEND, READ_SESSION, READ_HASH)
+ALL_SCRIPTS = (WRITE_HASH, APPEND, READ_SESSION, READ_HASH)
 
 
 def _cannot_compile_shebang(exc: rexc.ResponseError) -> bool:

@@ -141,7 +141,7 @@ async def test_corrupted_context_is_not_none(
         await agentmem_store.load_context("s")
     with pytest.raises(MemoryCorruptedError):
         await agentmem_store.load_turn("s")
-    await agentmem_redis.hset(keys.context, b"\xfe\xfe", b"1")  # a field name that is not UTF-8
+    await agentmem_redis.hset(keys.context, b"\xc3\x28", b"1")  # a field name that is not UTF-8
     await agentmem_redis.hdel(keys.context, b"phone")
     with pytest.raises(MemoryCorruptedError):
         await agentmem_store.load_context("s")

@@ -1,0 +1,173 @@
+"""The benchmark harness runs end to end (``--quick``) and writes what it promises.
+
+Speed is never asserted here: the numbers depend on the machine and on what else runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from agentmem.keys import escape_glob
+from agentmem.testing.provision import ServerInfo
+from benchmarks.chart import chart_available
+from benchmarks.report import compute_ratios
+from benchmarks.run import CHART_NAME, QUICK_CONCURRENCY, RESULTS_NAME, main
+from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
+
+ASYNC_CONTENDERS = ("agentmem", "agentmem-nopipe", "raw-blob", "raw-hash", "pipe-blob", "pipe-hash")
+HEADLINE_RATIOS = (
+    "agentmem@64 / raw-blob@64",
+    "agentmem@64 / raw-hash@64",
+    "agentmem@64 / pipe-blob@64",
+    "agentmem@64 / pipe-hash@64",
+    "agentmem@64 / agentmem-nopipe@64",
+    "agentmem@1 / raw-blob@1",
+    "agentmem@1 / raw-hash@1",
+    "agentmem@1 / sync-json@1",
+)
+
+
+@dataclass(frozen=True)
+class QuickRun:
+    code: int
+    out: Path
+    stdout: str
+    stderr: str
+    results: dict[str, Any]
+    url: str
+
+
+@pytest.fixture(scope="module")
+def quick_run(agentmem_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    out = tmp_path_factory.mktemp("bench")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["--quick", "--url", agentmem_server.url, "--out", str(out)])
+    path = out / RESULTS_NAME
+    results = json.loads(path.read_text()) if path.exists() else {}
+    return QuickRun(code, out, stdout.getvalue(), stderr.getvalue(), results, agentmem_server.url)
+
+
+def test_quick_run_succeeds(quick_run: QuickRun) -> None:
+    """A quick run against the test server exits 0 and writes its JSON."""
+    assert quick_run.code == 0, quick_run.stderr
+    assert quick_run.results["schema"] == 1
+    assert quick_run.results["settings"]["quick"] is True
+
+
+def test_every_scenario_is_measured(quick_run: QuickRun) -> None:
+    """Each operation has a result for every contender at concurrency 1 and 64 (sync at 1 only)."""
+    measured = {(s["operation"], s["contender"], s["concurrency"]): s for s in quick_run.results["scenarios"]}
+    expected = {
+        (op, name, level) for op in OPERATIONS for name in ASYNC_CONTENDERS for level in QUICK_CONCURRENCY
+    }
+    expected |= {(op, "sync-json", 1) for op in OPERATIONS}
+    assert set(measured) == expected
+    for scenario in measured.values():
+        assert "error" not in scenario
+        assert scenario["ops_per_s"] > 0
+        assert 0 < scenario["p50_ms"] <= scenario["p99_ms"]
+        assert len(scenario["repetitions"]) == quick_run.results["settings"]["repetitions"]
+
+
+def test_ratios_are_positive_finite_numbers(quick_run: QuickRun) -> None:
+    """The headline ratios are present for every operation, each a positive finite number."""
+    ratios = {r["name"]: r for r in quick_run.results["ratios"]}
+    assert set(HEADLINE_RATIOS) <= set(ratios)
+    for name in HEADLINE_RATIOS:
+        by_operation = ratios[name]["by_operation"]
+        assert set(by_operation) == set(OPERATIONS)
+        for value in [*by_operation.values(), ratios[name]["geomean"]]:
+            assert math.isfinite(value)
+            assert value > 0
+
+
+def test_extras_are_reported(quick_run: QuickRun) -> None:
+    """Pool sweep, round trips, memory per session, encoding and machine info are all in the JSON."""
+    results = quick_run.results
+    assert {row["max_connections"] for row in results["pool_sweep"]["rows"]} >= {1, 8}
+    assert all(row["ops_per_s"] > 0 for row in results["pool_sweep"]["rows"])
+    assert results["round_trips"]["load_turn"]["pipelines_per_call"] == 1.0
+    assert results["memory"]["context"]["agentmem_hash"] > 0
+    assert results["memory"]["context"]["orjson_blob"] > 0
+    assert {row["codec"].split()[0] for row in results["encoding"]} >= {"json", "orjson"}
+    machine = results["machine"]
+    assert machine["cores"] >= 1
+    assert machine["server"]["flavor"] in ("redis", "valkey")
+    assert machine["redis_py"] == redis.__version__
+
+
+def test_table_and_progress_are_printed(quick_run: QuickRun) -> None:
+    """The aligned table goes to stdout and one progress line per scenario group to stderr."""
+    for heading in (
+        "agentmem benchmarks",
+        *(f"{op}: " for op in OPERATIONS),
+        "ratios",
+        "pool sweep",
+        "round trips",
+        "server memory per session",
+        "encoding",
+    ):
+        assert heading in quick_run.stdout
+    assert "agentmem@64 / pipe-hash@64" in quick_run.stdout
+    assert "pair c=64:" in quick_run.stderr
+
+
+def test_chart_is_drawn_when_matplotlib_is_installed(quick_run: QuickRun) -> None:
+    """With matplotlib a PNG is written; without it the run says how to get one."""
+    chart = quick_run.out / CHART_NAME
+    if chart_available():
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert not chart.exists()
+        assert "agentmem[bench]" in quick_run.stdout
+
+
+def test_no_key_is_left_behind(quick_run: QuickRun) -> None:
+    """Every key the run wrote under its prefix is deleted at the end."""
+    client = redis.Redis.from_url(quick_run.url)
+    try:
+        prefix = quick_run.results["key_prefix"]
+        assert list(client.scan_iter(match=escape_glob(prefix) + "*", count=1000)) == []
+    finally:
+        client.close()
+    assert quick_run.results["keys_deleted"] > 0
+
+
+def test_invalid_options_are_rejected() -> None:
+    """A non-positive --duration is a usage error, before any server is started."""
+    with pytest.raises(SystemExit) as raised, contextlib.redirect_stderr(io.StringIO()):
+        main(["--duration", "0"])
+    assert raised.value.code == 2
+
+
+def test_ratios_skip_missing_and_failed_scenarios() -> None:
+    """A ratio is computed only from scenarios both of whose sides ran without error."""
+    scenarios = [
+        {"operation": "pair", "contender": "agentmem", "concurrency": 64, "ops_per_s": 900.0},
+        {"operation": "pair", "contender": "raw-blob", "concurrency": 64, "ops_per_s": 300.0},
+        {"operation": "update", "contender": "agentmem", "concurrency": 64, "ops_per_s": 900.0},
+        {"operation": "update", "contender": "raw-blob", "concurrency": 64, "error": "boom"},
+    ]
+    ratios = {r["name"]: r for r in compute_ratios(scenarios, ["pair", "update"])}
+    assert set(ratios) == {"agentmem@64 / raw-blob@64"}
+    assert ratios["agentmem@64 / raw-blob@64"]["by_operation"] == {"pair": 3.0}
+    assert ratios["agentmem@64 / raw-blob@64"]["meets_target"] is True
+
+
+def test_workload_has_the_sizes_the_issue_asks_for() -> None:
+    """The context is ~4 KB of JSON with ~10 top-level fields; messages are ~200 bytes."""
+    assert 3500 <= len(orjson.dumps(CONTEXT)) <= 4500
+    assert 8 <= len(CONTEXT) <= 12
+    assert 2000 <= len(CONTEXT["summary"]) <= 3000
+    assert all(150 <= len(orjson.dumps(message)) <= 250 for message in MESSAGES)
