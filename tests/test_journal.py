@@ -30,8 +30,8 @@ def _down(proxy: Any) -> None:
 
 
 async def _raw_context(redis: Redis, prefix: str, session_id: str) -> dict[bytes, bytes]:
-    fields = await redis.hgetall(KeySchema(prefix).session(session_id).context)
-    return {bytes(k): bytes(v) for k, v in fields.items() if bytes(k)[:1] not in (b"\xfe", b"\xff")}
+    fields: dict[Any, Any] = await redis.hgetall(KeySchema(prefix).session(session_id).context)
+    return {k: v for k, v in fields.items() if k[:1] not in (b"\xfe", b"\xff")}
 
 
 async def test_outage_writes_are_journaled_read_back_and_replayed(
