@@ -435,13 +435,8 @@ class PipelinedHash(_RedisContender, _Batched):
                 pipe.expire(session.context_key, SESSION_TTL)
             await pipe.execute()
 
-    async def do_append(self, batch: Sequence[Session]) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for session in batch:
-                pipe.rpush(session.history_key, *[orjson.dumps(m) for m in MESSAGES])
-                pipe.ltrim(session.history_key, -MAX_HISTORY, -1)
-                pipe.expire(session.history_key, SESSION_TTL)
-            await pipe.execute()
+    # History is a list in both layouts: the same pipelined commands.
+    do_append = PipelinedBlob.do_append
 
     async def do_load_turn(self, batch: Sequence[Session]) -> None:
         async with self.client.pipeline(transaction=False) as pipe:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 from redis.asyncio import Redis
 
+from agentmem.keys import escape_glob
 from agentmem.testing.plugin import (
     PRIVATE_SERVER_FIXTURES,
     SHARED_SERVER_FIXTURES,
@@ -77,10 +78,6 @@ def make_prefix(worker: str, test_name: str) -> str:
     return f"test:{worker}:{name}:{secrets.token_hex(4)}"
 
 
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
-
-
 # -- fixtures ------------------------------------------------------------------------------
 
 
@@ -135,7 +132,7 @@ async def delete_prefix(url: str, prefix: str) -> int:
     client = Redis.from_url(url)
     try:
         batch: list[bytes] = []
-        async for key in client.scan_iter(match=_escape_glob(prefix) + "*", count=_SCAN_BATCH):
+        async for key in client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_BATCH):
             batch.append(key)
             if len(batch) >= _SCAN_BATCH:
                 deleted += await client.unlink(*batch)
