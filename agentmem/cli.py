@@ -109,7 +109,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.dangerous else 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(bench_args: list[str]) -> int:
     try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
         bench_main = importlib.import_module("benchmarks.run").main
     except ImportError as exc:
@@ -119,7 +119,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    code: int = bench_main(list(args.bench_args))
+    code: int = bench_main(bench_args)
     return code
 
 
@@ -141,13 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--health-check-interval", type=float, default=30.0)
     doctor.set_defaults(run=_cmd_doctor)
 
-    bench = commands.add_parser("bench", help="benchmarks, side by side (python -m benchmarks --help)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(run=_cmd_bench)
+    # Listed for --help only: main() hands everything after "bench" to the benchmarks.
+    commands.add_parser(
+        "bench", help="benchmarks side by side (options: agentmem bench --help)", add_help=False
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        return _cmd_bench(arguments[1:])
+    args = build_parser().parse_args(arguments)
     code: int = args.run(args)
     return code

@@ -118,6 +118,10 @@ return 1
     flags="",
 )
 
+#: Recent append operation ids a session remembers: a retry of any of its last 64
+#: appends is recognised and applied once.
+APPEND_LOG_IDS = 64
+
 # KEYS: context, history, appends. ARGV: ttl_ms, max_history, op_id, message, ...
 # The appends sorted set remembers recent operation ids, so a retry of an append the
 # server already applied (reply lost to a reset or timeout) pushes nothing twice.
@@ -133,12 +137,13 @@ for i = 4, #ARGV, 200 do
 end
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 local now = redis.call('TIME')
--- Trim before adding: at most 64 ids, so the set keeps its compact listpack encoding.
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -64)
+-- Trim before adding, so the set never passes APPEND_LOG_IDS and keeps its compact
+-- listpack encoding (a sorted set past 128 entries becomes a skiplist for good).
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -APPEND_LOG_IDS)
 redis.call('ZADD', KEYS[3], tonumber(now[1]) * 1000000 + tonumber(now[2]), ARGV[3])
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 return redis.call('LLEN', KEYS[2])
-""",
+""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)),
     flags="",
 )
 

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
 from agentmem.keys import KeySchema, escape_glob
+from agentmem.scripts import APPEND_LOG_IDS
 from benchmarks.contenders import make_sessions
 from benchmarks.workload import (
     CONTEXT,
@@ -33,8 +34,8 @@ from benchmarks.workload import (
 
 __all__ = ["delete_keys", "round_trips", "session_memory"]
 
-#: agentmem's append log keeps this many recent operation ids (see agentmem/scripts.py).
-APPEND_LOG_SIZE = 128
+#: agentmem's append log keeps this many recent operation ids.
+APPEND_LOG_SIZE = APPEND_LOG_IDS
 #: Concurrent tasks for the "calls per pipeline" line.
 PIPELINED_TASKS = 64
 

@@ -1,0 +1,116 @@
+"""Auto-pipelining on a real server: batching, isolation of errors and cancellations, NOSCRIPT."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryError, AgentMemoryStore
+from agentmem.keys import KeySchema
+from agentmem.pipeline import MAX_BATCH
+
+StoreFactory = Callable[..., AgentMemoryStore]
+
+
+def _pipeliner(store: AgentMemoryStore) -> Any:
+    pipeliner = store._pipeliner
+    assert pipeliner is not None
+    return pipeliner
+
+
+async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemoryStore) -> None:
+    """64 concurrent calls go out in ceil(64 / MAX_BATCH) pipelines, not 64 round trips."""
+    await agentmem_store.load_context("warm")
+    pipeliner = _pipeliner(agentmem_store)
+    before = pipeliner.batches
+    await asyncio.gather(*(agentmem_store.update_context(f"s{i}", {"i": i}) for i in range(64)))
+    assert pipeliner.batches - before == -(-64 // MAX_BATCH)
+    contexts = await asyncio.gather(*(agentmem_store.load_context(f"s{i}") for i in range(64)))
+    assert contexts == [{"i": i} for i in range(64)]
+
+
+async def test_an_operations_calls_never_split(agentmem_store: AgentMemoryStore) -> None:
+    """load_turn's two scripts ride in one pipeline even when a batch boundary falls between them."""
+    await agentmem_store.remember("u", {"vip": True})
+    pipeliner = _pipeliner(agentmem_store)
+    before = pipeliner.batches
+    # MAX_BATCH - 1 single calls, then a two-call load_turn: it must start the next batch.
+    loads = [agentmem_store.load_context(f"x{i}") for i in range(MAX_BATCH - 1)]
+    turns = await asyncio.gather(*loads, agentmem_store.load_turn("s", user_id="u"))
+    assert turns[-1].profile == {"vip": True}
+    assert pipeliner.batches - before == 2
+
+
+async def test_an_error_fails_only_its_caller(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A WRONGTYPE reply inside a batch raises for that caller; the others succeed."""
+    await agentmem_redis.set(KeySchema(agentmem_prefix).session("broken").context, b"not a hash")
+    results = await asyncio.gather(
+        *(agentmem_store.update_context(f"ok{i}", {"i": i}) for i in range(10)),
+        agentmem_store.update_context("broken", {"i": -1}),
+        return_exceptions=True,
+    )
+    assert results[:10] == [None] * 10
+    assert isinstance(results[10], AgentMemoryError)
+    assert "WRONGTYPE" in str(results[10])
+
+
+async def test_cancelled_callers_do_not_disturb_others(agentmem_store: AgentMemoryStore) -> None:
+    """Callers cancelled before and after the flush leave every other reply correct."""
+    for i in range(40):
+        await agentmem_store.save_context(f"s{i}", {"i": i})
+    tasks = [asyncio.create_task(agentmem_store.load_context(f"s{i}")) for i in range(40)]
+    await asyncio.sleep(0)  # every task has queued its call
+    for task in tasks[::4]:
+        task.cancel()  # before the flush: dropped from the batch
+    await asyncio.sleep(0)
+    for task in tasks[1::4]:
+        task.cancel()  # after the flush: the reply is ignored
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for i, result in enumerate(results):
+        if i % 4 in (0, 1):
+            assert isinstance(result, asyncio.CancelledError) or result == {"i": i}
+        else:
+            assert result == {"i": i}
+    assert await agentmem_store.load_context("s0") == {"i": 0}  # the store still works
+
+
+async def test_noscript_in_a_batch_reloads_once(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """After SCRIPT FLUSH, a batch of 30 calls reloads the script and every call succeeds."""
+    store = agentmem_store_factory(url=agentmem_private_server.url)
+    await store.save_context("s", {"a": 1})
+    admin = Redis.from_url(agentmem_private_server.url)
+    try:
+        await admin.script_flush()
+        loads_before = store._scripts.loads
+        results = await asyncio.gather(*(store.load_context("s") for _ in range(30)))
+    finally:
+        await admin.aclose()
+    assert results == [{"a": 1}] * 30
+    assert store._scripts.loads == loads_before + 1
+
+
+async def test_pipelining_over_a_caller_client(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """A caller-supplied client is auto-pipelined too, and left open."""
+    store = AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix)
+    await asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(20)))
+    assert sorted(m["n"] for m in await store.load_history("s", last=50)) == list(range(20))
+    await store.aclose()
+    assert await agentmem_redis.ping()
+
+
+@pytest.mark.parametrize("auto_pipeline", [True, False])
+async def test_same_results_with_and_without(
+    agentmem_store_factory: StoreFactory, auto_pipeline: bool
+) -> None:
+    """auto_pipeline only changes how calls travel, not what they do."""
+    store = agentmem_store_factory(auto_pipeline=auto_pipeline)
+    await asyncio.gather(*(store.update_context("s", {f"f{i}": i}) for i in range(20)))
+    assert await store.load_context("s") == {f"f{i}": i for i in range(20)}
