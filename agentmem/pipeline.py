@@ -21,6 +21,7 @@ splits into one pipeline per node by slot, with the same per-call result routing
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,9 +162,10 @@ class AutoPipeliner:
         self._pending: list[list[tuple[Call, asyncio.Future[Any]]]] = []
         self._flush_scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
-        #: Pipelines sent and calls carried, for benchmarks and health.
+        #: Pipelines sent, calls carried, and the sizes of the latest pipelines.
         self.batches = 0
         self.calls = 0
+        self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
         """Queue an operation's calls for the next flush; raise the first error reply."""
@@ -208,6 +210,7 @@ class AutoPipeliner:
     async def _send_batch(self, batch: list[tuple[Call, asyncio.Future[Any]]]) -> None:
         self.batches += 1
         self.calls += len(batch)
+        self.recent_sizes.append(len(batch))
         try:
             calls = [c for c, _ in batch]
             replies = await _send_with_reload(self._client, self._runner, calls, self._breaker)

@@ -40,9 +40,10 @@ async def test_an_operations_calls_never_split(agentmem_store: AgentMemoryStore)
     before = pipeliner.batches
     # MAX_BATCH - 1 single calls, then a two-call load_turn: it must start the next batch.
     loads = [agentmem_store.load_context(f"x{i}") for i in range(MAX_BATCH - 1)]
-    turns = await asyncio.gather(*loads, agentmem_store.load_turn("s", user_id="u"))
-    assert turns[-1].profile == {"vip": True}
+    _, turn = await asyncio.gather(asyncio.gather(*loads), agentmem_store.load_turn("s", user_id="u"))
+    assert turn.profile == {"vip": True}
     assert pipeliner.batches - before == 2
+    assert list(pipeliner.recent_sizes)[-2:] == [MAX_BATCH - 1, 2]  # not [MAX_BATCH, 1]
 
 
 async def test_an_error_fails_only_its_caller(
