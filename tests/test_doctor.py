@@ -39,9 +39,11 @@ async def test_allkeys_eviction_loses_sessions_and_doctor_flags_it(
 
     try:
         async with memory_pressure(admin, maxmemory="4mb", policy="allkeys-lru"):
-            for i in range(400):
+            for i in range(400):  # 8 MB of sessions into 4 MB
                 await store.save_context(f"s{i}", {"blob": "x" * 20_000})
-            assert await store.load_context("s0") is None  # evicted: no error, just gone
+            loaded = [await store.load_context(f"s{i}") for i in range(400)]
+            gone = sum(context is None for context in loaded)
+            assert gone > 100  # evicted: every save succeeded, yet the sessions are not there
             writer = asyncio.create_task(keep_writing())
             try:
                 report = await diagnose(agentmem_private_server.url, eviction_interval=0.5)

@@ -42,11 +42,11 @@ async def test_writes_to_either_key_reset_both(
 
 async def test_reads_slide_the_ttl(agentmem_store_factory: StoreFactory) -> None:
     """With sliding_ttl (default), regular reads keep a session alive past its TTL."""
-    store = agentmem_store_factory(ttl=0.4)
+    store = agentmem_store_factory(ttl=1.0)
     await store.save_context("s", {"a": 1})
     await store.append_messages("s", [{"n": 1}])
-    for _ in range(4):
-        await asyncio.sleep(0.2)
+    for _ in range(5):  # 1.5 s in all: well past the TTL, each step well inside it
+        await asyncio.sleep(0.3)
         assert (await store.load_turn("s")).context == {"a": 1}
     assert await store.load_history("s") == [{"n": 1}]
 
@@ -71,11 +71,11 @@ async def test_facts_have_no_ttl_by_default(
 
 async def test_profile_ttl_expires_facts(agentmem_store_factory: StoreFactory) -> None:
     """With profile_ttl, facts expire; recall refreshes it while sliding."""
-    store = agentmem_store_factory(profile_ttl=0.4)
+    store = agentmem_store_factory(profile_ttl=1.0)
     await store.remember("u", {"a": 1})
-    await asyncio.sleep(0.25)
-    assert await store.recall("u") == {"a": 1}
-    await asyncio.sleep(0.25)
-    assert await store.recall("u") == {"a": 1}
     await asyncio.sleep(0.6)
+    assert await store.recall("u") == {"a": 1}
+    await asyncio.sleep(0.6)  # 1.2 s after remember: alive only because recall slid it
+    assert await store.recall("u") == {"a": 1}
+    await asyncio.sleep(1.3)
     assert await store.recall("u") == {}

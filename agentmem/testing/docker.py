@@ -262,7 +262,5 @@ def start_redis_container(image: str, timeout: float) -> RedisContainerServer:
             reason += f" (and removing the container failed: {stop_exc})"
         if not isinstance(exc, Exception):  # KeyboardInterrupt and the like go on as they are
             raise
-        raise RuntimeError(
-            f"Redis container from image {image!r} not ready within {timeout:g}s: {reason}"
-        ) from exc
+        raise RuntimeError(f"Redis container from image {image!r} could not be used: {reason}") from exc
     return RedisContainerServer(container, host, port)
