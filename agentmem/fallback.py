@@ -39,7 +39,10 @@ class JournalFallback:
             while (entry := self.journal.first()) is not None:
                 try:
                     await self._replay_one(entry)
-                except MemoryUnavailableError:
+                except MemoryUnavailableError as exc:
+                    log.warning(
+                        "agentmem journal: replay of %s %r failed, kept: %s", entry.kind, entry.target, exc
+                    )
                     return False
                 except AgentMemoryError as exc:  # e.g. MemoryFullError: keep it, try later
                     log.error(

@@ -82,6 +82,14 @@ except ImportError:  # pragma: no cover - hiredis is installed with agentmem
     _pack = _pack_python
 
 
+def _peer_closed(connection: Any) -> bool:
+    """Whether the connection's transport already saw the peer go away (redis-py internals,
+    read defensively: an unknown layout counts as open)."""
+    writer = getattr(connection, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    return bool(transport is not None and transport.is_closing())
+
+
 async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
     """Send calls in one round trip on one pooled connection; replies (or per-call errors) in order.
 
@@ -92,6 +100,11 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
+        if _peer_closed(connection):
+            # Reset or killed while it sat in the pool. Reconnect instead of writing into a
+            # dead transport: that costs an attempt, and on CPython 3.12.1/3.13.0 such a
+            # write can leave a stale selector entry that hangs the next connect (gh-115514).
+            await connection.disconnect()
         await connection.send_packed_command(packed)
         replies: list[Any] = []
         for _ in calls:
@@ -99,6 +112,14 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
                 replies.append(await connection.read_response())
             except rexc.ResponseError as exc:  # an error reply: the stream is still in step
                 replies.append(exc)
+    except (AttributeError, TypeError) as exc:
+        # CPython 3.12+ can raise these from a write into a transport the peer just reset
+        # (gh-136234); when the transport is indeed closing, it is a lost connection.
+        lost = _peer_closed(connection)
+        await connection.disconnect()
+        if lost:
+            raise rexc.ConnectionError(f"connection lost while writing: {exc!r}") from exc
+        raise
     except BaseException:
         # A failed or cancelled exchange leaves replies unread: never hand this
         # connection to anyone else.
