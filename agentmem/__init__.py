@@ -12,7 +12,9 @@ from agentmem.errors import (
     MemoryFullError,
     MemoryUnavailableError,
     SerializationError,
+    UnflushedJournalError,
 )
+from agentmem.health import Health
 from agentmem.store import AgentMemoryStore, Turn
 
 try:
@@ -25,6 +27,7 @@ __all__ = (
     "AgentMemoryStore",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "Health",
     "InvalidKeyError",
     "MemoryCorruptedError",
     "MemoryFullError",
@@ -32,5 +35,6 @@ __all__ = (
     "SerializationError",
     "StoreConfig",
     "Turn",
+    "UnflushedJournalError",
     "__version__",
 )

@@ -15,6 +15,7 @@ __all__ = [
     "MemoryFullError",
     "MemoryUnavailableError",
     "SerializationError",
+    "UnflushedJournalError",
 ]
 
 
@@ -50,3 +51,14 @@ class MemoryFullError(AgentMemoryError):
 
 class InvalidKeyError(AgentMemoryError, ValueError):
     """A session or user id is not a non-empty ``str`` of at most 512 UTF-8 bytes. Nothing was sent."""
+
+
+class UnflushedJournalError(MemoryUnavailableError):
+    """``aclose()`` could not write the journal (``fallback="journal"``) back to Redis.
+
+    ``pending`` lists ``(kind, id)`` of every write Redis never received; they are lost.
+    """
+
+    def __init__(self, message: str, pending: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.pending = pending

@@ -23,17 +23,9 @@ from typing import Any, Literal
 
 from agentmem.errors import MemoryUnavailableError
 
-__all__ = ["Journal", "JournalEntry", "LocalView", "UnflushedJournalError"]
+__all__ = ["Journal", "JournalEntry", "LocalView"]
 
 Kind = Literal["save", "update", "append", "remember"]
-
-
-class UnflushedJournalError(MemoryUnavailableError):
-    """``aclose()`` could not write the journal back to Redis; ``pending`` names what is lost."""
-
-    def __init__(self, message: str, pending: list[tuple[str, str]]) -> None:
-        super().__init__(message)
-        self.pending = pending
 
 
 @dataclass(frozen=True, slots=True)

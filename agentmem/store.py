@@ -18,9 +18,10 @@ from redis.backoff import NoBackoff
 from agentmem.breaker import CircuitBreaker
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import StoreConfig
+from agentmem.errors import UnflushedJournalError
 from agentmem.fallback import JournalFallback
 from agentmem.health import Health, collect_health
-from agentmem.journal import Journal, JournalEntry, UnflushedJournalError
+from agentmem.journal import Journal, JournalEntry
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
@@ -149,7 +150,7 @@ class AgentMemoryStore:
         """Release every connection this store opened; a caller's client stays open.
 
         With a journal, first try to write it back; if that fails, the connections are
-        still released and :class:`~agentmem.journal.UnflushedJournalError` names every
+        still released and :class:`~agentmem.UnflushedJournalError` names every
         write that is lost.
         """
         if self._closed:

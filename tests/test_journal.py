@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore, MemoryUnavailableError
-from agentmem.journal import UnflushedJournalError
+from agentmem import AgentMemoryStore, MemoryUnavailableError, UnflushedJournalError
 from agentmem.keys import KeySchema
 
 StoreFactory = Callable[..., AgentMemoryStore]
