@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import time
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +84,18 @@ def docker_unavailable_reason() -> str | None:
             f"no Docker engine: socket {socket_path} ({origin}) does not exist;"
             " run `bash .ci/docker-setup.sh` to start one"
         )
+    if socket_path is not None:
+        # A socket file left by a dockerd that is gone: say so without the SDK, whose
+        # failed version negotiation would leak an open socket.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(_PING_TIMEOUT)
+            try:
+                probe.connect(socket_path)
+            except OSError as exc:
+                return (
+                    f"no Docker engine: nothing accepts on {socket_path} ({exc});"
+                    " run `bash .ci/docker-setup.sh`"
+                )
 
     import docker
 
