@@ -105,6 +105,20 @@ class JournalFallback:
                 return local(), False
             raise
 
+    async def read_one(
+        self,
+        scope: tuple[str, str],
+        seen_key: tuple[str, str],
+        fetch: Callable[[], Awaitable[T]],
+        merge: Callable[[Any], T],
+    ) -> T:
+        """One value: from Redis (remembered as seen) or the snapshot, with the journal merged over."""
+        value, from_redis = await self.read([scope], [seen_key], fetch, lambda: merge(self.seen(seen_key)))
+        if from_redis:
+            self.see(seen_key, value)
+            value = merge(value)
+        return value
+
     async def flush(self) -> list[tuple[str, str]]:
         """Try to replay everything; return what is still pending."""
         await self.replay()

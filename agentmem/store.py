@@ -289,20 +289,15 @@ class AgentMemoryStore:
 
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
-        fallback = self._fallback
-        if fallback is None:
+        if self._fallback is None:
             return await self._fetch_context(session_id)
-        journal = fallback.journal
-        context, from_redis = await fallback.read(
-            [("session", session_id)],
-            [("ctx", session_id)],
+        journal = self._fallback.journal
+        return await self._fallback.read_one(
+            ("session", session_id),
+            ("ctx", session_id),
             lambda: self._fetch_context(session_id),
-            lambda: journal.context_view(session_id, fallback.seen(("ctx", session_id))),
+            lambda base: journal.context_view(session_id, base),
         )
-        if from_redis:
-            fallback.see(("ctx", session_id), context)
-            context = journal.context_view(session_id, context)
-        return context
 
     # -- history ---------------------------------------------------------------------
 
@@ -349,19 +344,15 @@ class AgentMemoryStore:
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _positive(last, "last")
-        fallback = self._fallback
-        if fallback is None:
+        if self._fallback is None:
             return await self._fetch_history(session_id, last)
-        journal, limit = fallback.journal, self.config.max_history
-        history, from_redis = await fallback.read(
-            [("session", session_id)],
-            [("hist", session_id)],
+        journal, limit = self._fallback.journal, self.config.max_history
+        history = await self._fallback.read_one(
+            ("session", session_id),
+            ("hist", session_id),
             lambda: self._fetch_history(session_id, last),
-            lambda: journal.history_view(session_id, fallback.seen(("hist", session_id)), limit),
+            lambda base: journal.history_view(session_id, base, limit),
         )
-        if from_redis:
-            fallback.see(("hist", session_id), history)
-            history = journal.history_view(session_id, history, limit)
         return history[-last:]
 
     # -- long-term facts -------------------------------------------------------------
@@ -388,20 +379,15 @@ class AgentMemoryStore:
 
     async def recall(self, user_id: str) -> dict[str, Any]:
         """The user's long-term facts (``{}`` when there are none)."""
-        fallback = self._fallback
-        if fallback is None:
+        if self._fallback is None:
             return await self._fetch_facts(user_id)
-        journal = fallback.journal
-        facts, from_redis = await fallback.read(
-            [("user", user_id)],
-            [("facts", user_id)],
+        journal = self._fallback.journal
+        return await self._fallback.read_one(
+            ("user", user_id),
+            ("facts", user_id),
             lambda: self._fetch_facts(user_id),
-            lambda: journal.facts_view(user_id, fallback.seen(("facts", user_id))),
+            lambda base: journal.facts_view(user_id, base),
         )
-        if from_redis:
-            fallback.see(("facts", user_id), facts)
-            facts = journal.facts_view(user_id, facts)
-        return facts
 
     # -- both at once ----------------------------------------------------------------
 
