@@ -24,6 +24,9 @@ from benchmarks.report import compute_ratios
 from benchmarks.run import CHART_NAME, QUICK_CONCURRENCY, RESULTS_NAME, main
 from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
 
+# A few seconds of benchmarking: kept out of the fast core suite (-m "not slow"), run in CI.
+pytestmark = pytest.mark.slow
+
 ASYNC_CONTENDERS = ("agentmem", "agentmem-nopipe", "raw-blob", "raw-hash", "pipe-blob", "pipe-hash")
 HEADLINE_RATIOS = (
     "agentmem@64 / raw-blob@64",
