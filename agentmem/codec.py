@@ -26,7 +26,7 @@ __all__ = [
 #: context exists (so an empty context is still "a context", not "none").
 META_FIELD = b"\xff"
 #: Fields starting with 0xFE hold per-field versions (see ``WRITE_HASH``); never user data.
-VERSION_MARK = 0xFE
+VERSION_PREFIX = b"\xfe"
 
 
 def _dumps(value: Any, what: str) -> bytes:
@@ -68,7 +68,7 @@ def decode_fields(raw: Iterable[bytes], *, what: str) -> dict[str, Any]:
     items = list(raw)
     result: dict[str, Any] = {}
     for field, value in zip(items[::2], items[1::2], strict=True):
-        if field == META_FIELD or field[:1] == bytes((VERSION_MARK,)):
+        if field == META_FIELD or field.startswith(VERSION_PREFIX):
             continue
         try:
             result[field.decode("utf-8")] = orjson.loads(value)

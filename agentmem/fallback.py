@@ -29,7 +29,6 @@ class JournalFallback:
         self._replay_one = replay_one
         self._lock = asyncio.Lock()
         self.replayed = 0
-        self.journaled = 0
 
     async def replay(self) -> bool:
         """Write journaled entries back in order; ``True`` when the journal is empty."""
@@ -73,7 +72,6 @@ class JournalFallback:
 
     def _keep(self, operation: str, entry: JournalEntry, cause: BaseException | None) -> None:
         self.journal.add(entry, cause=cause)  # raises when a bound would be passed
-        self.journaled += 1
         log.warning(
             "agentmem %s: Redis unavailable, journaled locally (backlog %d entries, %d bytes)",
             operation,

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from agentmem.breaker import CircuitBreaker
 from agentmem.retry import RetryStats
 
-__all__ = ["Health", "collect_health"]
+__all__ = ["Health", "collect_health", "parse_version", "server_identity"]
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"7.0.15"`` -> ``(7, 0, 15)``; anything after the leading digits of a part is ignored."""
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    if not parts:
+        raise ValueError(f"not a version: {text!r}")
+    return tuple(parts)
+
+
+def server_identity(info: Mapping[str, Any]) -> tuple[str, str]:
+    """``(flavor, version)`` from INFO: Valkey reports ``valkey_version`` beside ``redis_version``."""
+    if info.get("server_name") == "valkey" or "valkey_version" in info:
+        return "valkey", str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+    return "redis", str(info.get("redis_version") or "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +70,7 @@ def collect_health(
     journal_backlog: int,
 ) -> Health:
     in_use, size = _pool_usage(pool)
-    server = "valkey" if "valkey_version" in info else "redis"
-    version = str(info.get("valkey_version") or info.get("redis_version") or "unknown")
+    server, version = server_identity(info)
     return Health(
         server=server,
         server_version=version,

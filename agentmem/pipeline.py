@@ -158,15 +158,19 @@ async def _send_with_reload(
     return replies
 
 
-async def send_direct(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
-) -> list[Any]:
-    """Send one operation's calls now (one round trip); raise the first error reply."""
-    replies = await _send_with_reload(client, runner, calls, breaker)
+def _raise_first_error(replies: list[Any]) -> list[Any]:
+    """An operation's replies, or its first error reply raised."""
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+async def send_direct(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+) -> list[Any]:
+    """Send one operation's calls now (one round trip); raise the first error reply."""
+    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker))
 
 
 class AutoPipeliner:
@@ -204,10 +208,7 @@ class AutoPipeliner:
                     future.exception()  # mark retrieved: the caller already raised one
                 future.cancel()  # not sent yet: dropped at flush; sent: reply ignored
             raise
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return _raise_first_error(replies)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -19,7 +19,6 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -194,8 +193,6 @@ return fields
     flags="allow-oom",
 )
 
-ALL_SCRIPTS = (WRITE_HASH, APPEND, READ_SESSION, READ_HASH)
-
 
 def _cannot_compile_shebang(exc: rexc.ResponseError) -> bool:
     text = str(exc).lower()
@@ -204,7 +201,8 @@ def _cannot_compile_shebang(exc: rexc.ResponseError) -> bool:
 
 @dataclass
 class ScriptRunner:
-    """Sends scripts by SHA, loading them after NOSCRIPT (a restart or SCRIPT FLUSH)."""
+    """Knows whether the server takes flagged scripts, gives each script's SHA, and loads scripts
+    after NOSCRIPT (a restart or SCRIPT FLUSH); :mod:`agentmem.pipeline` sends them."""
 
     #: None until the first SCRIPT LOAD tells whether the server understands flags.
     flagged: bool | None = None
@@ -227,11 +225,3 @@ class ScriptRunner:
                     self.flagged = False
             await client.script_load(script.plain)
             self.loads += 1
-
-    async def run(self, client: Redis, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """EVALSHA once; after NOSCRIPT, load the script and send it once more."""
-        try:
-            return await client.evalsha(self.sha(script), len(keys), *keys, *args)
-        except rexc.NoScriptError:
-            await self.load(client, [script])
-            return await client.evalsha(self.sha(script), len(keys), *keys, *args)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import redis
 
+from agentmem.health import server_identity
 from agentmem.testing.server import (
     EmbeddedServer,
     ServerBinary,
@@ -23,6 +24,7 @@ from agentmem.testing.server import (
     parse_version,
     probe_binary,
     resolve_binary,
+    start_first,
 )
 
 __all__ = [
@@ -125,9 +127,7 @@ def probe_url(url: str, *, timeout: float = 2.0) -> tuple[str, str]:
         info = client.info("server")
     finally:
         client.close()
-    if info.get("server_name") == "valkey" or "valkey_version" in info:
-        return "valkey", str(info.get("valkey_version", info.get("redis_version")))
-    return "redis", str(info["redis_version"])
+    return server_identity(info)
 
 
 def disable_flush_commands(url: str) -> None:
@@ -221,15 +221,15 @@ def provision(
 
     candidates, missing = _binaries(settings)
     failures = list(missing)
-    for path in candidates:
+    if candidates:
         try:
-            binary = probe_binary(path)
-            server = EmbeddedServer(binary, directory / "server", detach=detach).start()
+            server = start_first(candidates, directory / "server", detach=detach)
         except ServerStartError as exc:
             failures.append(str(exc))
-            continue
-        info = ServerInfo(server.url, binary.version, binary.flavor, "embedded", str(binary.path))
-        return Provisioned(info, server=server, notes=notes)
+        else:
+            binary = server.binary
+            info = ServerInfo(server.url, binary.version, binary.flavor, "embedded", str(binary.path))
+            return Provisioned(info, server=server, notes=notes)
     tried.append("embedded: " + ("; ".join(failures) or "no candidates"))
     raise ServerUnavailableError("; ".join(tried))
 

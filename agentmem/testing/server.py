@@ -18,9 +18,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentmem.health import parse_version
 
 __all__ = [
     "EmbeddedServer",
@@ -30,6 +32,7 @@ __all__ = [
     "parse_version",
     "probe_binary",
     "resolve_binary",
+    "start_first",
     "stop_process",
 ]
 
@@ -44,19 +47,6 @@ _PORT_RETRIES = 3
 
 class ServerStartError(RuntimeError):
     """A server binary could not be run, or did not answer PING in time."""
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """``"7.0.15"`` -> ``(7, 0, 15)``; anything after the leading digits of a part is ignored."""
-    parts: list[int] = []
-    for piece in text.split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-    if not parts:
-        raise ValueError(f"not a version: {text!r}")
-    return tuple(parts)
 
 
 @dataclass(frozen=True)
@@ -431,3 +421,23 @@ class EmbeddedServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def start_first(
+    paths: Iterable[str | os.PathLike[str]],
+    directory: str | os.PathLike[str],
+    *,
+    detach: bool = False,
+    config: Mapping[str, str | int] | None = None,
+) -> EmbeddedServer:
+    """Probe and start each candidate binary in turn; return the first server that answers.
+
+    Raises :class:`ServerStartError` naming every candidate's failure (or "no candidates").
+    """
+    failures: list[str] = []
+    for path in paths:
+        try:
+            return EmbeddedServer(probe_binary(path), directory, detach=detach, config=config).start()
+        except ServerStartError as exc:
+            failures.append(str(exc))
+    raise ServerStartError("; ".join(failures) or "no candidates")
