@@ -10,11 +10,14 @@ __all__ = [
     "AgentMemoryError",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "MemoryCorruptedError",
     "MemoryFullError",
+    "MemoryPermissionError",
     "MemoryUnavailableError",
     "SerializationError",
+    "StoreClosedError",
     "UnflushedJournalError",
 ]
 
@@ -51,6 +54,22 @@ class MemoryFullError(AgentMemoryError):
 
 class InvalidKeyError(AgentMemoryError, ValueError):
     """A session or user id is not a non-empty ``str`` of at most 512 UTF-8 bytes. Nothing was sent."""
+
+
+class InvalidArgumentError(AgentMemoryError, ValueError):
+    """An argument other than an id is out of range (``last=0``, a negative count). Nothing was sent."""
+
+
+class MemoryPermissionError(AgentMemoryError):
+    """The server refused the credentials or the command (``WRONGPASS``, ``NOPERM``, ``NOAUTH``).
+
+    Not an outage: never retried and never counted by the circuit breaker, because
+    repeating the same call with the same credentials cannot succeed. Nothing was written.
+    """
+
+
+class StoreClosedError(AgentMemoryError):
+    """The store was closed by ``aclose()``; it sends and journals nothing any more."""
 
 
 class UnflushedJournalError(MemoryUnavailableError):
