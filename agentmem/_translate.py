@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from redis import exceptions as rexc
 
-from agentmem.errors import AgentMemoryError, MemoryFullError, MemoryUnavailableError
+from agentmem.errors import (
+    AgentMemoryError,
+    MemoryFullError,
+    MemoryPermissionError,
+    MemoryUnavailableError,
+)
 
-__all__ = ["is_transient", "translate"]
+__all__ = ["is_permission", "is_transient", "translate"]
 
 # Errors after which the same call can succeed if it is sent again: the network
 # dropped, the server is restarting (LOADING), a failover made it a replica
@@ -26,9 +32,40 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# redis-py files WRONGPASS/NOAUTH under ConnectionError; they are refusals, not outages.
+_PERMISSION: tuple[type[BaseException], ...] = (
+    rexc.AuthenticationError,
+    rexc.AuthorizationError,
+    rexc.AuthenticationWrongNumberOfArgsError,
+    rexc.NoPermissionError,
+)
+_PERMISSION_REPLIES = ("NOPERM", "WRONGPASS", "NOAUTH")
+
+
+def is_permission(exc: BaseException) -> bool:
+    """The server refused these credentials or this command (ACL): repeating cannot help."""
+    if isinstance(exc, _PERMISSION):
+        return True
+    return isinstance(exc, rexc.ResponseError) and str(exc).startswith(_PERMISSION_REPLIES)
+
+
+def _tls_refused(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connect failure that no retry can fix (certificate, protocol)."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # redis-py raises ConnectionError inside ``except OSError``
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError) or (
+            isinstance(seen, ssl.SSLError) and seen.reason in ("WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL")
+        ):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Whether a retry of the same call may succeed."""
-    return isinstance(exc, _TRANSIENT)
+    """Whether a retry of the same call may succeed (and the failure says the server is unreachable)."""
+    return isinstance(exc, _TRANSIENT) and not is_permission(exc) and _tls_refused(exc) is None
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -47,6 +84,19 @@ def translate(exc: BaseException, *, operation: str, attempts: int = 1) -> Agent
         return MemoryFullError(
             f"{operation}: the server refused the write for lack of memory "
             f"(maxmemory reached under noeviction); nothing was written: {exc}"
+        )
+    if is_permission(exc):
+        return MemoryPermissionError(
+            f"{operation}: the server refused this client ({type(exc).__name__}: {exc}); check the "
+            f"username, password and ACL rules (the store needs EVALSHA, SCRIPT LOAD, UNLINK and "
+            f"PING on its key prefix); not retried, nothing was written"
+        )
+    tls = _tls_refused(exc)
+    if tls is not None:
+        return AgentMemoryError(
+            f"{operation}: TLS handshake refused ({tls.reason or type(tls).__name__}: {tls}); check "
+            f"ssl_ca_certs / the server's certificate and that the port speaks TLS; not retried, "
+            f"nothing was sent"
         )
     if is_transient(exc):
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"

@@ -46,16 +46,8 @@ async def _demo(url: str, blip: bool) -> None:
     from agentmem.testing.proxy import TcpProxy
 
     with TcpProxy(url) as proxy:
-        async with AgentMemoryStore.from_url(
-            proxy.url,
-            prefix="agentmem-demo",
-            socket_timeout=0.3,
-            socket_connect_timeout=0.3,
-            retries=10,
-            retry_deadline=4.0,
-            retry_max_delay=0.4,
-            breaker_threshold=0,
-        ) as store:
+        # Default options: surviving a 1 s blip is what a user gets without tuning.
+        async with AgentMemoryStore.from_url(proxy.url, prefix="agentmem-demo") as store:
 
             async def blackhole_for_one_second() -> None:
                 _say(">>> network blackhole for 1 s: the proxy forwards nothing")

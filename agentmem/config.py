@@ -13,6 +13,15 @@ Duration = float | timedelta
 
 _FORBIDDEN_IN_PREFIX = frozenset("{}")
 
+#: Options of earlier versions whose meaning is gone, and what replaced them.
+_REMOVED = {
+    "breaker_cooldown": (
+        "since 0.2 an open breaker probes the server by itself (every breaker_probe_interval at "
+        "most), callers wait for the probe within their retry_deadline, and only an outage older "
+        "than retry_deadline fails fast; set breaker_probe_interval instead"
+    ),
+}
+
 
 def seconds(value: Duration | None, *, name: str, allow_none: bool = False) -> float | None:
     """Normalise a duration option to positive seconds, or raise ValueError naming the option."""
@@ -49,15 +58,18 @@ class StoreConfig:
     pool_timeout: float = 2.0
     socket_timeout: float = 1.0
     socket_connect_timeout: float = 1.0
-    #: Retries after the first attempt, for transient errors only.
-    retries: int = 3
-    #: No retry starts after this many seconds from the first attempt.
+    #: Retries after the first attempt, for transient errors only. The deadline is the
+    #: real bound; the count only stops a fast-failing server from being hammered.
+    retries: int = 8
+    #: No retry starts after this many seconds from the first attempt; a caller waits
+    #: this long for an open breaker's probe, and an outage older than this fails fast.
     retry_deadline: float = 2.0
     retry_base_delay: float = 0.05
     retry_max_delay: float = 0.5
-    #: Consecutive failed attempts that open the circuit breaker; 0 disables it.
+    #: Consecutive failed round trips that open the circuit breaker; 0 disables it.
     breaker_threshold: int = 5
-    breaker_cooldown: float = 5.0
+    #: Longest pause between two probes of an open breaker (the first comes after 20 ms).
+    breaker_probe_interval: float = 0.5
     #: A pooled connection idle longer than this is PINGed before use (keep it above the
     #: server's ``timeout``, see ``agentmem doctor``).
     health_check_interval: float = 30.0
@@ -82,7 +94,7 @@ class StoreConfig:
             "retry_deadline",
             "retry_base_delay",
             "retry_max_delay",
-            "breaker_cooldown",
+            "breaker_probe_interval",
             "health_check_interval",
         ):
             object.__setattr__(self, name, seconds(getattr(self, name), name=name))
@@ -108,6 +120,9 @@ class StoreConfig:
     def from_options(cls, **options: Any) -> StoreConfig:
         """Build a config, naming any unknown option instead of a bare TypeError."""
         known = {f.name for f in dataclasses.fields(cls)}
+        for old, why in _REMOVED.items():
+            if old in options:
+                raise TypeError(f"store option {old} was removed: {why}")
         unknown = sorted(set(options) - known)
         if unknown:
             raise TypeError(

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from agentmem._translate import is_transient, translate
 from agentmem.breaker import CircuitBreaker
-from agentmem.errors import AgentMemoryError
+from agentmem.errors import AgentMemoryError, CircuitOpenError, MemoryUnavailableError
 
 __all__ = ["Retrier", "RetryPolicy", "RetryStats", "backoff_delay"]
 
@@ -61,43 +61,67 @@ class Retrier:
 
         Every call site passes an operation that is safe to send twice (the append
         script de-duplicates by an operation id), so a timeout that hid an applied
-        write is harmless to retry.
+        write is harmless to retry. While the breaker is open the caller does not
+        back off on its own: it waits for the breaker's probe, up to the deadline.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.deadline
         attempts = 0
+        last: Exception | None = None
         while True:
-            self.breaker.before_attempt(operation)
+            admission = await self.breaker.admit(deadline=deadline, new_caller=attempts == 0)
+            if admission != "go":
+                self.stats.failures += 1
+                raise self._refused(operation, attempts, last, waited=admission == "deadline")
             attempts += 1
             self.stats.attempts += 1
             try:
-                result = await attempt()
-            except asyncio.CancelledError:
-                self.breaker.release_probe()
-                raise
+                return await attempt()
             except AgentMemoryError:
-                self.breaker.release_probe()
                 raise
             except Exception as exc:
-                # The breaker was told by the exchange itself (one failure per round trip,
-                # however many callers shared it); here only the probe slot is freed.
-                self.breaker.release_probe()
+                # The breaker was told by the exchange itself: one failure per round trip,
+                # however many callers shared it.
                 if not is_transient(exc):
                     raise translate(exc, operation=operation) from exc
+                last = exc
                 delay = backoff_delay(self.policy, attempts - 1)
                 if attempts > self.policy.retries or loop.time() + delay > deadline:
                     self.stats.failures += 1
                     raise translate(exc, operation=operation, attempts=attempts) from exc
                 self.stats.retries += 1
                 log.warning(
-                    "agentmem %s: %s: %s; retry %d/%d in %.3fs",
+                    "agentmem %s: %s: %s; retry %d/%d%s",
                     operation,
                     type(exc).__name__,
                     exc,
                     attempts,
                     self.policy.retries,
-                    delay,
+                    " when the server answers" if self.breaker.is_open else f" in {delay:.3f}s",
                 )
-                await asyncio.sleep(delay)
-            else:
-                return result
+                if not self.breaker.is_open:
+                    await asyncio.sleep(delay)
+
+    def _refused(
+        self, operation: str, attempts: int, last: Exception | None, *, waited: bool
+    ) -> MemoryUnavailableError:
+        """The error for a caller the open breaker did not let through."""
+        outage = self.breaker.outage_seconds
+        if attempts == 0:
+            how = (
+                f"waited {self.policy.deadline:g}s (retry_deadline) for the server to answer a probe"
+                if waited
+                else f"failing fast: the outage is older than retry_deadline={self.policy.deadline:g}s"
+            )
+            return CircuitOpenError(
+                f"{operation}: Redis unreachable for {outage:.1f}s; {how}; nothing was sent. "
+                f"The store keeps probing and resumes by itself when the server answers"
+            )
+        error = translate(last, operation=operation, attempts=attempts) if last else None
+        detail = f": {error}" if error is not None else ""
+        refused = MemoryUnavailableError(
+            f"{operation}: Redis did not answer within retry_deadline={self.policy.deadline:g}s "
+            f"({attempts} attempts, then waited for the server){detail}"
+        )
+        refused.__cause__ = last
+        return refused

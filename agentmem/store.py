@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from agentmem.breaker import CircuitBreaker
+from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import StoreConfig
 from agentmem.errors import UnflushedJournalError
@@ -24,6 +25,7 @@ from agentmem.health import Health, collect_health
 from agentmem.journal import Journal, JournalEntry
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
+from agentmem.probe import ping_fresh_connection
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
 from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script, ScriptRunner
 
@@ -80,7 +82,11 @@ class AgentMemoryStore:
         self._keys = KeySchema(self.config.prefix)
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
-            threshold=self.config.breaker_threshold, cooldown=self.config.breaker_cooldown
+            threshold=self.config.breaker_threshold,
+            fail_fast_after=self.config.retry_deadline,
+            probe_interval=self.config.breaker_probe_interval,
+            probe=lambda: ping_fresh_connection(client),
+            on_recover=self._drop_idle_connections,
         )
         self._retrier = Retrier(
             RetryPolicy(
@@ -91,6 +97,7 @@ class AgentMemoryStore:
             ),
             self.breaker,
         )
+        self._bulk_limit = BulkLimit(client, self._retrier)
         self._pipeliner = (
             AutoPipeliner(client, self._scripts, self.breaker) if self.config.auto_pipeline else None
         )
@@ -160,6 +167,7 @@ class AgentMemoryStore:
         try:
             pending = await self.flush_journal()
         finally:
+            await self.breaker.aclose()
             if self._pipeliner is not None:
                 await self._pipeliner.aclose()
             if self._owns_client:
@@ -183,8 +191,14 @@ class AgentMemoryStore:
 
     # -- sending ---------------------------------------------------------------------
 
+    async def _drop_idle_connections(self) -> None:
+        """After an outage: idle pooled connections predate it and are likely dead."""
+        await self._client.connection_pool.disconnect(inuse_connections=False)
+
     async def _send(self, operation: str, calls: Sequence[Call]) -> list[Any]:
         """Send one operation (retried as a whole), through the auto-pipeliner if on."""
+        if self.config.max_value_bytes > MIN_BULK_LIMIT:
+            await self._bulk_limit.check(operation, calls)
         if self._pipeliner is not None:
             pipeliner = self._pipeliner
             return await self._retrier.run(operation, lambda: pipeliner.send(calls))

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from agentmem import StoreConfig
 
 
-def test_defaults() -> None:
-    """Defaults match the README's table."""
-    config = StoreConfig()
-    assert (config.ttl, config.max_history, config.max_value_bytes) == (3600.0, 200, 1024 * 1024)
-    assert (config.retries, config.retry_deadline, config.sliding_ttl) == (3, 2.0, True)
-    assert config.profile_ttl is None
+def _readme_defaults() -> dict[str, str]:
+    """``option -> default`` from the README's Configuration table (rows naming one or two options)."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    table = text[text.index("## Configuration") :]
+    table = table[: table.index("\n\n", table.index("| option |"))]
+    defaults: dict[str, str] = {}
+    for row in re.finditer(r"^\| (`[^|]+`) \| (`[^|]+`) \|", table, re.MULTILINE):
+        names = re.findall(r"`(\w+)`", row.group(1))
+        values = re.findall(r"`([^`]+)`", row.group(2))
+        if len(names) == len(values):
+            defaults.update(zip(names, values, strict=True))
+    return defaults
+
+
+def test_defaults_match_the_readme() -> None:
+    """Every option has a row in the README's Configuration table, with the real default."""
+    documented = _readme_defaults()
+    for option in dataclasses.fields(StoreConfig):
+        assert option.name in documented, f"{option.name} is missing from the README's table"
+        default = getattr(StoreConfig(), option.name)
+        shown = documented[option.name]
+        expected = f'"{default}"' if isinstance(default, str) else str(default)
+        assert shown in (expected, str(default).removesuffix(".0")), (option.name, shown, default)
 
 
 def test_durations_accept_timedelta() -> None:

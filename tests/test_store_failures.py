@@ -160,34 +160,28 @@ async def test_out_of_memory_writes_nothing_and_reads_work(
         await admin.aclose()
 
 
-async def test_breaker_fails_fast_then_half_opens(
+async def test_breaker_fails_fast_after_the_deadline_then_closes_by_itself(
     agentmem_store_factory: StoreFactory, agentmem_private_server: Any
 ) -> None:
-    """After threshold failures the store fails fast without I/O; after cooldown one probe closes it."""
-    store = agentmem_store_factory(
-        url=agentmem_private_server.url,
-        socket_timeout=0.3,
-        socket_connect_timeout=0.3,
-        retries=0,
-        breaker_threshold=2,
-        breaker_cooldown=0.5,
-    )
+    """Past retry_deadline of outage new calls fail fast without I/O; the store's own probe closes it."""
+    store = agentmem_store_factory(url=agentmem_private_server.url)
     await store.save_context("s", {"a": 1})
     agentmem_private_server.kill()
-    for _ in range(2):
-        with pytest.raises(MemoryUnavailableError) as info:
-            await store.load_context("s")
-        assert not isinstance(info.value, CircuitOpenError)
-    assert _state(store) == "open"
+    with pytest.raises(MemoryUnavailableError) as info:
+        await store.load_context("s")
+    assert not isinstance(info.value, CircuitOpenError)  # it tried, and says so
+    await asyncio.sleep(max(0.0, store.config.retry_deadline - store.breaker.outage_seconds))
+    assert _state(store) == "failing_fast"
+    attempts = store.retry_stats.attempts
     started = time.monotonic()
     with pytest.raises(CircuitOpenError, match="failing fast"):
         await store.load_context("s")
     assert time.monotonic() - started < 0.05
+    assert store.retry_stats.attempts == attempts  # nothing was sent
     agentmem_private_server.start()
-    await asyncio.sleep(0.6)
-    assert _state(store) == "half_open"
-    await store.save_context("s", {"a": 2})
+    await asyncio.sleep(store.config.breaker_probe_interval + 0.2)  # no call needed to close it
     assert _state(store) == "closed"
+    await store.save_context("s", {"a": 2})
     assert (await store.health()).breaker_state == "closed"
 
 
