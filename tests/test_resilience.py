@@ -70,6 +70,9 @@ async def test_waiting_caller_cancelled_cleanly(
     callers = [asyncio.create_task(store.update_context("s", {f"f{i}": i})) for i in range(10)]
     await asyncio.sleep(0.3)
     assert store.breaker.is_open  # ten callers failed once: the breaker opened, they wait
+    attempts = store.retry_stats.attempts
+    await asyncio.sleep(0.2)
+    assert store.retry_stats.attempts == attempts  # waiting callers send nothing; only the prober does
     assert not any(c.done() for c in callers)
     callers[0].cancel()
     with pytest.raises(asyncio.CancelledError):
