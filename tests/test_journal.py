@@ -462,3 +462,29 @@ async def test_journal_option_selects_the_layer(agentmem_server: Any, agentmem_p
         await by_client.aclose()
         await plain.aclose()
         await client.aclose()
+
+
+async def test_delete_and_forget_work_past_maxmemory_and_leave_tombstones(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """Under noeviction OOM a delete still frees the keys and leaves its tombstone with a TTL."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, ttl=60)
+    admin = Redis.from_url(agentmem_private_server.url)
+    keys = KeySchema(store.config.prefix)
+    try:
+        await store.save_context("s", {"a": 1})
+        await store.append_messages("s", [{"n": 0}])
+        await store.remember("u", {"lang": "zh"})
+        async with memory_pressure(admin, 1, "noeviction"):
+            with pytest.raises(MemoryFullError):
+                await store.update_context("s", {"b": 2})
+            assert await store.delete_session("s") is True
+            assert await store.forget_user("u") is True
+        session = keys.session("s")
+        assert await admin.exists(session.context, session.history, session.appends) == 0
+        assert await admin.exists(keys.profile("u")) == 0
+        forgotten_key = keys.profile_keys("u")[1]
+        assert 0 < await admin.pttl(session.deleted) <= 60_000
+        assert 0 < await admin.pttl(forgotten_key) <= 60_000  # facts never expire: the session ttl
+    finally:
+        await admin.aclose()
