@@ -18,6 +18,7 @@ from agentmem.errors import (
     UnflushedJournalError,
 )
 from agentmem.health import Health
+from agentmem.journaled import JournaledStore
 from agentmem.store import AgentMemoryStore, Turn
 
 try:
@@ -33,6 +34,7 @@ __all__ = (
     "Health",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "JournaledStore",
     "MemoryCorruptedError",
     "MemoryFullError",
     "MemoryPermissionError",

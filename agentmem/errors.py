@@ -75,9 +75,16 @@ class StoreClosedError(AgentMemoryError):
 class UnflushedJournalError(MemoryUnavailableError):
     """``aclose()`` could not write the journal (``fallback="journal"``) back to Redis.
 
-    ``pending`` lists ``(kind, id)`` of every write Redis never received; they are lost.
+    ``pending`` lists ``(kind, id)`` of every write still journaled (Redis unreachable);
+    ``dropped`` those Redis refused on replay (``store.journal_dropped``). Both are lost.
     """
 
-    def __init__(self, message: str, pending: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        message: str,
+        pending: list[tuple[str, str]],
+        dropped: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.pending = pending
+        self.dropped = dropped if dropped is not None else []

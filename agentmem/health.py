@@ -67,7 +67,7 @@ def collect_health(
     pool: Any,
     breaker: CircuitBreaker,
     stats: RetryStats,
-    journal_backlog: int,
+    journal_backlog: int = 0,
 ) -> Health:
     in_use, size = _pool_usage(pool)
     server, version = server_identity(info)

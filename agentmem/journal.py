@@ -1,29 +1,24 @@
-"""An opt-in, bounded, in-process write-behind journal (``fallback="journal"``).
+"""The data of the opt-in write-behind journal (``fallback="journal"``); the store
+layer that uses it is :mod:`agentmem.journaled`.
 
-While Redis is unreachable, writes that would have raised
-:class:`~agentmem.MemoryUnavailableError` are kept here, in order, and acknowledged.
-Loads in the same process see them merged over the last state this process saw in
-Redis. When Redis answers again the journal is replayed in order, before any new
-call; a replayed context or facts field never overwrites a newer value another
-process wrote meanwhile (per-field versions, see ``WRITE_HASH``), and a replayed
-append carries its original operation id, so it is applied at most once.
-
-The journal is bounded in distinct sessions/users and in bytes; a write past either
-bound raises instead of being dropped. It lives in process memory: a crash loses it,
-which is why it is opt-in and why ``aclose()`` flushes it or raises naming what it
-could not write.
+:class:`Journal` keeps, in order, the writes that met an outage, bounded in distinct
+sessions/users and in bytes (a write past either bound raises instead of being
+dropped). :class:`LocalView` keeps what this process knows for certain of a session
+or user: the last state it read from Redis or wrote there itself. A read while Redis
+is down is the local view with the journal merged over it, and only when the view
+covers what was asked. It all lives in process memory: a crash loses it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentmem.errors import MemoryUnavailableError
+from agentmem.errors import AgentMemoryError, MemoryUnavailableError
 
-__all__ = ["Journal", "JournalEntry", "LocalView"]
+__all__ = ["DroppedWrite", "Journal", "JournalEntry", "KnownHistory", "LocalView"]
 
 Kind = Literal["save", "update", "append", "remember"]
 
@@ -47,14 +42,45 @@ class JournalEntry:
         return sum(map(len, self.encoded)) + len(self.target)
 
 
+@dataclass(frozen=True, slots=True)
+class DroppedWrite:
+    """A journaled (acknowledged) write that Redis refused on replay for a reason that is
+    not an outage (``WRONGTYPE``, ``MemoryFullError``, a permission error...). It was
+    removed from the journal so it blocks nothing; it never reached Redis."""
+
+    kind: Kind
+    target: str
+    error: AgentMemoryError
+    fields: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownHistory:
+    """The newest messages of a session as this process knows them: the whole history
+    (``complete``) or only its tail."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+
+    def covers(self, last: int) -> bool:
+        return self.complete or len(self.messages) >= last
+
+
 class LocalView:
-    """The last state of each session/user this process saw in Redis, LRU-bounded."""
+    """What this process knows of each session/user, LRU-bounded: keys are
+    ``("ctx", session)`` (a context, ``None`` for none), ``("hist", session)``
+    (a :class:`KnownHistory`) and ``("facts", user)``. Absent means unknown."""
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
+    def known(self, key: tuple[str, str]) -> bool:
+        return key in self._items
+
     def get(self, key: tuple[str, str]) -> Any:
+        """The known value, or ``None`` when unknown (check :meth:`known` first where it matters)."""
         if key in self._items:
             self._items.move_to_end(key)
         return self._items.get(key)
@@ -76,8 +102,8 @@ class Journal:
         self._entries: deque[JournalEntry] = deque()
         self._bytes = 0
         self._per_scope: dict[tuple[str, str], int] = {}
-        #: Snapshots for merged reads: ("ctx"|"hist"|"facts", id) -> value.
-        self.seen = LocalView(max_targets)
+        #: What this process knows of each session/user, for reads while Redis is down.
+        self.known = LocalView(max_targets)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -118,6 +144,27 @@ class Journal:
     def has(self, scope: tuple[str, str]) -> bool:
         return scope in self._per_scope
 
+    def has_save(self, session_id: str) -> bool:
+        """Whether a journaled ``save_context`` sets the session's whole context."""
+        return any(e.kind == "save" for e in self.entries_for(("session", session_id)))
+
+    def discard_older(self, scope: tuple[str, str], version: int) -> int:
+        """Remove the scope's entries made before ``version`` (a delete made them moot)."""
+        kept: deque[JournalEntry] = deque()
+        removed = 0
+        for entry in self._entries:
+            if entry.scope == scope and entry.version < version:
+                removed += 1
+                self._bytes -= entry.size
+                self._per_scope[entry.scope] -= 1
+            else:
+                kept.append(entry)
+        if removed:
+            self._entries = kept
+            if not self._per_scope[scope]:
+                del self._per_scope[scope]
+        return removed
+
     def entries_for(self, scope: tuple[str, str]) -> Iterable[JournalEntry]:
         return [e for e in self._entries if e.scope == scope]
 
@@ -135,14 +182,12 @@ class Journal:
                 context = {**(context or {}), **(entry.fields or {})}
         return context
 
-    def history_view(
-        self, session_id: str, base: list[dict[str, Any]] | None, max_history: int
-    ) -> list[dict[str, Any]]:
-        history = list(base or [])
+    def history_view(self, session_id: str, base: KnownHistory, max_history: int) -> KnownHistory:
+        history = list(base.messages)
         for entry in self.entries_for(("session", session_id)):
             if entry.kind == "append":
                 history.extend(entry.messages or ())
-        return history[-max_history:]
+        return KnownHistory(history[-max_history:], base.complete)
 
     def facts_view(self, user_id: str, base: dict[str, Any] | None) -> dict[str, Any]:
         facts = dict(base or {})

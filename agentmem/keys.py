@@ -1,8 +1,9 @@
 """The key schema: the only module that builds Redis key strings.
 
 A session's keys share one Redis Cluster hash tag, ``{s:<id>}``, so the context,
-the history and the append log of one session live in one slot and one Lua script
-can touch them all. A user's long-term facts live under ``{u:<id>}``.
+the history, the append log and the delete tombstone of one session live in one slot
+and one Lua script can touch them all. A user's long-term facts (and their tombstone)
+live under ``{u:<id>}``.
 
 Ids are percent-encoded before they go into a key: every byte outside
 ``[A-Za-z0-9._~-]`` becomes ``%XX``. The encoding is injective (two different ids
@@ -54,14 +55,20 @@ def escape_glob(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionKeys:
-    """The three keys of one session, in the order the Lua scripts expect them."""
+    """The keys of one session, in the order the Lua scripts expect them.
+
+    ``deleted`` is the tombstone ``delete_session`` leaves: the delete's version, so a
+    replayed journal write older than the delete is dropped. It is last on purpose:
+    scripts find a target's tombstone at ``KEYS[#KEYS]``.
+    """
 
     context: str
     history: str
     appends: str
+    deleted: str
 
-    def all(self) -> tuple[str, str, str]:
-        return (self.context, self.history, self.appends)
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.context, self.history, self.appends, self.deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +83,19 @@ class KeySchema:
             context=f"{tag}:ctx",
             history=f"{tag}:hist",
             appends=f"{tag}:appends",
+            deleted=f"{tag}:deleted",
         )
 
     def profile(self, user_id: str) -> str:
-        return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}:facts"
+        return f"{self._user_tag(user_id)}:facts"
+
+    def profile_keys(self, user_id: str) -> tuple[str, str]:
+        """The user's facts and the tombstone ``forget_user`` leaves (last, as for a session)."""
+        tag = self._user_tag(user_id)
+        return (f"{tag}:facts", f"{tag}:forgotten")
+
+    def _user_tag(self, user_id: str) -> str:
+        return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}"
 
     def match_all(self) -> str:
         """A SCAN MATCH pattern for every key of this store and nothing else."""

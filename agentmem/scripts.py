@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-__all__ = ["APPEND", "READ_HASH", "READ_SESSION", "WRITE_HASH", "Script", "ScriptRunner"]
+__all__ = [
+    "APPEND",
+    "DELETE",
+    "READ_HASH",
+    "READ_SESSION",
+    "REPLAY_APPEND",
+    "WRITE_HASH",
+    "Script",
+    "ScriptRunner",
+]
 
 # Lua's unpack() is bounded by the C stack, so every script sends long argument lists
 # in chunks of 200 (even, so field/value pairs stay together).
@@ -53,7 +62,7 @@ class Script:
         return _sha(self.flagged if flagged else self.plain)
 
 
-# KEYS: target hash, then keys whose TTL follows it.
+# KEYS: target hash, then keys whose TTL follows it; the last is the target's tombstone.
 # ARGV: ttl_ms (0: leave TTL), version, mode, META, "1", field, value, ...
 # mode: merge | replace | merge-if-newer | replace-if-newer.
 #
@@ -62,6 +71,11 @@ class Script:
 # writes set it; the ``-if-newer`` modes, used when a local journal replays a write
 # made while Redis was unreachable, skip every field whose stored version is newer,
 # so a replay never overwrites what another process wrote meanwhile.
+#
+# Per-field versions only protect fields that still exist, so a replace records its
+# version in the hash ("\254\255", the version field of a name no UTF-8 key can have)
+# and a delete leaves a tombstone key holding its version (see DELETE). A ``-if-newer``
+# write older than either is dropped whole and the script returns 0 (1: written).
 #
 # The first write is the HSET on purpose: on Redis 6.2 the OOM check applies only to a
 # script's first write, so past maxmemory it refuses the script before anything changed.
@@ -79,9 +93,23 @@ local function newer_stored(name)
   local stored = redis.call('HGET', KEYS[1], V .. name)
   return stored ~= false and tonumber(stored) > tonumber(version)
 end
+-- replayed writes: older than the target's last replace or delete means superseded
+local REPLACED = V .. '\255'
+if conditional then
+  local deleted = redis.call('GET', KEYS[#KEYS])
+  local replaced = redis.call('HGET', KEYS[1], REPLACED)
+  if (deleted and tonumber(deleted) > tonumber(version))
+      or (replaced and tonumber(replaced) > tonumber(version)) then
+    return 0
+  end
+end
 local old = {}
 if replace then old = redis.call('HKEYS', KEYS[1]) end
 local args = {ARGV[4], ARGV[5]}
+if replace then
+  args[3] = REPLACED
+  args[4] = version
+end
 local keep = {}
 for i = 6, #ARGV, 2 do
   local name = ARGV[i]
@@ -121,7 +149,7 @@ return 1
 #: appends is recognised and applied once.
 APPEND_LOG_IDS = 64
 
-# KEYS: context, history, appends. ARGV: ttl_ms, max_history, op_id, message, ...
+# KEYS: context, history, appends, tombstone. ARGV: ttl_ms, max_history, op_id, message, ...
 # The appends sorted set remembers recent operation ids, so a retry of an append the
 # server already applied (reply lost to a reset or timeout) pushes nothing twice.
 APPEND = Script(
@@ -140,10 +168,46 @@ local now = redis.call('TIME')
 -- listpack encoding (a sorted set past 128 entries becomes a skiplist for good).
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -APPEND_LOG_IDS)
 redis.call('ZADD', KEYS[3], tonumber(now[1]) * 1000000 + tonumber(now[2]), ARGV[3])
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 return redis.call('LLEN', KEYS[2])
 """.replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)),
     flags="",
+)
+
+# A journal's replay of an append: APPEND with the write's version as ARGV[4], taken out
+# before APPEND's body runs. A replay older than the session's last delete (its
+# tombstone, KEYS[#KEYS]) pushes nothing and returns -1.
+REPLAY_APPEND = Script(
+    "replay_append",
+    """
+local version = table.remove(ARGV, 4)
+local deleted = redis.call('GET', KEYS[#KEYS])
+if deleted and tonumber(deleted) > tonumber(version) then return -1 end
+"""
+    + APPEND.body,
+    flags="",
+)
+
+# KEYS: the keys to delete, then the tombstone (last). ARGV: version, tombstone_ttl_ms.
+# Returns how many keys were deleted. The tombstone keeps the newest delete's version,
+# so a journal replay older than it is dropped (WRITE_HASH, REPLAY_APPEND).
+# allow-oom: deleting is how memory is freed, so it must work past maxmemory (the
+# tombstone is a few bytes); on Redis 6.2 the UNLINK is the first write, which the OOM
+# check lets through, and the SET after it.
+DELETE = Script(
+    "delete",
+    """
+local removed = redis.call('UNLINK', unpack(KEYS, 1, #KEYS - 1))
+local tomb = KEYS[#KEYS]
+local stored = redis.call('GET', tomb)
+if not stored or tonumber(stored) < tonumber(ARGV[1]) then
+  redis.call('SET', tomb, ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', tomb, ARGV[2])
+end
+return removed
+""",
+    flags="allow-oom",
 )
 
 # Version fields (0xFE...) stay on the server: readers get the user's fields only.
@@ -160,7 +224,7 @@ local function visible(flat)
 end
 """
 
-# KEYS: context, history, appends. ARGV: refresh_ttl_ms (0: no refresh), want_context
+# KEYS: context, history, appends, tombstone. ARGV: refresh_ttl_ms (0: no refresh), want_context
 # (1/0), history_count (0: none). Returns {context fields, history items}.
 READ_SESSION = Script(
     "read_session",
@@ -173,7 +237,7 @@ local count = tonumber(ARGV[3])
 if count > 0 then hist = redis.call('LRANGE', KEYS[2], -count, -1) end
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 return {ctx, hist}
 """,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,15 +19,21 @@ from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import StoreConfig
-from agentmem.errors import UnflushedJournalError
-from agentmem.fallback import JournalFallback
 from agentmem.health import Health, collect_health
-from agentmem.journal import Journal, JournalEntry
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
-from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script, ScriptRunner
+from agentmem.scripts import (
+    APPEND,
+    DELETE,
+    READ_HASH,
+    READ_SESSION,
+    REPLAY_APPEND,
+    WRITE_HASH,
+    Script,
+    ScriptRunner,
+)
 
 __all__ = ["AgentMemoryStore", "Turn"]
 
@@ -35,7 +41,7 @@ _EXISTS = (META_FIELD, b"1")
 log = logging.getLogger("agentmem")
 
 
-def _version() -> int:
+def write_version() -> int:
     """A write's version: this process's wall clock in microseconds."""
     return time.time_ns() // 1000
 
@@ -65,7 +71,19 @@ class AgentMemoryStore:
     ``AgentMemoryStore(client, **options)`` uses a ``redis.asyncio.Redis`` the caller
     owns and never closes it; :meth:`from_url` builds (and later closes) its own
     bounded connection pool. Options are the fields of :class:`~agentmem.StoreConfig`.
+    ``fallback="journal"`` gives a :class:`~agentmem.JournaledStore`, a subclass that
+    layers an in-process write-behind journal over this class.
     """
+
+    def __new__(cls, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> AgentMemoryStore:
+        # Optional behaviour is a layer (a subclass), picked here so both constructors and
+        # from_url() select it and isinstance(store, AgentMemoryStore) stays true.
+        layer = config.fallback if config is not None else options.get("fallback", "raise")
+        if cls is AgentMemoryStore and layer == "journal":
+            from agentmem.journaled import JournaledStore
+
+            return super().__new__(JournaledStore)
+        return super().__new__(cls)
 
     def __init__(self, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> None:
         if config is not None and options:
@@ -101,12 +119,6 @@ class AgentMemoryStore:
         self._pipeliner = (
             AutoPipeliner(client, self._scripts, self.breaker) if self.config.auto_pipeline else None
         )
-        self._fallback: JournalFallback | None = None
-        if self.config.fallback == "journal":
-            journal = Journal(
-                max_targets=self.config.journal_max_sessions, max_bytes=self.config.journal_max_bytes
-            )
-            self._fallback = JournalFallback(journal, self._replay)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
@@ -144,42 +156,18 @@ class AgentMemoryStore:
         """Attempts, retries and failures counted since the store was made."""
         return self._retrier.stats
 
-    @property
-    def journal_backlog(self) -> int:
-        """Writes kept locally that Redis has not received yet (0 without a journal)."""
-        return len(self._fallback.journal) if self._fallback is not None else 0
-
-    async def flush_journal(self) -> list[tuple[str, str]]:
-        """Replay the journal now; return ``(kind, id)`` of every write still pending."""
-        return await self._fallback.flush() if self._fallback is not None else []
-
     async def aclose(self) -> None:
-        """Release every connection this store opened; a caller's client stays open.
-
-        With a journal, first try to write it back; if that fails, the connections are
-        still released and :class:`~agentmem.UnflushedJournalError` names every
-        write that is lost.
-        """
+        """Release every connection this store opened; a caller's client stays open."""
         if self._closed:
             return
         self._closed = True
-        pending: list[tuple[str, str]] = []
         try:
-            pending = await self.flush_journal()
-        finally:
             await self.breaker.aclose()
             if self._pipeliner is not None:
                 await self._pipeliner.aclose()
+        finally:
             if self._owns_client:
                 await self._client.aclose(close_connection_pool=True)
-        if pending:
-            log.error(
-                "agentmem: closing with %d journaled writes Redis never received: %s", len(pending), pending
-            )
-            raise UnflushedJournalError(
-                f"{len(pending)} journaled writes could not be written back to Redis and are lost: {pending}",
-                pending,
-            )
 
     async def __aenter__(self) -> AgentMemoryStore:
         return self
@@ -209,21 +197,6 @@ class AgentMemoryStore:
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]
 
-    async def _write(
-        self,
-        operation: str,
-        script: Script,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        entry: Callable[[], JournalEntry],
-    ) -> Any:
-        """A write: sent, or (with ``fallback="journal"``) journaled when Redis is down."""
-        if self._fallback is None:
-            return await self._script(operation, script, keys, args)
-        return await self._fallback.write(
-            operation, lambda: self._script(operation, script, keys, args), entry
-        )
-
     def _session_ttl_ms(self) -> int:
         return _ms(self.config.ttl)
 
@@ -233,47 +206,54 @@ class AgentMemoryStore:
     def _profile_ttl_ms(self) -> int:
         return _ms(self.config.profile_ttl)
 
-    def _write_hash_args(
-        self, ttl_ms: int, version: int, mode: str, encoded: Sequence[bytes]
-    ) -> tuple[Any, ...]:
-        return (ttl_ms, version, mode, *_EXISTS, *encoded)
+    # -- writes of encoded data --------------------------------------------------------
+    #
+    # Each public write encodes (raising before any I/O), picks its version or operation
+    # id, and sends through one of these. They take the version/id as an argument so a
+    # layer can keep the same ones for a later replay; a mode ending in "-if-newer" is
+    # such a replay, dropped by the script when a newer write, replace or delete exists.
 
-    async def _replay(self, entry: JournalEntry) -> object:
-        """Send one journaled write; fields never overwrite newer ones, appends apply once."""
-        if entry.kind == "append":
-            keys = self._keys.session(entry.target)
-            args = (self._session_ttl_ms(), self.config.max_history, entry.operation_id, *entry.encoded)
-            return await self._script("replay append", APPEND, keys.all(), args)
-        keys_of_write: tuple[str, ...]
-        if entry.kind == "remember":
-            keys_of_write, ttl = (self._keys.profile(entry.target),), self._profile_ttl_ms()
-            mode = "merge-if-newer"
-        else:
-            keys_of_write, ttl = self._keys.session(entry.target).all(), self._session_ttl_ms()
-            mode = "replace-if-newer" if entry.kind == "save" else "merge-if-newer"
-        return await self._script(
-            f"replay {entry.kind}",
-            WRITE_HASH,
-            keys_of_write,
-            self._write_hash_args(ttl, entry.version, mode, entry.encoded),
-        )
+    async def _write_context(
+        self, operation: str, session_id: str, encoded: Sequence[bytes], version: int, mode: str
+    ) -> bool:
+        """Write context fields; ``False`` when an ``-if-newer`` write was superseded."""
+        keys = self._keys.session(session_id)
+        args = (self._session_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        return bool(await self._script(operation, WRITE_HASH, keys.all(), args))
+
+    async def _write_facts(
+        self, operation: str, user_id: str, encoded: Sequence[bytes], version: int, mode: str
+    ) -> bool:
+        """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
+        keys = self._keys.profile_keys(user_id)
+        args = (self._profile_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        return bool(await self._script(operation, WRITE_HASH, keys, args))
+
+    async def _append(
+        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str
+    ) -> int:
+        """Append messages once per ``operation_id``; the new length."""
+        keys = self._keys.session(session_id).all()
+        args = (self._session_ttl_ms(), self.config.max_history, operation_id, *encoded)
+        return int(await self._script(operation, APPEND, keys, args))
+
+    async def _append_unless_deleted_after(
+        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str, version: int
+    ) -> int | None:
+        """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
+        session was deleted after it."""
+        keys = self._keys.session(session_id).all()
+        args = (self._session_ttl_ms(), self.config.max_history, operation_id, version, *encoded)
+        length = int(await self._script(operation, REPLAY_APPEND, keys, args))
+        return None if length < 0 else length
 
     # -- session context -------------------------------------------------------------
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         """Replace the session's context with ``context`` and reset the session TTL."""
-        keys = self._keys.session(session_id)
+        self._keys.session(session_id)  # validate before encoding
         encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
-        version = _version()
-        await self._write(
-            "save_context",
-            WRITE_HASH,
-            keys.all(),
-            self._write_hash_args(self._session_ttl_ms(), version, "replace", encoded),
-            lambda: JournalEntry("save", session_id, tuple(encoded), version, fields=dict(context)),
-        )
-        if self._fallback is not None:
-            self._fallback.see(("ctx", session_id), dict(context))
+        await self._write_context("save_context", session_id, encoded, write_version(), "replace")
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set the given top-level fields, keeping the others; creates the context if missing.
@@ -281,136 +261,65 @@ class AgentMemoryStore:
         Each field is its own hash field, so concurrent updates of different fields
         never lose each other.
         """
-        keys = self._keys.session(session_id)
+        self._keys.session(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
-        version = _version()
-        await self._write(
-            "update_context",
-            WRITE_HASH,
-            keys.all(),
-            self._write_hash_args(self._session_ttl_ms(), version, "merge", encoded),
-            lambda: JournalEntry("update", session_id, tuple(encoded), version, fields=dict(fields)),
-        )
-        if self._fallback is not None and (seen := self._fallback.seen(("ctx", session_id))) is not None:
-            self._fallback.see(("ctx", session_id), {**seen, **fields})
+        await self._write_context("update_context", session_id, encoded, write_version(), "merge")
 
-    async def _fetch_context(self, session_id: str) -> dict[str, Any] | None:
+    async def load_context(self, session_id: str) -> dict[str, Any] | None:
+        """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self._keys.session(session_id)
         raw_context, _ = await self._script(
             "load_context", READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, 0)
         )
         return decode_fields(raw_context, what="context") if raw_context else None
 
-    async def load_context(self, session_id: str) -> dict[str, Any] | None:
-        """The session's context, or ``None`` if it has none (never for broken data)."""
-        if self._fallback is None:
-            return await self._fetch_context(session_id)
-        journal = self._fallback.journal
-        return await self._fallback.read_one(
-            ("session", session_id),
-            ("ctx", session_id),
-            lambda: self._fetch_context(session_id),
-            lambda base: journal.context_view(session_id, base),
-        )
-
     # -- history ---------------------------------------------------------------------
 
     async def append_messages(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> int:
         """Append messages, keep the newest ``max_history``, reset the TTL; return the new length.
 
-        One atomic script run; a retry after a lost reply does not append twice. While
-        journaled, the length is the one this process knows of.
+        One atomic script run; a retry after a lost reply does not append twice.
         """
-        keys = self._keys.session(session_id)
+        self._keys.session(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
-        operation_id = uuid.uuid4().hex
-        length = await self._write(
-            "append_messages",
-            APPEND,
-            keys.all(),
-            (self._session_ttl_ms(), self.config.max_history, operation_id, *encoded),
-            lambda: JournalEntry(
-                "append",
-                session_id,
-                tuple(encoded),
-                _version(),
-                messages=[dict(m) for m in batch],
-                operation_id=operation_id,
-            ),
-        )
-        fallback = self._fallback
-        if fallback is not None:
-            seen = fallback.seen(("hist", session_id))
-            if seen is not None and length is not None:
-                fallback.see(("hist", session_id), [*seen, *map(dict, batch)][-self.config.max_history :])
-            if length is None:  # journaled
-                return len(fallback.journal.history_view(session_id, seen, self.config.max_history))
-        return int(length)
+        return await self._append("append_messages", session_id, encoded, uuid.uuid4().hex)
 
-    async def _fetch_history(self, session_id: str, last: int) -> list[dict[str, Any]]:
+    async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
+        """The last ``last`` messages, oldest first (``[]`` when there are none)."""
+        last = _positive(last, "last")
         keys = self._keys.session(session_id)
         _, raw_history = await self._script(
             "load_history", READ_SESSION, keys.all(), (self._read_ttl_ms(), 0, last)
         )
         return decode_messages(raw_history)
 
-    async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
-        """The last ``last`` messages, oldest first (``[]`` when there are none)."""
-        last = _positive(last, "last")
-        if self._fallback is None:
-            return await self._fetch_history(session_id, last)
-        journal, limit = self._fallback.journal, self.config.max_history
-        history = await self._fallback.read_one(
-            ("session", session_id),
-            ("hist", session_id),
-            lambda: self._fetch_history(session_id, last),
-            lambda base: journal.history_view(session_id, base, limit),
-        )
-        return history[-last:]
-
     # -- long-term facts -------------------------------------------------------------
 
     async def remember(self, user_id: str, facts: Mapping[str, Any]) -> None:
         """Merge ``facts`` into the user's long-term facts."""
-        key = self._keys.profile(user_id)
+        self._keys.profile(user_id)
         encoded = encode_fields(facts, limit=self.config.max_value_bytes, what="facts")
-        version = _version()
-        await self._write(
-            "remember",
-            WRITE_HASH,
-            (key,),
-            self._write_hash_args(self._profile_ttl_ms(), version, "merge", encoded),
-            lambda: JournalEntry("remember", user_id, tuple(encoded), version, fields=dict(facts)),
-        )
-        if self._fallback is not None and (seen := self._fallback.seen(("facts", user_id))) is not None:
-            self._fallback.see(("facts", user_id), {**seen, **facts})
+        await self._write_facts("remember", user_id, encoded, write_version(), "merge")
 
-    async def _fetch_facts(self, user_id: str) -> dict[str, Any]:
-        key = self._keys.profile(user_id)
+    def _recall_call(self, user_id: str) -> Call:
         refresh = self._profile_ttl_ms() if self.config.sliding_ttl else 0
-        return decode_fields(await self._script("recall", READ_HASH, (key,), (refresh,)), what="facts")
+        return Call(READ_HASH, (self._keys.profile(user_id),), (refresh,))
 
     async def recall(self, user_id: str) -> dict[str, Any]:
         """The user's long-term facts (``{}`` when there are none)."""
-        if self._fallback is None:
-            return await self._fetch_facts(user_id)
-        journal = self._fallback.journal
-        return await self._fallback.read_one(
-            ("user", user_id),
-            ("facts", user_id),
-            lambda: self._fetch_facts(user_id),
-            lambda base: journal.facts_view(user_id, base),
-        )
+        (raw,) = await self._send("recall", (self._recall_call(user_id),))
+        return decode_fields(raw, what="facts")
 
     # -- both at once ----------------------------------------------------------------
 
-    async def _fetch_turn(self, session_id: str, user_id: str | None, last: int) -> Turn:
+    async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
+        """Context, the last ``last`` messages and the user's facts, in one round trip."""
+        last = _positive(last, "last")
         keys = self._keys.session(session_id)
         calls = [Call(READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, last))]
         if user_id is not None:
-            refresh = self._profile_ttl_ms() if self.config.sliding_ttl else 0
-            calls.append(Call(READ_HASH, (self._keys.profile(user_id),), (refresh,)))
+            calls.append(self._recall_call(user_id))  # validates before any I/O
         results = await self._send("load_turn", calls)
         raw_context, raw_history = results[0]
         return Turn(
@@ -419,74 +328,31 @@ class AgentMemoryStore:
             profile=decode_fields(results[1], what="facts") if user_id is not None else {},
         )
 
-    async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
-        """Context, the last ``last`` messages and the user's facts, in one round trip."""
-        last = _positive(last, "last")
-        if user_id is not None:
-            self._keys.profile(user_id)  # validate before any I/O
-        fallback = self._fallback
-        if fallback is None:
-            return await self._fetch_turn(session_id, user_id, last)
-        journal, limit = fallback.journal, self.config.max_history
-
-        def merged(
-            context: dict[str, Any] | None, history: list[dict[str, Any]], facts: dict[str, Any]
-        ) -> Turn:
-            profile = journal.facts_view(user_id, facts) if user_id is not None else {}
-            return Turn(
-                context=journal.context_view(session_id, context),
-                history=journal.history_view(session_id, history, limit)[-last:],
-                profile=profile,
-            )
-
-        def local() -> Turn:
-            return merged(
-                fallback.seen(("ctx", session_id)),
-                fallback.seen(("hist", session_id)) or [],
-                (fallback.seen(("facts", user_id)) if user_id is not None else None) or {},
-            )
-
-        scopes = [("session", session_id)] + ([("user", user_id)] if user_id is not None else [])
-        seen_keys = [("ctx", session_id), ("hist", session_id)]
-        turn, from_redis = await fallback.read(
-            scopes, seen_keys, lambda: self._fetch_turn(session_id, user_id, last), local
-        )
-        if not from_redis:
-            return turn
-        fallback.see(("ctx", session_id), turn.context)
-        fallback.see(("hist", session_id), turn.history)
-        if user_id is not None:
-            fallback.see(("facts", user_id), turn.profile)
-        return merged(turn.context, turn.history, turn.profile)
-
     # -- erasure ---------------------------------------------------------------------
 
     async def delete_session(self, session_id: str) -> bool:
         """Delete the session's context and history; ``True`` if anything was there.
 
-        Not journaled: while Redis is unreachable it raises MemoryUnavailableError.
+        Leaves a small tombstone key with the session's TTL (see ``DELETE``).
         """
-        keys = self._keys.session(session_id)
-        if self._fallback is not None:
-            await self._fallback.replay()
-            self._fallback.journal.seen.drop(("ctx", session_id))
-            self._fallback.journal.seen.drop(("hist", session_id))
-        (removed,) = await self._send("delete_session", (Call(None, keys.all(), command="UNLINK"),))
-        return int(removed) > 0
+        keys = self._keys.session(session_id).all()
+        args = (write_version(), self._session_ttl_ms())
+        return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any. Not journaled."""
-        key = self._keys.profile(user_id)
-        if self._fallback is not None:
-            await self._fallback.replay()
-            self._fallback.journal.seen.drop(("facts", user_id))
-        (removed,) = await self._send("forget_user", (Call(None, (key,), command="UNLINK"),))
-        return int(removed) > 0
+        """Erase the user's long-term facts; ``True`` if there were any.
+
+        Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
+        """
+        keys = self._keys.profile_keys(user_id)
+        tombstone_ttl = self._profile_ttl_ms() or self._session_ttl_ms()
+        args = (write_version(), tombstone_ttl)
+        return int(await self._script("forget_user", DELETE, keys, args)) > 0
 
     # -- observability ---------------------------------------------------------------
 
     async def health(self) -> Health:
-        """Server version, round-trip latency, pool use, breaker state, journal and key counters."""
+        """Server version, round-trip latency, pool use, breaker state and key counters."""
         started = time.perf_counter()
         info: dict[str, Any] = await self._retrier.run("health", lambda: self._client.info())
         latency = time.perf_counter() - started
@@ -496,5 +362,4 @@ class AgentMemoryStore:
             pool=self._client.connection_pool,
             breaker=self.breaker,
             stats=self._retrier.stats,
-            journal_backlog=self.journal_backlog,
         )

@@ -197,8 +197,8 @@ OUTAGE_SECONDS = float(os.environ.get("AGENTMEM_OUTAGE_SECONDS", "10"))
 async def test_an_outage_fails_fast_after_the_deadline_and_heals_within_a_probe(
     agentmem_server_factory: Any, agentmem_store_factory: Any
 ) -> None:
-    """Server down 10 s (by default): calls fail fast (p99 < 5 ms, nothing sent) after retry_deadline; recovery
-    within one probe interval of the server answering."""
+    """Server down 10 s (by default): calls fail fast (p99 < 5 ms, nothing sent) after
+    retry_deadline; recovery within one probe interval of the server answering."""
     server = agentmem_server_factory(persistence=True, appendfsync="always")
     store: AgentMemoryStore = agentmem_store_factory(url=server.url)
     await store.save_context("call-1", {"name": "Li Wei"})
