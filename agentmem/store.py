@@ -18,16 +18,16 @@ from redis.backoff import NoBackoff
 from agentmem.breaker import CircuitBreaker
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import StoreConfig
-from agentmem.errors import UnflushedJournalError
+from agentmem.errors import InvalidArgumentError, UnflushedJournalError
 from agentmem.fallback import JournalFallback
 from agentmem.health import Health, collect_health
 from agentmem.journal import Journal, JournalEntry
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
-from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script, ScriptRunner
+from agentmem.scripts import APPEND, MAX_EXACT, READ_HASH, READ_SESSION, WRITE_HASH, Script, ScriptRunner
 
-__all__ = ["AgentMemoryStore", "Turn"]
+__all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
 _EXISTS = (META_FIELD, b"1")
 log = logging.getLogger("agentmem")
@@ -51,10 +51,29 @@ def _ms(value: float | None) -> int:
     return 0 if value is None else max(1, int(value * 1000))
 
 
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+def _count(value: object, name: str) -> int:
+    """A count argument (``last``) as the scripts take it, or InvalidArgumentError before any I/O."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXACT:
+        raise InvalidArgumentError(f"{name} must be an int in [1, {MAX_EXACT}], got {value!r}")
     return value
+
+
+#: The append log keeps an operation id at least this long, whatever the options say:
+#: margin for a server clock that steps (NTP, a failover to a replica with another clock).
+MIN_APPEND_WINDOW = 60.0
+
+
+def append_window(config: StoreConfig) -> float:
+    """Seconds an append's operation id is remembered: twice the longest time between an
+    append's first attempt and the last retry of it reaching the server, at least
+    ``MIN_APPEND_WINDOW``.
+
+    No retry starts later than ``retry_deadline`` after the first attempt; each attempt
+    can wait ``pool_timeout`` for a connection, ``socket_connect_timeout`` to connect,
+    and ``socket_timeout`` twice (a health-check PING, then the script).
+    """
+    attempt = config.pool_timeout + config.socket_connect_timeout + 2 * config.socket_timeout
+    return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + (config.retries + 1) * attempt))
 
 
 class AgentMemoryStore:
@@ -78,6 +97,7 @@ class AgentMemoryStore:
         self._owns_client = False
         self._closed = False
         self._keys = KeySchema(self.config.prefix)
+        self._append_window_ms = _ms(append_window(self.config))
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
             threshold=self.config.breaker_threshold, cooldown=self.config.breaker_cooldown
@@ -228,7 +248,13 @@ class AgentMemoryStore:
         """Send one journaled write; fields never overwrite newer ones, appends apply once."""
         if entry.kind == "append":
             keys = self._keys.session(entry.target)
-            args = (self._session_ttl_ms(), self.config.max_history, entry.operation_id, *entry.encoded)
+            args = (
+                self._session_ttl_ms(),
+                self.config.max_history,
+                entry.operation_id,
+                self._append_window_ms,
+                *entry.encoded,
+            )
             return await self._script("replay append", APPEND, keys.all(), args)
         keys_of_write: tuple[str, ...]
         if entry.kind == "remember":
@@ -315,7 +341,7 @@ class AgentMemoryStore:
             "append_messages",
             APPEND,
             keys.all(),
-            (self._session_ttl_ms(), self.config.max_history, operation_id, *encoded),
+            (self._session_ttl_ms(), self.config.max_history, operation_id, self._append_window_ms, *encoded),
             lambda: JournalEntry(
                 "append",
                 session_id,
@@ -343,7 +369,7 @@ class AgentMemoryStore:
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
-        last = _positive(last, "last")
+        last = _count(last, "last")
         if self._fallback is None:
             return await self._fetch_history(session_id, last)
         journal, limit = self._fallback.journal, self.config.max_history
@@ -407,7 +433,7 @@ class AgentMemoryStore:
 
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
-        last = _positive(last, "last")
+        last = _count(last, "last")
         if user_id is not None:
             self._keys.profile(user_id)  # validate before any I/O
         fallback = self._fallback

@@ -7,11 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, CircuitOpenError, MemoryFullError, MemoryUnavailableError
+from agentmem.keys import KeySchema
 from agentmem.testing import kill_connections, memory_pressure
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -214,3 +216,38 @@ async def test_retried_append_through_the_pipeliner(
     await asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(20)))
     assert agentmem_proxy.replies_cut == 1
     assert sorted(m["n"] for m in await store.load_history("s", last=100)) == list(range(-1, 20))
+
+
+@pytest.mark.parametrize("auto_pipeline", [True, False])
+async def test_many_appends_in_flight_are_each_stored_once(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy: Any,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+    auto_pipeline: bool,
+) -> None:
+    """80 appends of one session applied by the server, every reply lost: the retries store none twice."""
+    store = agentmem_store_factory(
+        url=agentmem_proxy.url,
+        auto_pipeline=auto_pipeline,
+        max_connections=100,
+        max_history=1000,
+        breaker_threshold=0,  # about de-duplication, not the breaker
+        retry_deadline=5.0,
+    )
+    history = KeySchema(agentmem_prefix).session("s").history
+    await store.append_messages("s", [{"n": -1}])
+    await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(80)))  # connections open
+    agentmem_proxy.latency(0.3)  # replies travel back slowly: there is time to cut them all
+    appends = asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(80)))
+    for _ in range(1000):  # the server applies all of them within the 0.3 s the replies wait
+        if await agentmem_redis.llen(history) == 81:
+            break
+        await asyncio.sleep(0.005)
+    assert await agentmem_redis.llen(history) == 81  # every append applied, no reply delivered yet
+    agentmem_proxy.reset()  # every reply lost
+    agentmem_proxy.restore()
+    await appends
+    assert store.retry_stats.retries >= 80 // (16 if auto_pipeline else 1)
+    stored = sorted(orjson.loads(item)["n"] for item in await agentmem_redis.lrange(history, 0, -1))
+    assert stored == list(range(-1, 80))
