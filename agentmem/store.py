@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from agentmem.breaker import CircuitBreaker
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import StoreConfig
-from agentmem.errors import InvalidArgumentError, UnflushedJournalError
+from agentmem.errors import InvalidArgumentError, StoreClosedError, UnflushedJournalError
 from agentmem.fallback import JournalFallback
 from agentmem.health import Health, collect_health
 from agentmem.journal import Journal, JournalEntry
@@ -96,6 +96,7 @@ class AgentMemoryStore:
         self._client = client
         self._owns_client = False
         self._closed = False
+        self._closing = False  # aclose() is flushing the journal: sends still allowed
         self._keys = KeySchema(self.config.prefix)
         self._append_window_ms = _ms(append_window(self.config))
         self._scripts = ScriptRunner()
@@ -173,13 +174,14 @@ class AgentMemoryStore:
         still released and :class:`~agentmem.UnflushedJournalError` names every
         write that is lost.
         """
-        if self._closed:
+        if self._closed or self._closing:
             return
-        self._closed = True
+        self._closing = True
         pending: list[tuple[str, str]] = []
         try:
             pending = await self.flush_journal()
         finally:
+            self._closed = True
             if self._pipeliner is not None:
                 await self._pipeliner.aclose()
             if self._owns_client:
@@ -203,14 +205,26 @@ class AgentMemoryStore:
 
     # -- sending ---------------------------------------------------------------------
 
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{operation}: the store was closed by aclose(); nothing was sent")
+
     async def _send(self, operation: str, calls: Sequence[Call]) -> list[Any]:
-        """Send one operation (retried as a whole), through the auto-pipeliner if on."""
-        if self._pipeliner is not None:
-            pipeliner = self._pipeliner
-            return await self._retrier.run(operation, lambda: pipeliner.send(calls))
-        return await self._retrier.run(
-            operation, lambda: send_direct(self._client, self._scripts, calls, self.breaker)
-        )
+        """Send one operation (retried as a whole), through the auto-pipeliner if on.
+
+        Every attempt first checks that the store is open, so neither a new call nor a
+        retry of one in flight reconnects a closed store.
+        """
+        self._check_open(operation)
+        pipeliner = self._pipeliner
+
+        async def attempt() -> list[Any]:
+            self._check_open(operation)
+            if pipeliner is not None:
+                return await pipeliner.send(calls)
+            return await send_direct(self._client, self._scripts, calls, self.breaker)
+
+        return await self._retrier.run(operation, attempt)
 
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]
@@ -499,6 +513,7 @@ class AgentMemoryStore:
 
     async def health(self) -> Health:
         """Server version, round-trip latency, pool use, breaker state, journal and key counters."""
+        self._check_open("health")
         started = time.perf_counter()
         info: dict[str, Any] = await self._retrier.run("health", lambda: self._client.info())
         latency = time.perf_counter() - started

@@ -16,6 +16,7 @@ from agentmem import (
     InvalidKeyError,
     MemoryCorruptedError,
     SerializationError,
+    StoreClosedError,
 )
 from agentmem.keys import KeySchema, escape_glob
 
@@ -174,3 +175,47 @@ async def test_wrong_type_is_an_agent_memory_error(
     assert info.value.__cause__ is not None
     with pytest.raises(AgentMemoryError, match="WRONGTYPE"):
         await agentmem_store.update_context("s", {"a": 1})
+
+
+async def test_closed_store_raises_and_sends_nothing(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """After aclose() every call raises StoreClosedError, reconnects nothing and writes nothing."""
+    name = f"{agentmem_prefix}-closed"[-60:]
+    store = agentmem_store_factory(client_name=name)
+    await store.save_context("s", {"a": 1})
+    await store.remember("u", {"b": 2})
+    before = {key: await agentmem_redis.dump(key) for key in await _keys(agentmem_redis, agentmem_prefix)}
+    await store.aclose()
+    attempts = store.retry_stats.attempts
+    for call in (
+        store.save_context("s", {"a": 2}),
+        store.update_context("s", {"c": 3}),
+        store.load_context("s"),
+        store.append_messages("s", [{"n": 1}]),
+        store.load_history("s"),
+        store.load_turn("s", user_id="u"),
+        store.delete_session("s"),
+        store.remember("u", {"b": 3}),
+        store.recall("u"),
+        store.forget_user("u"),
+        store.health(),
+    ):
+        with pytest.raises(StoreClosedError, match="closed"):
+            await call
+    assert store.retry_stats.attempts == attempts
+    assert {
+        key: await agentmem_redis.dump(key) for key in await _keys(agentmem_redis, agentmem_prefix)
+    } == before
+    clients = [c for c in await agentmem_redis.client_list() if c.get("name") == name]
+    assert clients == []  # nothing reconnected
+
+
+async def test_closed_store_over_a_caller_client_raises(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """A store over the caller's client raises StoreClosedError after aclose(); the client stays usable."""
+    store = AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix)
+    await store.aclose()
+    with pytest.raises(StoreClosedError):
+        await store.save_context("s", {"a": 1})
+    assert await _keys(agentmem_redis, agentmem_prefix) == []
+    assert await agentmem_redis.ping() is True
