@@ -7,25 +7,33 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-__all__ = ["Duration", "StoreConfig", "seconds"]
+from agentmem.errors import InvalidArgumentError
+from agentmem.scripts import MAX_EXACT
+
+__all__ = ["MAX_TTL", "Duration", "StoreConfig", "seconds"]
 
 Duration = float | timedelta
 
 _FORBIDDEN_IN_PREFIX = frozenset("{}")
 
+#: Longest ``ttl``/``profile_ttl`` in seconds (~285,000 years): the TTL goes to the server
+#: in ms, and must stay an exact integer inside a Lua script and far from overflowing
+#: the server's clock (Redis 6.2 does not check that sum).
+MAX_TTL = MAX_EXACT // 1000
+
 
 def seconds(value: Duration | None, *, name: str, allow_none: bool = False) -> float | None:
-    """Normalise a duration option to positive seconds, or raise ValueError naming the option."""
+    """Normalise a duration option to positive seconds, or raise InvalidArgumentError naming it."""
     if value is None:
         if allow_none:
             return None
-        raise ValueError(f"{name} must be a positive duration, not None")
+        raise InvalidArgumentError(f"{name} must be a positive duration, not None")
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be seconds (int/float) or a timedelta, not {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value}")
+        raise InvalidArgumentError(f"{name} must be > 0 seconds, got {value}")
     return float(value)
 
 
@@ -71,9 +79,11 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, str) or not self.prefix:
-            raise ValueError("prefix must be a non-empty string")
+            raise InvalidArgumentError("prefix must be a non-empty string")
         if _FORBIDDEN_IN_PREFIX & set(self.prefix):
-            raise ValueError("prefix must not contain '{' or '}' (they would change the cluster hash slot)")
+            raise InvalidArgumentError(
+                "prefix must not contain '{' or '}' (they would change the cluster hash slot)"
+            )
         for name in (
             "ttl",
             "pool_timeout",
@@ -100,9 +110,16 @@ class StoreConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
+        # Values the server receives: bounded so every server takes them (see MAX_TTL).
+        for name in ("ttl", "profile_ttl"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_TTL:
+                raise InvalidArgumentError(f"{name} must be at most {MAX_TTL} seconds, got {value}")
+        if self.max_history > MAX_EXACT:
+            raise InvalidArgumentError(f"max_history must be at most {MAX_EXACT}, got {self.max_history}")
         if self.fallback not in ("raise", "journal"):
-            raise ValueError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
+            raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
 
     @classmethod
     def from_options(cls, **options: Any) -> StoreConfig:

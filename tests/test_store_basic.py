@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore, Turn
+from agentmem import AgentMemoryStore, InvalidArgumentError, Turn
 from agentmem.keys import KeySchema, escape_glob
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -62,11 +62,26 @@ async def test_empty_append_changes_nothing(agentmem_store: AgentMemoryStore) ->
     assert len(await agentmem_store.load_history("s")) == 1
 
 
-@pytest.mark.parametrize("last", [0, -1, 1.5, True])
-async def test_bad_last_is_refused(agentmem_store: AgentMemoryStore, last: Any) -> None:
-    """`last` must be a positive int."""
-    with pytest.raises(ValueError, match="last"):
+@pytest.mark.parametrize("last", [0, -1, 1.5, True, 2**53, 10**17])
+async def test_bad_last_is_refused(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, last: Any
+) -> None:
+    """`last` outside [1, 2**53 - 1] raises InvalidArgumentError (also a ValueError) before any I/O."""
+    await agentmem_store.append_messages("s", [{"n": 1}])
+    history = KeySchema(agentmem_prefix).session("s").history
+    await agentmem_redis.pexpire(history, 5000)
+    with pytest.raises(InvalidArgumentError, match="last"):
         await agentmem_store.load_history("s", last=last)
+    with pytest.raises(ValueError, match="last"):
+        await agentmem_store.load_turn("s", last=last)
+    assert 0 < await agentmem_redis.pttl(history) <= 5000  # no read reached the server to slide it
+
+
+async def test_largest_last_reads_everything(agentmem_store: AgentMemoryStore) -> None:
+    """The largest accepted `last` (2**53 - 1) reaches the server intact and returns the whole history."""
+    await agentmem_store.append_messages("s", [{"n": i} for i in range(3)])
+    assert [m["n"] for m in await agentmem_store.load_history("s", last=2**53 - 1)] == [0, 1, 2]
+    assert len((await agentmem_store.load_turn("s", last=10**15)).history) == 3
 
 
 async def test_facts_merge_and_forget(agentmem_store: AgentMemoryStore) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from agentmem import (
     AgentMemoryError,
@@ -19,6 +20,7 @@ from agentmem import (
     StoreClosedError,
 )
 from agentmem.keys import KeySchema, escape_glob
+from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -219,3 +221,34 @@ async def test_closed_store_over_a_caller_client_raises(agentmem_redis: Redis, a
         await store.save_context("s", {"a": 1})
     assert await _keys(agentmem_redis, agentmem_prefix) == []
     assert await agentmem_redis.ping() is True
+
+
+_BAD_WRITES = [
+    pytest.param(WRITE_HASH, ("1e+17", "1", "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
+    pytest.param(WRITE_HASH, ("100000000000000000000", "1", "merge", b"\xff", b"1"), id="write-ttl-huge"),
+    pytest.param(WRITE_HASH, ("-5", "1", "replace", b"\xff", b"1", "f", "1"), id="write-ttl-negative"),
+    pytest.param(WRITE_HASH, ("1000", "v1", "merge", b"\xff", b"1", "f", "1"), id="write-version"),
+    pytest.param(WRITE_HASH, ("1000", "1", "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
+    pytest.param(WRITE_HASH, ("1000", "1", "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
+    pytest.param(APPEND, ("0", "10", "op", "60000", b"{}"), id="append-ttl-zero"),
+    pytest.param(APPEND, ("1000", "1e17", "op", "60000", b"{}"), id="append-max-history"),
+    pytest.param(APPEND, ("1000", "10", "op", "0", b"{}"), id="append-window"),
+    pytest.param(APPEND, ("1000", "10", "", "60000", b"{}"), id="append-op-id"),
+    pytest.param(READ_SESSION, ("1e+17", "1", "5"), id="read-session-ttl"),
+    pytest.param(READ_SESSION, ("1000", "1", "-5"), id="read-session-count"),
+    pytest.param(READ_HASH, ("1.5",), id="read-hash-ttl"),
+]
+
+
+@pytest.mark.parametrize(("script", "args"), _BAD_WRITES)
+async def test_scripts_check_arguments_before_writing(
+    agentmem_redis: Redis, agentmem_prefix: str, script: Script, args: tuple[Any, ...]
+) -> None:
+    """Each script answers a bad numeric argument with an error reply and has written nothing."""
+    schema = KeySchema(agentmem_prefix)
+    keys = (schema.profile("u"),) if script is READ_HASH else schema.session("s").all()
+    await agentmem_redis.hset(schema.session("kept").context, b"k", b"1")  # a key the test must not touch
+    with pytest.raises(ResponseError, match="agentmem: "):
+        await agentmem_redis.eval(script.plain, len(keys), *keys, *args)
+    assert await _keys(agentmem_redis, agentmem_prefix) == [schema.session("kept").context.encode()]
+    assert await agentmem_redis.pttl(schema.session("kept").context) == -1

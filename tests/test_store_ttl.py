@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore
+from agentmem import AgentMemoryStore, InvalidArgumentError, StoreConfig
+from agentmem.config import MAX_TTL
 from agentmem.keys import KeySchema
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -79,3 +81,25 @@ async def test_profile_ttl_expires_facts(agentmem_store_factory: StoreFactory) -
     assert await store.recall("u") == {"a": 1}
     await asyncio.sleep(1.3)
     assert await store.recall("u") == {}
+
+
+async def test_longest_ttl_reaches_every_key(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """ttl and profile_ttl at MAX_TTL are accepted by the server and set on every key, to the ms."""
+    store = agentmem_store_factory(ttl=MAX_TTL, profile_ttl=MAX_TTL)
+    schema = KeySchema(agentmem_prefix)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.remember("u", {"b": 2})
+    for key in (*schema.session("s").all(), schema.profile("u")):
+        assert MAX_TTL * 1000 - 60_000 < await agentmem_redis.pttl(key) <= MAX_TTL * 1000
+
+
+@pytest.mark.parametrize(
+    "options", [{"ttl": MAX_TTL + 1}, {"ttl": 10**14}, {"profile_ttl": 10**14}, {"max_history": 2**53}]
+)
+def test_out_of_range_options_are_refused(options: dict[str, int]) -> None:
+    """A ttl, profile_ttl or max_history no server can take raises InvalidArgumentError at construction."""
+    with pytest.raises(InvalidArgumentError, match=next(iter(options))):
+        StoreConfig.from_options(**options)
