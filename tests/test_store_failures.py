@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from redis import exceptions as rexc
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, CircuitOpenError, MemoryFullError, MemoryUnavailableError
-from agentmem.keys import KeySchema
+from agentmem.keys import KeySchema, escape_glob
 from agentmem.testing import kill_connections, memory_pressure
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -251,3 +251,55 @@ async def test_many_appends_in_flight_are_each_stored_once(
     assert store.retry_stats.retries >= 80 // (16 if auto_pipeline else 1)
     stored = sorted(orjson.loads(item)["n"] for item in await agentmem_redis.lrange(history, 0, -1))
     assert stored == list(range(-1, 80))
+
+
+WRITES: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
+    "save_context": lambda store: store.save_context("s", {"a": 2}),
+    "update_context": lambda store: store.update_context("s", {"b": 2}),
+    "append_messages": lambda store: store.append_messages("s", [{"n": 2}]),
+    "remember": lambda store: store.remember("u", {"c": 2}),
+    "delete_session": lambda store: store.delete_session("s"),
+    "forget_user": lambda store: store.forget_user("u"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+async def test_every_write_to_a_stopped_server_raises_unavailable(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any, write: str
+) -> None:
+    """Each write against a stopped server raises MemoryUnavailableError chained to redis-py's error."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})  # connected, scripts loaded
+    agentmem_private_server.stop()
+    with pytest.raises(MemoryUnavailableError) as info:
+        await WRITES[write](store)
+    assert isinstance(info.value.__cause__, (rexc.ConnectionError, rexc.TimeoutError))
+    assert store.retry_stats.failures == 1
+
+
+async def _snapshot(redis: Redis, prefix: str) -> dict[bytes, bytes | None]:
+    """Every key under the prefix and its DUMP: the server's state, byte for byte."""
+    return {key: await redis.dump(key) async for key in redis.scan_iter(match=escape_glob(prefix) + "*")}
+
+
+@pytest.mark.parametrize("write", WRITES)
+async def test_every_write_to_an_unreachable_server_writes_nothing(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy: Any,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+    write: str,
+) -> None:
+    """With the server unreachable (connects refused, open connections reset) each write raises
+    MemoryUnavailableError and the server's keys are exactly as before."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.remember("u", {"c": 1})
+    before = await _snapshot(agentmem_redis, agentmem_prefix)
+    assert len(before) == 4
+    agentmem_proxy.refuse()
+    agentmem_proxy.reset()
+    with pytest.raises(MemoryUnavailableError):
+        await WRITES[write](store)
+    assert await _snapshot(agentmem_redis, agentmem_prefix) == before
