@@ -36,6 +36,20 @@ async def test_save_replaces_the_whole_context(agentmem_store: AgentMemoryStore)
     assert await agentmem_store.load_context("s") == {"c": 3}
 
 
+async def test_update_of_another_field_keeps_the_first(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A second update_context of a different field keeps the first one, on the server."""
+    await agentmem_store.update_context("s", {"name": "Li Wei"})
+    await agentmem_store.update_context("s", {"phone": "138"})
+    raw = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
+    assert {k: v for k, v in raw.items() if k[:1] not in (b"\xfe", b"\xff")} == {
+        b"name": b'"Li Wei"',
+        b"phone": b'"138"',
+    }
+    assert await agentmem_store.load_context("s") == {"name": "Li Wei", "phone": "138"}
+
+
 async def test_update_merges_and_creates(agentmem_store: AgentMemoryStore) -> None:
     """update_context creates a missing context, then merges top-level fields."""
     await agentmem_store.update_context("s", {"name": "Li Wei"})
@@ -123,11 +137,18 @@ async def test_load_turn_is_one_round_trip(agentmem_store_factory: StoreFactory,
     assert 0.3 <= elapsed < 0.6, f"load_turn took {elapsed:.3f}s: more than one round trip"
 
 
-async def test_delete_session_removes_context_and_history(agentmem_store: AgentMemoryStore) -> None:
-    """delete_session removes both and reports whether anything was there."""
+async def test_delete_session_removes_context_and_history(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """delete_session leaves none of the session's keys on the server (append log included)."""
     await agentmem_store.save_context("s", {"a": 1})
     await agentmem_store.append_messages("s", [{"n": 1}])
+    await agentmem_store.save_context("other", {"b": 2})
+    await agentmem_store.remember("s", {"c": 3})  # a user with the same id is not a session
+    schema = KeySchema(agentmem_prefix)
     assert await agentmem_store.delete_session("s") is True
+    left = {k async for k in agentmem_redis.scan_iter(match=escape_glob(agentmem_prefix) + "*")}
+    assert left == {schema.session("other").context.encode(), schema.profile("s").encode()}
     assert await agentmem_store.load_context("s") is None
     assert await agentmem_store.load_history("s") == []
     assert await agentmem_store.delete_session("s") is False

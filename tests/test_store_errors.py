@@ -175,8 +175,13 @@ async def test_wrong_type_is_an_agent_memory_error(
         await agentmem_store.load_context("s")
     assert type(info.value) is AgentMemoryError
     assert info.value.__cause__ is not None
+    stats = agentmem_store.retry_stats
+    assert (stats.attempts, stats.retries) == (1, 0)  # not an outage: never retried
+    assert agentmem_store.breaker.consecutive_failures == 0
     with pytest.raises(AgentMemoryError, match="WRONGTYPE"):
         await agentmem_store.update_context("s", {"a": 1})
+    assert (stats.attempts, stats.retries) == (2, 0)
+    assert await agentmem_redis.get(KeySchema(agentmem_prefix).session("s").context) == b"a string"
 
 
 async def test_closed_store_raises_and_sends_nothing(
