@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -257,3 +258,40 @@ async def test_scripts_check_arguments_before_writing(
         await agentmem_redis.eval(script.plain, len(keys), *keys, *args)
     assert await _keys(agentmem_redis, agentmem_prefix) == [schema.session("kept").context.encode()]
     assert await agentmem_redis.pttl(schema.session("kept").context) == -1
+
+
+@dataclass
+class Reading:
+    value: float
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"x": float("nan")},
+        {"x": float("inf")},
+        {"x": [1.0, {"deep": -float("inf")}]},
+        {"x": (None, float("nan"))},
+        {"x": Reading(float("nan"))},
+    ],
+)
+async def test_nan_and_infinity_are_refused(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, bad: dict[str, Any]
+) -> None:
+    """NaN and +-inf (which orjson would store as null) raise SerializationError; nothing is written."""
+    for call in (
+        agentmem_store.save_context("s", bad),
+        agentmem_store.update_context("s", bad),
+        agentmem_store.append_messages("s", [{"ok": 1}, bad]),
+        agentmem_store.remember("u", bad),
+    ):
+        with pytest.raises(SerializationError, match="NaN or an infinity"):
+            await call
+    assert await _keys(agentmem_redis, agentmem_prefix) == []
+
+
+async def test_null_and_finite_floats_still_round_trip(agentmem_store: AgentMemoryStore) -> None:
+    """None, the string "null" and ordinary floats are stored as they are."""
+    context = {"none": None, "text": "null", "f": 1.5, "nested": [None, {"g": -0.0}]}
+    await agentmem_store.save_context("s", context)
+    assert await agentmem_store.load_context("s") == context
