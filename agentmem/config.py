@@ -6,11 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentmem.errors import InvalidArgumentError
 from agentmem.scripts import MAX_EXACT
 
-__all__ = ["MAX_TTL", "Duration", "StoreConfig", "seconds"]
+__all__ = ["MAX_TTL", "POOL_OPTIONS", "Duration", "StoreConfig", "options_from_url", "seconds"]
 
 Duration = float | timedelta
 
@@ -131,3 +132,50 @@ class StoreConfig:
                 f"unknown store option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**options)
+
+
+#: Options that configure the connection pool ``from_url`` builds. A client the caller
+#: passes in keeps its own pool, so the store refuses them there instead of ignoring them.
+POOL_OPTIONS = (
+    "client_name",
+    "health_check_interval",
+    "max_connections",
+    "pool_timeout",
+    "socket_connect_timeout",
+    "socket_timeout",
+)
+
+# URL query parameters redis-py reads into the pool, and the store option each one is.
+_URL_OPTIONS: dict[str, tuple[str, type[Any]]] = {
+    "client_name": ("client_name", str),
+    "health_check_interval": ("health_check_interval", float),
+    "max_connections": ("max_connections", int),
+    "timeout": ("pool_timeout", float),
+    "socket_connect_timeout": ("socket_connect_timeout", float),
+    "socket_timeout": ("socket_timeout", float),
+}
+
+
+def options_from_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Move the pool options of ``url``'s query string into the store's options.
+
+    Returns the URL without them and the merged options, so ``store.config`` holds the
+    values the pool really uses. An option given both ways raises, naming it.
+    """
+    parts = urlsplit(url)
+    kept: list[tuple[str, str]] = []
+    merged = dict(options)
+    for name, text in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _URL_OPTIONS:
+            kept.append((name, text))
+            continue
+        option, kind = _URL_OPTIONS[name]
+        if option in options:
+            raise TypeError(
+                f"{option} is given both in the URL (?{name}={text}) and as a keyword option; give it once"
+            )
+        try:
+            merged[option] = kind(text)
+        except ValueError:
+            raise InvalidArgumentError(f"URL parameter {name}={text!r} is not a valid {option}") from None
+    return urlunsplit(parts._replace(query=urlencode(kept))), merged

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 
 from agentmem.breaker import CircuitBreaker
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
-from agentmem.config import StoreConfig
+from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, StoreClosedError, UnflushedJournalError
 from agentmem.fallback import JournalFallback
 from agentmem.health import Health, collect_health
@@ -76,6 +76,20 @@ def append_window(config: StoreConfig) -> float:
     return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + (config.retries + 1) * attempt))
 
 
+def _refuse_pool_options(options: Mapping[str, Any], config: StoreConfig | None) -> None:
+    """Pool options given with a caller's client would be ignored: raise, naming them."""
+    if config is not None:
+        default = StoreConfig()
+        given = [name for name in POOL_OPTIONS if getattr(config, name) != getattr(default, name)]
+    else:
+        given = [name for name in POOL_OPTIONS if name in options]
+    if given:
+        raise TypeError(
+            f"{', '.join(given)} configure the pool from_url() builds; a client you pass in keeps its "
+            "own pool and settings: set them on that client (Redis(..., socket_timeout=...)) instead"
+        )
+
+
 class AgentMemoryStore:
     """Conversation context, message history and long-term user facts in Redis.
 
@@ -84,10 +98,14 @@ class AgentMemoryStore:
     bounded connection pool. Options are the fields of :class:`~agentmem.StoreConfig`.
     """
 
-    def __init__(self, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, client: Redis, *, config: StoreConfig | None = None, _own_pool: bool = False, **options: Any
+    ) -> None:
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
         self.config = config if config is not None else StoreConfig.from_options(**options)
+        if not _own_pool:
+            _refuse_pool_options(options, config)
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
@@ -130,6 +148,7 @@ class AgentMemoryStore:
         failing with "Too many connections". The pool's own retry policy is set to zero
         retries on purpose: the store retries (with a deadline and a breaker) one level up.
         """
+        url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
         pool = BlockingConnectionPool.from_url(
             url,
@@ -142,7 +161,7 @@ class AgentMemoryStore:
             health_check_interval=config.health_check_interval,
             decode_responses=False,
         )
-        store = cls(Redis(connection_pool=pool), config=config)
+        store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
         store._owns_client = True
         return store
 
