@@ -18,9 +18,9 @@ from redis.backoff import NoBackoff
 from agentmem.breaker import CircuitBreaker
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
-from agentmem.errors import InvalidArgumentError, StoreClosedError, UnflushedJournalError
+from agentmem.errors import AgentMemoryError, InvalidArgumentError, StoreClosedError, UnflushedJournalError
 from agentmem.fallback import JournalFallback
-from agentmem.health import Health, collect_health
+from agentmem.health import Health, collect_health, refused_by_acl
 from agentmem.journal import Journal, JournalEntry
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
@@ -533,9 +533,32 @@ class AgentMemoryStore:
     async def health(self) -> Health:
         """Server version, round-trip latency, pool use, breaker state, journal and key counters."""
         self._check_open("health")
+        skipped: list[str] = []
+        info: dict[str, Any] | None = None
+        latency: float | None = None
+        # A least-privilege ACL user may not run INFO (or even PING): report what it may see.
         started = time.perf_counter()
-        info: dict[str, Any] = await self._retrier.run("health", lambda: self._client.info())
-        latency = time.perf_counter() - started
+        try:
+            info = await self._retrier.run("health", self._client.info)
+            latency = time.perf_counter() - started
+        except AgentMemoryError as exc:
+            if not refused_by_acl(exc):
+                raise
+            skipped.append(
+                f"INFO refused by the server's ACL for this user ({exc.__cause__ or exc}): "
+                "server, server_version, evicted_keys, expired_keys and maxmemory_policy are unknown"
+            )
+            started = time.perf_counter()
+            try:
+                await self._retrier.run("health", self._client.ping)
+                latency = time.perf_counter() - started
+            except AgentMemoryError as ping_exc:
+                if not refused_by_acl(ping_exc):
+                    raise
+                skipped.append(
+                    f"PING refused by the server's ACL for this user ({ping_exc.__cause__ or ping_exc}): "
+                    "latency_ms is unknown"
+                )
         return collect_health(
             info=info,
             latency=latency,
@@ -543,4 +566,5 @@ class AgentMemoryStore:
             breaker=self.breaker,
             stats=self._retrier.stats,
             journal_backlog=self.journal_backlog,
+            skipped=tuple(skipped),
         )
