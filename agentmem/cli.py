@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 
+from redis.exceptions import RedisError
+
 from agentmem import __version__
 from agentmem.demo import DemoFailed, run_conversation
 from agentmem.embedded import NoServerBinaryError, embedded_server
@@ -79,15 +81,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from agentmem.doctor import diagnose
 
-    with _server_url(args.url) as url:
-        report = asyncio.run(
-            diagnose(
-                url,
-                pool_size=args.pool_size,
-                processes=args.processes,
-                health_check_interval=args.health_check_interval,
+    try:
+        with _server_url(args.url) as url:
+            report = asyncio.run(
+                diagnose(
+                    url,
+                    pool_size=args.pool_size,
+                    processes=args.processes,
+                    health_check_interval=args.health_check_interval,
+                )
             )
-        )
+    except (RedisError, OSError, NoServerBinaryError) as exc:
+        print(f"agentmem doctor: could not check the server: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -97,8 +103,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             if finding.severity != "ok":
                 print(f"           why: {finding.why}")
                 print(f"           fix: {finding.fix}")
-        print("dangerous settings found" if report.dangerous else "no dangerous settings found")
-    return 1 if report.dangerous else 0
+        for skipped in report.skipped:
+            print(f"  [SKIP  ] {skipped.check}: {skipped.why}")
+        if report.dangerous:
+            print("dangerous settings found")
+        elif report.skipped:
+            print(f"no dangerous settings found, but {len(report.skipped)} checks could not run (see SKIP)")
+        else:
+            print("no dangerous settings found")
+    # 1: something is dangerous; 2: nothing dangerous seen, but not everything could be checked.
+    return 1 if report.dangerous else 2 if report.skipped else 0
 
 
 def _cmd_bench(bench_args: list[str]) -> int:

@@ -7,6 +7,8 @@ cannot be encoded, or is too large, raises before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,11 +31,32 @@ META_FIELD = b"\xff"
 VERSION_PREFIX = b"\xfe"
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity hides in ``value`` (dicts, lists, tuples, dataclasses)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_non_finite(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
 def _dumps(value: Any, what: str) -> bytes:
     try:
-        return orjson.dumps(value)
+        encoded = orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
         raise SerializationError(f"{what} cannot be encoded as JSON: {exc}") from exc
+    # orjson writes NaN and +-inf as null, silently. Only output holding "null" can hide
+    # one, so the common case costs one substring search of the encoded bytes.
+    if b"null" in encoded and _non_finite(value):
+        raise SerializationError(
+            f"{what} holds NaN or an infinity, which JSON cannot carry (orjson would store null); "
+            "replace it (e.g. with None or a string) before writing"
+        )
+    return encoded
 
 
 def _check_size(size: int, limit: int, what: str) -> None:

