@@ -69,6 +69,10 @@ class JournaledStore(AgentMemoryStore):
             max_targets=self.config.journal_max_sessions, max_bytes=self.config.journal_max_bytes
         )
         self._known = self._journal.known
+        # A journaled append is replayed after the outage, however long it lasted, with the
+        # operation id of an attempt the server may have applied: keep append ids for the
+        # session's whole TTL, not only for the retry window.
+        self._append_window_ms = max(self._append_window_ms, int(self.config.ttl * 1000))
         self._replay_lock = asyncio.Lock()
         self._closing = False
         #: Journaled writes Redis refused on replay (not for an outage): removed from the

@@ -78,12 +78,13 @@ def append_window(config: StoreConfig) -> float:
     append's first attempt and the last retry of it reaching the server, at least
     ``MIN_APPEND_WINDOW``.
 
-    No retry starts later than ``retry_deadline`` after the first attempt; each attempt
-    can wait ``pool_timeout`` for a connection, ``socket_connect_timeout`` to connect,
-    and ``socket_timeout`` twice (a health-check PING, then the script).
+    No attempt starts later than ``retry_deadline`` after the first (a caller waiting
+    for an open breaker included), and one attempt can wait ``pool_timeout`` for a
+    connection, ``socket_connect_timeout`` to connect and ``socket_timeout`` twice (a
+    health-check PING, then the script).
     """
     attempt = config.pool_timeout + config.socket_connect_timeout + 2 * config.socket_timeout
-    return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + (config.retries + 1) * attempt))
+    return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + attempt))
 
 
 def _refuse_pool_options(options: Mapping[str, Any], config: StoreConfig | None) -> None:
