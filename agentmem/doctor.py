@@ -14,7 +14,8 @@ from typing import Any, Literal, TypeVar
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-from agentmem.health import parse_version, refused_by_acl, server_identity
+from agentmem._translate import is_permission
+from agentmem.health import parse_version, server_identity
 
 __all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "Skipped", "diagnose"]
 
@@ -228,7 +229,7 @@ async def _refusable(call: Awaitable[T], command: str, skipped: list[Skipped]) -
     try:
         return await call
     except rexc.ResponseError as exc:
-        why = "refused by the server's ACL for this user" if refused_by_acl(exc) else "refused by the server"
+        why = "refused by the server's ACL for this user" if is_permission(exc) else "refused by the server"
         skipped.append(Skipped(command, f"{why}: {exc}"))
         return None
 

@@ -10,7 +10,7 @@ from typing import Any
 from agentmem.breaker import CircuitBreaker
 from agentmem.retry import RetryStats
 
-__all__ = ["Health", "collect_health", "parse_version", "refused_by_acl", "server_identity"]
+__all__ = ["Health", "collect_health", "parse_version", "server_identity"]
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -31,17 +31,6 @@ def server_identity(info: Mapping[str, Any]) -> tuple[str, str]:
     if info.get("server_name") == "valkey" or "valkey_version" in info:
         return "valkey", str(info.get("valkey_version") or info.get("redis_version") or "unknown")
     return "redis", str(info.get("redis_version") or "unknown")
-
-
-def refused_by_acl(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it was raised from) is the server refusing a command to this
-    user (``NOPERM``), rather than a failure of the server."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if type(seen).__name__ in ("MemoryPermissionError", "NoPermissionError") or "NOPERM" in str(seen):
-            return True
-        seen = seen.__cause__
-    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
-from agentmem.errors import AgentMemoryError, InvalidArgumentError, StoreClosedError
-from agentmem.health import Health, collect_health, refused_by_acl
+from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
+from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
@@ -434,9 +434,7 @@ class AgentMemoryStore:
         try:
             info = await self._retrier.run("health", self._client.info)
             latency = time.perf_counter() - started
-        except AgentMemoryError as exc:
-            if not refused_by_acl(exc):
-                raise
+        except MemoryPermissionError as exc:
             skipped.append(
                 f"INFO refused by the server's ACL for this user ({exc.__cause__ or exc}): "
                 "server, server_version, evicted_keys, expired_keys and maxmemory_policy are unknown"
@@ -445,9 +443,7 @@ class AgentMemoryStore:
             try:
                 await self._retrier.run("health", self._client.ping)
                 latency = time.perf_counter() - started
-            except AgentMemoryError as ping_exc:
-                if not refused_by_acl(ping_exc):
-                    raise
+            except MemoryPermissionError as ping_exc:
                 skipped.append(
                     f"PING refused by the server's ACL for this user ({ping_exc.__cause__ or ping_exc}): "
                     "latency_ms is unknown"
