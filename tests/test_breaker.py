@@ -90,9 +90,9 @@ async def test_probes_back_off_to_the_interval() -> None:
     await asyncio.sleep(1.5)
     times = [opened, *server.probed_at]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[0] < 0.05
+    assert gaps[0] < 0.08  # FIRST_PROBE_DELAY plus scheduling slack on a loaded machine
     assert gaps[-1] > gaps[1]  # backed off
-    assert max(gaps) < 0.2 + 0.05  # never past the interval (plus scheduling slack)
+    assert max(gaps) < 0.2 + 0.1  # never past the interval (plus scheduling slack)
     await breaker.aclose()
 
 

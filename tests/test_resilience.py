@@ -68,8 +68,11 @@ async def test_waiting_caller_cancelled_cleanly(
     await store.save_context("s", {"a": 1})
     server.stop()
     callers = [asyncio.create_task(store.update_context("s", {f"f{i}": i})) for i in range(10)]
-    await asyncio.sleep(0.3)
-    assert store.breaker.is_open  # ten callers failed once: the breaker opened, they wait
+    for _ in range(150):  # their retries fail until the breaker opens; then they wait
+        if store.breaker.is_open:
+            break
+        await asyncio.sleep(0.01)
+    assert store.breaker.is_open
     attempts = store.retry_stats.attempts
     await asyncio.sleep(0.2)
     assert store.retry_stats.attempts == attempts  # waiting callers send nothing; only the prober does
