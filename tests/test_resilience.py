@@ -31,7 +31,8 @@ StoreFactory = Callable[..., AgentMemoryStore]
 async def test_a_restart_is_waited_out_by_concurrent_agents(
     agentmem_server_factory: Any, agentmem_store_factory: StoreFactory
 ) -> None:
-    """kill -9 and restart under 30 concurrent callers: the breaker opens, every call still succeeds."""
+    """kill -9 and restart under 30 concurrent callers: calls fail and are retried (the breaker
+    may open), and every call still succeeds."""
     server = agentmem_server_factory(persistence=True, appendfsync="always")
     store = agentmem_store_factory(url=server.url)
     await store.save_context("s", {"n": 0})
@@ -53,7 +54,7 @@ async def test_a_restart_is_waited_out_by_concurrent_agents(
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*agents)  # any AgentMemoryError fails the test here
-    assert store.breaker.opened >= 1
+    assert store.retry_stats.retries >= 1  # the restart really hit calls in flight
     assert store.breaker.state.value == "closed"
     context = await store.load_context("s") or {}
     assert all(f"a{i}" in context for i in range(30))
