@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -36,6 +37,7 @@ from agentmem.scripts import (
     Script,
     ScriptRunner,
 )
+from agentmem.sentinel import SENTINEL_SCHEMES, parse_sentinel_url, sentinel_pool
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
@@ -171,6 +173,11 @@ class AgentMemoryStore:
         failing with "Too many connections". The pool's own retry policy is set to zero
         retries on purpose: the store retries (with a deadline and a breaker) one level up.
         """
+        if urlsplit(url).scheme in SENTINEL_SCHEMES:
+            target = parse_sentinel_url(url)
+            return cls._on_sentinel_pool(
+                target.sentinels, target.service_name, target.connection_kwargs(), options
+            )
         url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
         pool = BlockingConnectionPool.from_url(
@@ -183,6 +190,52 @@ class AgentMemoryStore:
             client_name=config.client_name,
             health_check_interval=config.health_check_interval,
             decode_responses=False,
+        )
+        store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
+        store._owns_client = True
+        return store
+
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service_name: str,
+        *,
+        sentinel_kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AgentMemoryStore:
+        """A store on the primary that Redis Sentinel names for ``service_name``.
+
+        Every new connection asks the sentinels where the primary is, so after a failover
+        the store reconnects to the promoted replica by itself (the breaker's probe goes
+        through the sentinels too). ``sentinel_kwargs`` go to the connections to the
+        sentinels (for example their own ``password``). The same as
+        ``from_url("redis+sentinel://host:port,.../service")``.
+        """
+        return cls._on_sentinel_pool(sentinels, service_name, {}, options, sentinel_kwargs)
+
+    @classmethod
+    def _on_sentinel_pool(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service_name: str,
+        connection_kwargs: dict[str, Any],
+        options: dict[str, Any],
+        sentinel_kwargs: Mapping[str, Any] | None = None,
+    ) -> AgentMemoryStore:
+        config = StoreConfig.from_options(**options)
+        pool = sentinel_pool(
+            sentinels,
+            service_name,
+            max_connections=config.max_connections,
+            pool_timeout=config.pool_timeout,
+            socket_timeout=config.socket_timeout,
+            socket_connect_timeout=config.socket_connect_timeout,
+            sentinel_kwargs=sentinel_kwargs,
+            client_name=config.client_name,
+            health_check_interval=config.health_check_interval,
+            decode_responses=False,
+            **connection_kwargs,
         )
         store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
         store._owns_client = True

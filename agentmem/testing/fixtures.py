@@ -23,6 +23,7 @@ from agentmem.testing.plugin import (
 )
 from agentmem.testing.provision import ServerInfo, ServerUnavailableError
 from agentmem.testing.proxy import TcpProxy
+from agentmem.testing.sentinel import SentinelGroup
 from agentmem.testing.server import EmbeddedServer, parse_version
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "agentmem_proxy",
     "agentmem_proxy_factory",
     "agentmem_redis",
+    "agentmem_sentinel",
     "agentmem_server",
     "agentmem_server_factory",
     "agentmem_store",
@@ -273,3 +275,19 @@ def agentmem_server_factory(
 def agentmem_private_server(agentmem_server_factory: ServerFactory) -> EmbeddedServer:
     """A started private server with the defaults (no persistence)."""
     return agentmem_server_factory()
+
+
+@pytest.fixture
+def agentmem_sentinel(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SentinelGroup]:
+    """A Sentinel group of the test's own: a primary (AOF, fsync always), one replica and
+    three sentinels monitoring it as ``agentmem``; ``.url`` is its ``redis+sentinel://``
+    URL, ``.kill_primary()`` and ``.wait_for_promotion(old)`` drive a failover. Stopped
+    afterwards, whatever the test did."""
+    run = plugin_state(request.config)
+    group = SentinelGroup(run.private_binary(), tmp_path_factory.mktemp("agentmem-sentinel"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()

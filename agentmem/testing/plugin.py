@@ -76,7 +76,9 @@ SHARED_SERVER_FIXTURES = frozenset(
     }
 )
 #: Fixtures that start a private server of the test's own.
-PRIVATE_SERVER_FIXTURES = frozenset({"agentmem_server_factory", "agentmem_private_server"})
+PRIVATE_SERVER_FIXTURES = frozenset(
+    {"agentmem_server_factory", "agentmem_private_server", "agentmem_sentinel"}
+)
 
 _SKIP_PREFIX = "agentmem: no real Redis server: "
 
