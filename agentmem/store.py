@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
+from agentmem._connect import build_pool
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
@@ -128,9 +127,9 @@ class AgentMemoryStore:
     ) -> None:
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
-        self.config = config if config is not None else StoreConfig.from_options(**options)
-        if not _own_pool:
+        if not _own_pool:  # before the options' own checks: this is the mistake to name
             _refuse_pool_options(options, config)
+        self.config = config if config is not None else StoreConfig.from_options(**options)
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
@@ -167,23 +166,14 @@ class AgentMemoryStore:
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
         """A store with its own ``BlockingConnectionPool`` of ``max_connections``.
 
-        A burst of calls waits up to ``pool_timeout`` for a free connection instead of
-        failing with "Too many connections". The pool's own retry policy is set to zero
-        retries on purpose: the store retries (with a deadline and a breaker) one level up.
+        Credentials (``username``, ``password``) and TLS settings (``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``, or a
+        ready ``ssl_context``) are options like the others: in the URL or as keywords, not
+        both. See :func:`agentmem._connect.build_pool`.
         """
         url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=config.max_connections,
-            timeout=config.pool_timeout,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name=config.client_name,
-            health_check_interval=config.health_check_interval,
-            decode_responses=False,
-        )
+        pool = build_pool(url, config)
         store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
         store._owns_client = True
         return store
