@@ -116,8 +116,9 @@ def translate(exc: BaseException, *, operation: str, attempts: int = 1) -> Agent
     if is_permission(exc):
         return MemoryPermissionError(
             f"{operation}: the server refused this client ({type(exc).__name__}: {exc}); check the "
-            f"username, password and ACL rules (the store needs EVALSHA, SCRIPT LOAD, UNLINK and "
-            f"PING on its key prefix); not retried, nothing was written"
+            f"username, password and ACL rules (`agentmem acl --prefix P --user U` prints the rule a "
+            f"store needs: its key prefix, EVALSHA, SCRIPT LOAD, PING and its scripts' commands); "
+            f"not retried, nothing was written"
         )
     tls = _tls_refused(exc)
     if tls is not None:
