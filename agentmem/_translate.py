@@ -49,18 +49,46 @@ def is_permission(exc: BaseException) -> bool:
     return isinstance(exc, rexc.ResponseError) and str(exc).startswith(_PERMISSION_REPLIES)
 
 
+# TLS failures no retry can fix: this side refused the server (certificate, protocol), or
+# the server's alert refused this client's certificate (mutual TLS). Under TLS 1.3 the
+# server's alert arrives on the first read after the handshake, so it is looked for in
+# read errors too, not only in connect errors.
+_SERVER_REFUSED_CLIENT_CERT = (
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV1_ALERT_ACCESS_DENIED",
+)
+_TLS_REFUSED_REASONS = ("WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", *_SERVER_REFUSED_CLIENT_CERT)
+
+
 def _tls_refused(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error behind a connect failure that no retry can fix (certificate, protocol)."""
+    """The TLS error behind a connect or read failure that no retry can fix."""
     seen: BaseException | None = exc
     for _ in range(4):  # redis-py raises ConnectionError inside ``except OSError``
         if seen is None:
             return None
         if isinstance(seen, ssl.SSLCertVerificationError) or (
-            isinstance(seen, ssl.SSLError) and seen.reason in ("WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL")
+            isinstance(seen, ssl.SSLError) and seen.reason in _TLS_REFUSED_REASONS
         ):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _tls_hint(tls: ssl.SSLError) -> str:
+    if tls.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return "the server requires a client certificate (mutual TLS): pass ssl_certfile and ssl_keyfile"
+    if tls.reason in _SERVER_REFUSED_CLIENT_CERT:
+        return (
+            "the server refused this client's certificate (mutual TLS): check ssl_certfile/ssl_keyfile "
+            "and that the server's tls-ca-cert-file signed them"
+        )
+    return "check ssl_ca_certs / the server's certificate and hostname, and that the port speaks TLS"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -88,15 +116,15 @@ def translate(exc: BaseException, *, operation: str, attempts: int = 1) -> Agent
     if is_permission(exc):
         return MemoryPermissionError(
             f"{operation}: the server refused this client ({type(exc).__name__}: {exc}); check the "
-            f"username, password and ACL rules (the store needs EVALSHA, SCRIPT LOAD, UNLINK and "
-            f"PING on its key prefix); not retried, nothing was written"
+            f"username, password and ACL rules (`agentmem acl --prefix P --user U` prints the rule a "
+            f"store needs: its key prefix, EVALSHA, SCRIPT LOAD, PING and its scripts' commands); "
+            f"not retried, nothing was written"
         )
     tls = _tls_refused(exc)
     if tls is not None:
         return AgentMemoryError(
-            f"{operation}: TLS handshake refused ({tls.reason or type(tls).__name__}: {tls}); check "
-            f"ssl_ca_certs / the server's certificate and that the port speaks TLS; not retried, "
-            f"nothing was sent"
+            f"{operation}: TLS handshake refused ({tls.reason or type(tls).__name__}: {tls}); "
+            f"{_tls_hint(tls)}; not retried, nothing was sent"
         )
     if is_transient(exc):
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"

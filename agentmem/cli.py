@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: ``demo``, ``doctor`` and ``bench``."""
+"""The ``agentmem`` command: ``demo``, ``doctor``, ``acl`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -115,6 +116,37 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if report.dangerous else 2 if report.skipped else 0
 
 
+def _cmd_acl(args: argparse.Namespace) -> int:
+    from agentmem.acl import acl_rule
+
+    password: str | None = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(f"agentmem acl: ${args.password_env} is not set or empty", file=sys.stderr)
+            return 2
+    try:
+        rule = acl_rule(
+            args.prefix,
+            args.user,
+            password=password,
+            client_name=args.client_name,
+            health=args.health,
+            large_values=args.large_values,
+        )
+    except ValueError as exc:
+        print(f"agentmem acl: {exc}", file=sys.stderr)
+        return 2
+    print(rule)  # alone on stdout, so `agentmem acl ... | redis-cli` applies it
+    if password is None:
+        print(
+            "agentmem acl: no --password-env: the user has no password and cannot log in until you "
+            "add one (>password, or #<sha256> as --password-env prints)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_bench(bench_args: list[str]) -> int:
     try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
         bench_main = importlib.import_module("benchmarks.run").main
@@ -146,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--processes", type=int, default=4, help="processes that share the server")
     doctor.add_argument("--health-check-interval", type=float, default=30.0)
     doctor.set_defaults(run=_cmd_doctor)
+
+    acl = commands.add_parser(
+        "acl",
+        help="print the least-privilege ACL SETUSER rule for a store's prefix",
+        description="Print the ACL SETUSER rule a store with this prefix needs: its keys only, "
+        "and only the commands the store sends (see agentmem.acl).",
+    )
+    acl.add_argument("--prefix", required=True, help="the store's prefix option")
+    acl.add_argument("--user", required=True, help="ACL user name")
+    acl.add_argument(
+        "--password-env", metavar="VAR", help="environment variable holding the password (printed as SHA-256)"
+    )
+    acl.add_argument("--client-name", action="store_true", help="allow CLIENT SETNAME (client_name option)")
+    acl.add_argument("--health", action="store_true", help="allow INFO, for health()'s server fields")
+    acl.add_argument(
+        "--large-values", action="store_true", help="allow CONFIG GET (max_value_bytes over 1 MiB)"
+    )
+    acl.set_defaults(run=_cmd_acl)
 
     # Listed for --help only: main() hands everything after "bench" to the benchmarks.
     commands.add_parser(

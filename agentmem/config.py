@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from agentmem.errors import InvalidArgumentError
 from agentmem.scripts import MAX_EXACT
 
-__all__ = ["MAX_TTL", "POOL_OPTIONS", "Duration", "StoreConfig", "options_from_url", "seconds"]
+__all__ = [
+    "MAX_TTL",
+    "POOL_OPTIONS",
+    "TLS_OPTIONS",
+    "CertReqs",
+    "Duration",
+    "StoreConfig",
+    "options_from_url",
+    "seconds",
+]
 
 Duration = float | timedelta
+#: How strictly the server's certificate is checked (redis-py's ``ssl_cert_reqs``).
+CertReqs = Literal["required", "optional", "none"] | ssl.VerifyMode
+_CERT_REQS = ("required", "optional", "none")
 
 _FORBIDDEN_IN_PREFIX = frozenset("{}")
 
@@ -84,6 +98,20 @@ class StoreConfig:
     health_check_interval: float = 30.0
     #: Name shown in CLIENT LIST for the store's connections (pool the store owns only).
     client_name: str | None = None
+    #: ACL user and password (``AUTH``/``HELLO`` on every new connection); the URL's
+    #: ``redis://user:password@host`` credentials land here. Never shown by ``repr``.
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    #: TLS (``rediss://`` URLs only). File paths, as redis-py takes them; ``None`` keeps
+    #: redis-py's default (the system trust store, certificate and hostname checked).
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: CertReqs | None = None
+    ssl_check_hostname: bool | None = None
+    #: A ready ``ssl.SSLContext`` instead of the ``ssl_*`` options above (pinning, an
+    #: in-memory CA, a custom trust store): used as is for every connection.
+    ssl_context: ssl.SSLContext | None = None
     #: Batch the calls concurrent tasks make in one event-loop iteration into one round trip.
     auto_pipeline: bool = True
     fallback: Literal["raise", "journal"] = "raise"
@@ -133,6 +161,55 @@ class StoreConfig:
             raise InvalidArgumentError(f"max_history must be at most {MAX_EXACT}, got {self.max_history}")
         if self.fallback not in ("raise", "journal"):
             raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
+        self._check_credentials_and_tls()
+
+    def _check_credentials_and_tls(self) -> None:
+        for name in ("username", "password", "client_name"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                # Never echo the value: it may be a password.
+                raise InvalidArgumentError(f"{name} must be a non-empty str or None")
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)):
+                    raise TypeError(
+                        f"{name} must be a file path (str or os.PathLike), not {type(value).__name__}"
+                    )
+                object.__setattr__(self, name, os.fspath(value))
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise InvalidArgumentError(
+                "ssl_keyfile needs ssl_certfile (the client certificate it belongs to)"
+            )
+        reqs = self.ssl_cert_reqs
+        if reqs is not None and not isinstance(reqs, ssl.VerifyMode) and reqs not in _CERT_REQS:
+            raise InvalidArgumentError(
+                f"ssl_cert_reqs must be 'required', 'optional', 'none' or an ssl.VerifyMode, got {reqs!r}"
+            )
+        if self.ssl_check_hostname is not None and not isinstance(self.ssl_check_hostname, bool):
+            raise TypeError(
+                f"ssl_check_hostname must be a bool, not {type(self.ssl_check_hostname).__name__}"
+            )
+        if self.ssl_check_hostname and reqs in ("none", ssl.CERT_NONE):
+            raise InvalidArgumentError(
+                "ssl_check_hostname=True needs a verified certificate; it cannot go with ssl_cert_reqs='none'"
+            )
+        if self.ssl_context is not None:
+            if not isinstance(self.ssl_context, ssl.SSLContext):
+                raise TypeError(
+                    f"ssl_context must be an ssl.SSLContext, not {type(self.ssl_context).__name__}"
+                )
+            mixed = [name for name in TLS_FILE_OPTIONS if getattr(self, name) is not None]
+            if mixed:
+                raise TypeError(
+                    f"ssl_context already holds the TLS settings; give either it or {', '.join(mixed)}, "
+                    "not both"
+                )
+
+    @property
+    def tls_options_given(self) -> list[str]:
+        """The TLS options set, which only a ``rediss://`` URL can use."""
+        return [name for name in TLS_OPTIONS if getattr(self, name) is not None]
 
     @classmethod
     def from_options(cls, **options: Any) -> StoreConfig:
@@ -151,35 +228,77 @@ class StoreConfig:
 
 #: Options that configure the connection pool ``from_url`` builds. A client the caller
 #: passes in keeps its own pool, so the store refuses them there instead of ignoring them.
+#: The TLS options ``ssl_context`` replaces.
+TLS_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+#: Options that make sense only over TLS (a ``rediss://`` URL).
+TLS_OPTIONS = (*TLS_FILE_OPTIONS, "ssl_context")
+
 POOL_OPTIONS = (
     "client_name",
     "health_check_interval",
     "max_connections",
+    "password",
     "pool_timeout",
     "socket_connect_timeout",
     "socket_timeout",
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_check_hostname",
+    "ssl_context",
+    "ssl_keyfile",
+    "username",
 )
 
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(text)
+
+
 # URL query parameters redis-py reads into the pool, and the store option each one is.
-_URL_OPTIONS: dict[str, tuple[str, type[Any]]] = {
+_URL_OPTIONS: dict[str, tuple[str, Any]] = {
     "client_name": ("client_name", str),
     "health_check_interval": ("health_check_interval", float),
     "max_connections": ("max_connections", int),
     "timeout": ("pool_timeout", float),
     "socket_connect_timeout": ("socket_connect_timeout", float),
     "socket_timeout": ("socket_timeout", float),
+    "ssl_ca_certs": ("ssl_ca_certs", str),
+    "ssl_certfile": ("ssl_certfile", str),
+    "ssl_keyfile": ("ssl_keyfile", str),
+    "ssl_cert_reqs": ("ssl_cert_reqs", str),
+    "ssl_check_hostname": ("ssl_check_hostname", _flag),
 }
 
 
 def options_from_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Move the pool options of ``url``'s query string into the store's options.
+    """Move the pool options of ``url``'s query string, and its credentials, into the
+    store's options.
 
     Returns the URL without them and the merged options, so ``store.config`` holds the
-    values the pool really uses. An option given both ways raises, naming it.
+    values the pool really uses. An option given both ways raises, naming it (never
+    showing a password).
     """
     parts = urlsplit(url)
     kept: list[tuple[str, str]] = []
     merged = dict(options)
+    if parts.username or parts.password:
+        for option, value in (("username", parts.username), ("password", parts.password)):
+            if not value:
+                continue
+            if option in options:
+                raise TypeError(
+                    f"{option} is given both in the URL (scheme://user:password@host) and as a keyword "
+                    "option; give it once"
+                )
+            merged[option] = unquote(value)
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=host)
     for name, text in parse_qsl(parts.query, keep_blank_values=True):
         if name not in _URL_OPTIONS:
             kept.append((name, text))

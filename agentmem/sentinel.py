@@ -7,15 +7,16 @@ store's pools *wait* up to ``pool_timeout`` instead, so the pool here is both.
 
 A ``redis+sentinel://`` (or ``rediss+sentinel://``) URL names the sentinels and the
 service: ``redis+sentinel://[user:password@]host1:26379,host2:26379/<service>[/<db>]``.
-The credentials are the data nodes'; sentinels that need their own go in
-``AgentMemoryStore.from_sentinel(..., sentinel_kwargs={...})``.
+The credentials (and the TLS options, with ``rediss+sentinel://``) are the data nodes';
+sentinels that need their own go in ``AgentMemoryStore.from_sentinel(...,
+sentinel_kwargs={...})``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
@@ -30,6 +31,7 @@ __all__ = [
     "SentinelTarget",
     "parse_sentinel_url",
     "sentinel_pool",
+    "sentinel_url",
 ]
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -50,35 +52,22 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
 
 class SentinelTarget:
-    """What a ``redis+sentinel://`` URL says: the sentinels, the service, and the data nodes'
-    database, credentials and TLS."""
+    """What a ``redis+sentinel://`` URL says: the sentinels, the service, the data nodes'
+    database and whether they speak TLS."""
 
     def __init__(
-        self,
-        sentinels: list[tuple[str, int]],
-        service_name: str,
-        *,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        ssl: bool = False,
-    ) -> None:
+        self, sentinels: list[tuple[str, int]], service_name: str, *, db: int = 0, ssl: bool = False
+    ):
         self.sentinels = sentinels
         self.service_name = service_name
         self.db = db
-        self.username = username
-        self.password = password
         self.ssl = ssl
 
-    def connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"db": self.db}
-        if self.username:
-            kwargs["username"] = self.username
-        if self.password:
-            kwargs["password"] = self.password
-        if self.ssl:
-            kwargs["ssl"] = True
-        return kwargs
+
+def sentinel_url(sentinels: Sequence[tuple[str, int]], service_name: str, *, tls: bool = False) -> str:
+    """The ``redis+sentinel://`` (``rediss+sentinel://`` with ``tls``) URL naming them."""
+    hosts = ",".join(f"{host}:{port}" for host, port in sentinels)
+    return f"{SENTINEL_SCHEMES[tls]}://{hosts}/{quote(service_name, safe='')}"
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
@@ -88,7 +77,8 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         raise InvalidArgumentError(f"not a Sentinel URL (redis+sentinel://...): {url!r}")
     if parts.query:
         raise InvalidArgumentError(
-            "a redis+sentinel:// URL takes no query parameters; pass options as keywords"
+            f"a redis+sentinel:// URL takes no query parameters but store options ({parts.query!r}); "
+            "pass the others as keywords"
         )
     hosts = parts.netloc.rsplit("@", 1)[-1]
     sentinels: list[tuple[str, int]] = []
@@ -107,14 +97,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         db = int(path[1]) if len(path) == 2 else 0
     except ValueError:
         raise InvalidArgumentError(f"bad database number {path[1]!r} in {url!r}") from None
-    return SentinelTarget(
-        sentinels,
-        path[0],
-        db=db,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        ssl=parts.scheme == "rediss+sentinel",
-    )
+    return SentinelTarget(sentinels, path[0], db=db, ssl=parts.scheme == "rediss+sentinel")
 
 
 def sentinel_pool(

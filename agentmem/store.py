@@ -12,10 +12,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import ConnectionPool, Redis
 
+from agentmem._connect import build_pool, build_sentinel_pool
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
@@ -37,7 +36,7 @@ from agentmem.scripts import (
     Script,
     ScriptRunner,
 )
-from agentmem.sentinel import SENTINEL_SCHEMES, parse_sentinel_url, sentinel_pool
+from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
@@ -130,9 +129,9 @@ class AgentMemoryStore:
     ) -> None:
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
-        self.config = config if config is not None else StoreConfig.from_options(**options)
-        if not _own_pool:
+        if not _own_pool:  # before the options' own checks: this is the mistake to name
             _refuse_pool_options(options, config)
+        self.config = config if config is not None else StoreConfig.from_options(**options)
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
@@ -167,30 +166,24 @@ class AgentMemoryStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
-        """A store with its own ``BlockingConnectionPool`` of ``max_connections``.
+        """A store with its own ``BlockingConnectionPool`` of ``max_connections``; a
+        ``redis+sentinel://`` (``rediss+sentinel://``) URL gives one on the primary that
+        Sentinel names (see :meth:`from_sentinel`).
 
-        A burst of calls waits up to ``pool_timeout`` for a free connection instead of
-        failing with "Too many connections". The pool's own retry policy is set to zero
-        retries on purpose: the store retries (with a deadline and a breaker) one level up.
+        Credentials (``username``, ``password``) and TLS settings (``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``, or a
+        ready ``ssl_context``) are options like the others: in the URL or as keywords, not
+        both. See :func:`agentmem._connect.build_pool`.
         """
-        if urlsplit(url).scheme in SENTINEL_SCHEMES:
-            target = parse_sentinel_url(url)
-            return cls._on_sentinel_pool(
-                target.sentinels, target.service_name, target.connection_kwargs(), options
-            )
         url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=config.max_connections,
-            timeout=config.pool_timeout,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name=config.client_name,
-            health_check_interval=config.health_check_interval,
-            decode_responses=False,
-        )
+        if urlsplit(url).scheme in SENTINEL_SCHEMES:
+            return cls._owning(build_sentinel_pool(url, config), config)
+        return cls._owning(build_pool(url, config), config)
+
+    @classmethod
+    def _owning(cls, pool: ConnectionPool, config: StoreConfig) -> AgentMemoryStore:
+        """A store on a pool it built, and closes."""
         store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
         store._owns_client = True
         return store
@@ -208,38 +201,14 @@ class AgentMemoryStore:
 
         Every new connection asks the sentinels where the primary is, so after a failover
         the store reconnects to the promoted replica by itself (the breaker's probe goes
-        through the sentinels too). ``sentinel_kwargs`` go to the connections to the
-        sentinels (for example their own ``password``). The same as
-        ``from_url("redis+sentinel://host:port,.../service")``.
+        through the sentinels too). Options are those of :meth:`from_url`; TLS options
+        make the data connections TLS. ``sentinel_kwargs`` go to the connections to the
+        sentinels themselves (for example their own ``password``). The same as
+        ``from_url("redis+sentinel://host:port,.../<service>")``.
         """
-        return cls._on_sentinel_pool(sentinels, service_name, {}, options, sentinel_kwargs)
-
-    @classmethod
-    def _on_sentinel_pool(
-        cls,
-        sentinels: Sequence[tuple[str, int]],
-        service_name: str,
-        connection_kwargs: dict[str, Any],
-        options: dict[str, Any],
-        sentinel_kwargs: Mapping[str, Any] | None = None,
-    ) -> AgentMemoryStore:
         config = StoreConfig.from_options(**options)
-        pool = sentinel_pool(
-            sentinels,
-            service_name,
-            max_connections=config.max_connections,
-            pool_timeout=config.pool_timeout,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-            sentinel_kwargs=sentinel_kwargs,
-            client_name=config.client_name,
-            health_check_interval=config.health_check_interval,
-            decode_responses=False,
-            **connection_kwargs,
-        )
-        store = cls(Redis(connection_pool=pool), config=config, _own_pool=True)
-        store._owns_client = True
-        return store
+        url = sentinel_url(sentinels, service_name, tls=bool(config.tls_options_given))
+        return cls._owning(build_sentinel_pool(url, config, sentinel_kwargs=sentinel_kwargs), config)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -135,7 +135,7 @@ def test_sentinel_urls_are_read(url: str, sentinels: list[tuple[str, int]], serv
         "redis+sentinel://h1:x/svc",
         "redis+sentinel:///svc",
         "redis+sentinel://h1/svc/notadb",
-        "redis+sentinel://h1/svc?socket_timeout=1",
+        "redis+sentinel://h1/svc?not_an_option=1",
     ],
 )
 def test_bad_sentinel_urls_say_what_is_wrong(url: str) -> None:
@@ -144,7 +144,13 @@ def test_bad_sentinel_urls_say_what_is_wrong(url: str) -> None:
         AgentMemoryStore.from_url(url)
 
 
-def test_password_is_for_the_data_nodes() -> None:
-    """Credentials in the URL go to the primary's connections, not into an error or a repr."""
-    target = parse_sentinel_url("redis+sentinel://agent:s3cret@127.0.0.1:5000/svc")
-    assert target.connection_kwargs() == {"db": 0, "username": "agent", "password": "s3cret"}
+async def test_credentials_and_options_in_a_sentinel_url_reach_the_config() -> None:
+    """user:password and pool options in a Sentinel URL become the store's config (the
+    password never shown by repr), as with a plain URL."""
+    store = AgentMemoryStore.from_url("redis+sentinel://agent:s3cret@127.0.0.1:5000/svc?socket_timeout=3")
+    try:
+        assert (store.config.username, store.config.password) == ("agent", "s3cret")
+        assert store.config.socket_timeout == 3.0
+        assert "s3cret" not in repr(store.config)
+    finally:
+        await store.aclose()

@@ -21,6 +21,7 @@ from agentmem.testing.server import (
     probe_binary,
 )
 from agentmem.testing.shared import SharedServer
+from agentmem.testing.tls import TlsFiles, TlsServer, make_tls_files, start_tls_server
 
 __all__ = (
     "EmbeddedServer",
@@ -31,10 +32,14 @@ __all__ = (
     "ServerUnavailableError",
     "SharedServer",
     "TcpProxy",
+    "TlsFiles",
+    "TlsServer",
     "describe",
     "find_server_binaries",
     "kill_connections",
+    "make_tls_files",
     "memory_pressure",
     "probe_binary",
     "provision",
+    "start_tls_server",
 )

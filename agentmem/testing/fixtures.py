@@ -24,7 +24,8 @@ from agentmem.testing.plugin import (
 from agentmem.testing.provision import ServerInfo, ServerUnavailableError
 from agentmem.testing.proxy import TcpProxy
 from agentmem.testing.sentinel import SentinelGroup
-from agentmem.testing.server import EmbeddedServer, parse_version
+from agentmem.testing.server import EmbeddedServer, ServerStartError, parse_version
+from agentmem.testing.tls import ClientCerts, TlsServer, start_tls_server
 
 if TYPE_CHECKING:
     from agentmem.store import AgentMemoryStore
@@ -38,6 +39,7 @@ __all__ = [
     "ProxyFactory",
     "ServerFactory",
     "StoreFactory",
+    "TlsServerFactory",
     "agentmem_prefix",
     "agentmem_private_server",
     "agentmem_proxy",
@@ -48,6 +50,8 @@ __all__ = [
     "agentmem_server_factory",
     "agentmem_store",
     "agentmem_store_factory",
+    "agentmem_tls_server",
+    "agentmem_tls_server_factory",
     "delete_prefix",
     "make_prefix",
 ]
@@ -63,6 +67,10 @@ class StoreFactory(Protocol):
 
 class ProxyFactory(Protocol):
     def __call__(self, url: str | None = None) -> TcpProxy: ...
+
+
+class TlsServerFactory(Protocol):
+    def __call__(self, *, client_certs: ClientCerts = "optional", **config: str | int) -> TlsServer: ...
 
 
 class ServerFactory(Protocol):
@@ -291,3 +299,43 @@ def agentmem_sentinel(
         yield group.start()
     finally:
         group.stop()
+
+
+@pytest.fixture
+def agentmem_tls_server_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsServerFactory]:
+    """``make(*, client_certs="optional", **config) -> TlsServer``: a private server with a
+    TLS port, a fresh CA and certificates (``client_certs="required"`` is mutual TLS).
+    Fails in CI (skips elsewhere, loudly) when no binary has TLS. Stopped afterwards."""
+    run = plugin_state(request.config)
+    servers: list[TlsServer] = []
+
+    def make(*, client_certs: ClientCerts = "optional", **config: str | int) -> TlsServer:
+        try:
+            server = start_tls_server(
+                run.tls_candidates(),
+                tmp_path_factory.mktemp("agentmem-tls"),
+                client_certs=client_certs,
+                config=config,
+            )
+        except ServerStartError as exc:
+            run.unavailable(f"TLS: {exc}")
+            raise  # unreachable: unavailable() skips or fails
+        run.tls_binary = server.binary.path
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def agentmem_tls_server(agentmem_tls_server_factory: TlsServerFactory) -> TlsServer:
+    """A private TLS server: ``.url`` (``rediss://``), ``.ca_path``, ``.client_cert_path``,
+    ``.client_key_path``, ``.plain_url`` (its plain port, for admin); client
+    certificates optional (checked when sent)."""
+    return agentmem_tls_server_factory()

