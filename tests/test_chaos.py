@@ -210,7 +210,8 @@ async def test_an_outage_fails_fast_after_the_deadline_and_heals_within_a_probe(
     with pytest.raises(AgentMemoryError) as first:
         await store.load_context("call-1")
     first_failed_after = loop.time() - down_at
-    await asyncio.sleep(max(0.0, down_at + DEFAULTS.retry_deadline - loop.time()))
+    # The outage's age counts from its first failed round trip, a moment after the kill.
+    await asyncio.sleep(max(0.0, DEFAULTS.retry_deadline - store.breaker.outage_seconds) + 0.01)
     assert store.breaker.state is BreakerState.FAILING_FAST
 
     fast: list[float] = []
