@@ -172,7 +172,7 @@ async def test_breaker_fails_fast_after_the_deadline_then_closes_by_itself(
     with pytest.raises(MemoryUnavailableError) as info:
         await store.load_context("s")
     assert not isinstance(info.value, CircuitOpenError)  # it tried, and says so
-    await asyncio.sleep(max(0.0, store.config.retry_deadline - store.breaker.outage_seconds))
+    await asyncio.sleep(max(0.0, store.config.retry_deadline - store.breaker.outage_seconds) + 0.01)
     assert _state(store) == "failing_fast"
     attempts = store.retry_stats.attempts
     started = time.monotonic()
