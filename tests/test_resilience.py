@@ -221,3 +221,26 @@ async def test_value_over_proto_max_bulk_len_is_refused_before_sending(
         await admin.aclose()
     await store.save_context("fits", {"a": "y" * (900 * 1024)})  # under the limit: sent
     assert (await store.load_context("fits") or {})["a"] == "y" * (900 * 1024)
+
+
+async def test_recovery_drops_connections_that_died_with_the_server(
+    agentmem_server_factory: Any, agentmem_store_factory: StoreFactory
+) -> None:
+    """After a restart, the breaker's recovery drops the idle pooled connections (all dead):
+    the first burst after it needs no retry."""
+    server = agentmem_server_factory(persistence=True, appendfsync="always")
+    store = agentmem_store_factory(url=server.url)
+    await asyncio.gather(*(store.update_context(f"s{i}", {"n": i}) for i in range(64)))
+    assert len(store.client.connection_pool._available_connections) >= 2
+    await asyncio.to_thread(server.kill)
+    waiting = asyncio.create_task(store.load_context("s0"))  # fails, opens the breaker, waits
+    for _ in range(150):
+        if store.breaker.is_open:
+            break
+        await asyncio.sleep(0.01)
+    assert store.breaker.is_open
+    await asyncio.to_thread(server.start)
+    assert await waiting == {"n": 0}
+    retries = store.retry_stats.retries
+    await asyncio.gather(*(store.update_context(f"s{i}", {"m": i}) for i in range(64)))
+    assert store.retry_stats.retries == retries
