@@ -128,7 +128,7 @@ local function newer_stored(name)
   return stored ~= false and tonumber(stored) > tonumber(version)
 end
 -- replayed writes: older than the target's last replace or delete means superseded
-local REPLACED = V .. '\255'
+local REPLACED = V .. '\\255'
 if conditional then
   local deleted = redis.call('GET', KEYS[#KEYS])
   local replaced = redis.call('HGET', KEYS[1], REPLACED)
