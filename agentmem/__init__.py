@@ -20,6 +20,7 @@ from agentmem.errors import (
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
 from agentmem.store import AgentMemoryStore, Turn
+from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
 
 try:
     __version__ = version("agentmem")
@@ -42,6 +43,8 @@ __all__ = (
     "SerializationError",
     "StoreClosedError",
     "StoreConfig",
+    "SyncAgentMemoryStore",
+    "SyncJournaledStore",
     "Turn",
     "UnflushedJournalError",
     "__version__",

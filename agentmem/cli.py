@@ -1,4 +1,4 @@
-"""The ``agentmem`` command: ``demo``, ``doctor``, ``acl`` and ``bench``."""
+"""The ``agentmem`` command: ``demo``, ``doctor``, ``acl``, ``inspect`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -147,6 +147,46 @@ def _cmd_acl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from redis import Redis
+
+    from agentmem.inspector import Inspector, render_session, render_sessions, render_user
+
+    if (args.target == "sessions" and args.count < 1) or (args.target == "session" and args.last < 1):
+        print("agentmem inspect: --count and --last must be at least 1", file=sys.stderr)
+        return 2
+    client = Redis.from_url(args.url, decode_responses=False)
+    try:
+        inspector = Inspector(client, args.prefix)
+        if args.target == "sessions":
+            listing, truncated = inspector.sessions(match=args.match, count=args.count)
+            corrupt = any(entry["corrupt"] for entry in listing)
+            if args.json:
+                print(json.dumps({"sessions": listing, "truncated": truncated}, indent=2, ensure_ascii=False))
+            else:
+                print(render_sessions(listing, truncated, args.count))
+        else:
+            report = (
+                inspector.session(args.id, last=args.last)
+                if args.target == "session"
+                else (inspector.user(args.id))
+            )
+            corrupt = bool(report.corrupt)
+            if args.json:
+                print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+            else:
+                print(render_session(report) if args.target == "session" else render_user(report))
+    except (RedisError, OSError) as exc:
+        print(f"agentmem inspect: could not read the server: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except AgentMemoryError as exc:  # an id the store would refuse
+        print(f"agentmem inspect: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    return 1 if corrupt else 0
+
+
 def _cmd_bench(bench_args: list[str]) -> int:
     try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
         bench_main = importlib.import_module("benchmarks.run").main
@@ -196,6 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--large-values", action="store_true", help="allow CONFIG GET (max_value_bytes over 1 MiB)"
     )
     acl.set_defaults(run=_cmd_acl)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show what the agent remembers (read-only: never refreshes a TTL)",
+        description="Read a store's memory with plain read commands (never the store's scripts, "
+        "which slide TTLs). Exit codes: 0 read, 1 corrupt data found, 2 server not readable.",
+    )
+    inspect.add_argument("--url", required=True, help="Redis URL")
+    inspect.add_argument("--prefix", default="agentmem", help="the store's prefix option")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    targets = inspect.add_subparsers(dest="target", required=True)
+    session = targets.add_parser("session", help="a session: context, last messages, TTL, size")
+    session.add_argument("id", help="session id")
+    session.add_argument("--last", type=int, default=20, help="messages to show (default 20)")
+    user = targets.add_parser("user", help="a user's long-term facts")
+    user.add_argument("id", help="user id")
+    sessions = targets.add_parser("sessions", help="list sessions (SCAN, never KEYS)")
+    sessions.add_argument("--match", default="*", help="glob on the session id (default *)")
+    sessions.add_argument("--count", type=int, default=50, help="most sessions to list (default 50)")
+    inspect.set_defaults(run=_cmd_inspect)
 
     # Listed for --help only: main() hands everything after "bench" to the benchmarks.
     commands.add_parser(

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from urllib.parse import quote
+from typing import Literal
+from urllib.parse import quote, unquote
 
 from agentmem.errors import InvalidKeyError
 
-__all__ = ["MAX_ID_BYTES", "KeySchema", "SessionKeys", "escape_glob", "validate_id"]
+__all__ = ["MAX_ID_BYTES", "KeySchema", "ParsedKey", "SessionKeys", "escape_glob", "validate_id"]
 
 #: Longest id accepted, in UTF-8 bytes.
 MAX_ID_BYTES = 512
@@ -72,6 +73,20 @@ class SessionKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """What one key of a store names: a session's or a user's ``part`` (``ctx``, ``hist``,
+    ``appends``, ``deleted``; ``facts``, ``forgotten``), with the id decoded."""
+
+    kind: Literal["session", "user"]
+    id: str
+    part: str
+
+
+_SESSION_PARTS = frozenset({"ctx", "hist", "appends", "deleted"})
+_USER_PARTS = frozenset({"facts", "forgotten"})
+
+
+@dataclass(frozen=True, slots=True)
 class KeySchema:
     """Builds every key of a store from its prefix."""
 
@@ -100,3 +115,48 @@ class KeySchema:
     def match_all(self) -> str:
         """A SCAN MATCH pattern for every key of this store and nothing else."""
         return f"{escape_glob(self.prefix)}:{{*"
+
+    def match_sessions(self, id_glob: str = "*") -> str:
+        """A SCAN MATCH pattern for the keys of sessions whose id may match ``id_glob``
+        (an :func:`fnmatch.fnmatchcase` pattern on the decoded id).
+
+        Ids are percent-encoded in keys, so the pattern is a superset: literal text is
+        encoded, ``*`` kept, ``?`` widened to ``*`` (one character of an id can be several
+        of its key), and a ``[...]`` class makes it match every session. Filter the keys
+        it finds with :meth:`parse` and ``fnmatchcase(parsed.id, id_glob)``.
+        """
+        if "[" in id_glob:
+            encoded = "*"
+        else:
+            encoded = "".join("*" if ch in "*?" else escape_glob(_encode(ch)) for ch in id_glob)
+        return f"{escape_glob(self.prefix)}:{{s:{encoded}}}:*"
+
+    def parse(self, key: str | bytes) -> ParsedKey | None:
+        """The session or user (and which of its keys) ``key`` is, or ``None`` for a key this
+        schema does not build (another prefix, another layout, a non-canonical id)."""
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        head = f"{self.prefix}:{{"
+        if not key.startswith(head):
+            return None
+        tag, sep, part = key[len(head) :].partition("}:")
+        kind_code, colon, encoded = tag.partition(":")
+        if not sep or not colon or not encoded:
+            return None
+        kind: Literal["session", "user"]
+        if kind_code == "s" and part in _SESSION_PARTS:
+            kind = "session"
+        elif kind_code == "u" and part in _USER_PARTS:
+            kind = "user"
+        else:
+            return None
+        try:
+            decoded = unquote(encoded, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if _encode(decoded) != encoded:  # only what _encode produces is one of our keys
+            return None
+        return ParsedKey(kind, decoded, part)

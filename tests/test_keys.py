@@ -7,7 +7,7 @@ import re
 import pytest
 
 from agentmem import InvalidKeyError
-from agentmem.keys import KeySchema, escape_glob
+from agentmem.keys import KeySchema, ParsedKey, escape_glob
 
 NASTY_IDS = [
     "plain",
@@ -79,3 +79,42 @@ def test_escape_glob() -> None:
 def test_match_all_is_confined_to_the_prefix() -> None:
     """The store's SCAN pattern cannot match another store whose prefix extends this one."""
     assert KeySchema("a*b").match_all() == "a\\*b:{*"
+
+
+@pytest.mark.parametrize("nasty_id", NASTY_IDS)
+def test_parse_inverts_every_key(nasty_id: str) -> None:
+    """parse() gives back the id and part of every key the schema builds, whatever the id."""
+    schema = KeySchema("app:v1")
+    session = schema.session(nasty_id)
+    for part, key in zip(("ctx", "hist", "appends", "deleted"), session.all(), strict=True):
+        assert schema.parse(key) == ParsedKey("session", nasty_id, part)
+        assert schema.parse(key.encode()) == ParsedKey("session", nasty_id, part)
+    for part, key in zip(("facts", "forgotten"), schema.profile_keys(nasty_id), strict=True):
+        assert schema.parse(key) == ParsedKey("user", nasty_id, part)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "other:{s:a}:ctx",  # another prefix
+        "app:v1:{s:a}:nope",  # not a part the schema builds
+        "app:v1:{u:a}:ctx",  # a session part under a user tag
+        "app:v1:{s:}:ctx",  # empty id
+        "app:v1:{s:%zz}:ctx",  # not percent-encoding
+        "app:v1:{s:%61}:ctx",  # non-canonical: the schema writes "a"
+        "app:v1:{s:%FF}:ctx",  # not UTF-8
+        "app:v1:{s:a:ctx",
+    ],
+)
+def test_parse_refuses_foreign_keys(key: str) -> None:
+    """A key the schema would never build parses to None."""
+    assert KeySchema("app:v1").parse(key) is None
+
+
+def test_match_sessions_is_a_superset_of_the_glob() -> None:
+    """The SCAN pattern encodes literal text, keeps *, widens ? and [..] (filtered client-side)."""
+    schema = KeySchema("p*")
+    assert schema.match_sessions() == "p\\*:{s:*}:*"
+    assert schema.match_sessions("call 1*") == "p\\*:{s:call%201*}:*"
+    assert schema.match_sessions("李?") == "p\\*:{s:%E6%9D%8E*}:*"
+    assert schema.match_sessions("[ab]c") == "p\\*:{s:*}:*"

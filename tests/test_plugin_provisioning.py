@@ -269,3 +269,36 @@ def test_xdist_workers_share_one_server(inner: pytest.Pytester) -> None:
     assert {worker for worker, _ in records} == {"gw0", "gw1"}
     [state_file] = inner.path.rglob(STATE_NAME)
     assert_stopped(state_file)
+
+
+#: A conftest that makes the inner run look installed without the testing extra.
+WITHOUT_FILELOCK = """
+import sys
+
+sys.modules["filelock"] = None  # `import filelock` now raises ImportError
+"""
+MISSING_EXTRA = "pip install 'agentmem[testing]'"
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_missing_extra_is_one_usage_error(inner: pytest.Pytester, workers: tuple[str, ...]) -> None:
+    """Without filelock, a run whose tests need the shared server ends with one usage error
+    naming the extra to install, in every mode: no INTERNALERROR, no traceback, exit code 4."""
+    inner.makeconftest(WITHOUT_FILELOCK)
+    inner.makepyfile(REDIS_TESTS)
+    result = run_inner(inner, *workers, f"--redis-server={MISSING_BINARY}", subprocess=True)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output
+    assert output.count(MISSING_EXTRA) == 1, output
+    assert "needs filelock" in output
+    assert "INTERNALERROR" not in output
+    assert "Traceback" not in output
+
+
+def test_missing_extra_is_no_error_when_no_test_needs_a_server(inner: pytest.Pytester) -> None:
+    """A project with the plugin installed but no server tests runs as usual without the extra."""
+    inner.makeconftest(WITHOUT_FILELOCK)
+    inner.makepyfile("def test_unit():\n    pass\n")
+    result = run_inner(inner, "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK

@@ -100,6 +100,8 @@ def agentmem_server(request: pytest.FixtureRequest) -> ServerInfo:
     except ServerUnavailableError as exc:
         run.unavailable(str(exc))
         raise  # unreachable: unavailable() skips or fails
+    except ImportError as exc:  # an extra missing; collection normally catches this first
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -89,6 +89,24 @@ PRIVATE_SERVER_FIXTURES = (
 )
 
 _SKIP_PREFIX = "agentmem: no real Redis server: "
+#: Where an xdist worker leaves a usage error for the controller to report once.
+_USAGE_ERROR_KEY = "agentmem_usage_error"
+
+
+def missing_extra() -> str | None:
+    """Why the shared server cannot be used in this environment, or None.
+
+    The plugin is registered by the core package, so it loads without the ``testing``
+    extra; only a run whose tests need the shared server needs what that extra brings.
+    """
+    try:
+        import filelock  # noqa: F401 - only whether it imports matters
+    except ImportError as exc:
+        return (
+            f"agentmem: tests here use the shared Redis server, which needs filelock ({exc}); "
+            "install the testing extra: pip install 'agentmem[testing]'"
+        )
+    return None
 
 
 def _truthy_env(name: str) -> bool:
@@ -139,6 +157,24 @@ class PluginState:
         self._binary: tuple[ServerBinary | None, str] | None = None
         #: The binary a TLS server last started with, tried first next time.
         self.tls_binary: Path | None = None
+        #: Usage errors xdist workers reported (the controller prints each once).
+        self.usage_errors: list[str] = []
+
+    def refuse(self, session: pytest.Session, message: str) -> None:
+        """End the run with one usage error. A worker cannot raise one cleanly (xdist would
+        report a crash): it runs nothing and hands the message to the controller."""
+        if not self.is_xdist_worker:
+            raise pytest.UsageError(message)
+        workeroutput: dict[str, Any] = getattr(self.config, "workeroutput", {})
+        workeroutput[_USAGE_ERROR_KEY] = message
+        session.config.hook.pytest_deselected(items=list(session.items))
+        session.items.clear()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        message = getattr(node, "workeroutput", {}).get(_USAGE_ERROR_KEY)
+        if message and message not in self.usage_errors:
+            self.usage_errors.append(message)
 
     # PluginState is registered as a plugin, so these two hooks see this run's state.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -148,6 +184,8 @@ class PluginState:
             self.skip_reason = str(longrepr[2]).split(_SKIP_PREFIX, 1)[1]
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for message in self.usage_errors:
+            terminalreporter.write_line(f"ERROR: {message}", red=True, bold=True)
         for note in self._provisioning_notes():
             terminalreporter.write_line(f"agentmem: {note}", yellow=True)
         if self.skipped:
@@ -328,12 +366,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # early cannot stop the shared server while another worker still has tests to run.
     if any(needs_shared_server(item) for item in session.items):
         run = plugin_state(session.config)
+        missing = missing_extra()
+        if missing is not None:
+            run.refuse(session, missing)
+            return
         if run.shared_dir() is not None:
             run.shared_server().register()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = plugin_state(session.config)
+    if run.usage_errors:  # reported by xdist workers; printed by pytest_terminal_summary
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if run.shared is not None:
         run.shared.release()
     if session.config.pluginmanager.hasplugin("dsession") and not run.is_xdist_worker:

@@ -1,0 +1,260 @@
+"""`agentmem inspect` on a real server: what it shows, how it shows corruption, and that it
+changes nothing (TTLs included)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryStore
+from agentmem.cli import main
+from agentmem.keys import KeySchema
+from agentmem.testing import ServerInfo
+from agentmem.testing.server import EmbeddedServer
+
+#: A TTL far below the store's default (3600 s): a refresh by inspect would show.
+LOWERED_TTL_MS = 50_000
+
+
+def inspect(capsys: pytest.CaptureFixture[str], url: str, prefix: str, *args: str) -> tuple[int, str]:
+    code = main(["inspect", "--url", url, "--prefix", prefix, *args])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+async def remembered(agentmem_store: AgentMemoryStore) -> AgentMemoryStore:
+    """A store holding two sessions, a deleted one and a user's facts."""
+    store = agentmem_store
+    await store.save_context("call 1", {"phone": "13800138000", "intent": "return_order"})
+    await store.update_context("call 1", {"name": "Li Wei"})
+    await store.append_messages("call 1", [{"role": "user", "content": f"message {n}"} for n in range(5)])
+    await store.save_context("call-2", {"intent": "billing"})
+    await store.save_context("other", {"x": 1})
+    await store.delete_session("other")
+    await store.remember("user-42", {"preferred_name": "Li", "language": "zh"})
+    return store
+
+
+async def test_session(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session shows its context, its last messages, TTL and size; marker fields stay hidden."""
+    code, out = inspect(
+        capsys, agentmem_server.url, remembered.config.prefix, "session", "call 1", "--last", "2"
+    )
+    assert code == 0
+    assert "session 'call 1'" in out
+    assert 'phone: "13800138000"' in out
+    assert 'name: "Li Wei"' in out
+    assert "history    5 messages, last 2:" in out
+    assert '[3] {"role":"user","content":"message 3"}' in out
+    assert "message 2" not in out
+    assert "TTL left   3" in out  # 35xx.x s of the 3600 s default
+    assert "size       " in out
+    assert "MEMORY USAGE" in out
+    assert "replaced   20" in out  # the save_context's version, as a time
+    assert "\\xfe" not in out
+    assert "\\xff" not in out
+    assert "CORRUPT" not in out
+
+
+async def test_user(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user shows their facts, with no expiry (profile_ttl unset)."""
+    code, out = inspect(capsys, agentmem_server.url, remembered.config.prefix, "user", "user-42")
+    assert code == 0
+    assert "facts      2 fields" in out
+    assert 'preferred_name: "Li"' in out
+    assert "TTL left   no expiry" in out
+
+
+async def test_unknown_session(
+    agentmem_store: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A session with no keys says so and exits 0."""
+    code, out = inspect(capsys, agentmem_server.url, agentmem_store.config.prefix, "session", "nobody")
+    assert code == 0
+    assert "no memory stored" in out
+
+
+async def test_sessions_listing(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sessions lists every session (a deleted one as deleted), --match filters on the decoded
+    id, --count stops the listing and says so."""
+    prefix = remembered.config.prefix
+    code, out = inspect(capsys, agentmem_server.url, prefix, "sessions")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["session", "TTL", "left", "size", "context", "messages"]
+    assert lines[1].startswith("'call 1'")
+    assert lines[1].split()[-2:] == ["yes", "5"]
+    assert lines[2].startswith("'call-2'")
+    assert lines[3].startswith("'other'")
+    assert "deleted" in lines[3]
+    assert lines[4] == "3 sessions"
+
+    code, out = inspect(capsys, agentmem_server.url, prefix, "sessions", "--match", "call?[0-9]")
+    assert [line.split("'")[1] for line in out.splitlines()[1:-1]] == ["call 1", "call-2"]
+
+    code, out = inspect(capsys, agentmem_server.url, prefix, "sessions", "--match", "call *")
+    assert [line.split("'")[1] for line in out.splitlines()[1:-1]] == ["call 1"]
+
+    code, out = inspect(capsys, agentmem_server.url, prefix, "sessions", "--count", "1")
+    assert "1 session\n" in out
+    assert "stopped at --count 1; more sessions match" in out
+
+
+async def test_json_shapes(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints one object per report, with the data decoded and the keys described."""
+    prefix = remembered.config.prefix
+    _, out = inspect(capsys, agentmem_server.url, prefix, "--json", "session", "call 1", "--last", "1")
+    report = json.loads(out)
+    assert set(report) == {
+        "kind", "id", "prefix", "exists", "ttl_ms", "size_bytes", "size_source",
+        "context", "history_length", "history", "corrupt", "meta", "keys",
+    }  # fmt: skip
+    assert report["context"] == {"phone": "13800138000", "intent": "return_order", "name": "Li Wei"}
+    assert report["history"] == [{"index": 4, "message": {"role": "user", "content": "message 4"}}]
+    assert 3_000_000 < report["ttl_ms"] <= 3_600_000
+    assert report["size_bytes"] == sum(key["bytes"] for key in report["keys"]) > 0
+    assert {key["part"]: key["type"] for key in report["keys"]} == {
+        "ctx": "hash",
+        "hist": "list",
+        "appends": "zset",
+    }
+    assert set(report["meta"]) == {"replaced_at"}
+
+    _, out = inspect(capsys, agentmem_server.url, prefix, "--json", "user", "user-42")
+    assert json.loads(out)["facts"] == {"preferred_name": "Li", "language": "zh"}
+
+    _, out = inspect(capsys, agentmem_server.url, prefix, "--json", "sessions")
+    listing = json.loads(out)
+    assert listing["truncated"] is False
+    assert [entry["id"] for entry in listing["sessions"]] == ["call 1", "call-2", "other"]
+    assert set(listing["sessions"][0]) == {
+        "id",
+        "ttl_ms",
+        "size_bytes",
+        "context",
+        "messages",
+        "deleted",
+        "corrupt",
+    }
+
+
+async def test_corrupt_data_is_shown_not_hidden(
+    remembered: AgentMemoryStore,
+    agentmem_server: ServerInfo,
+    agentmem_redis: Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A corrupt context field, history item or key type is named; the rest still shows; exit 1."""
+    prefix = remembered.config.prefix
+    keys = KeySchema(prefix)
+    await agentmem_redis.hset(keys.session("call 1").context, "notes", b"{oops")
+    await agentmem_redis.rpush(keys.session("call 1").history, b"[1, 2]")
+    await agentmem_redis.set(keys.profile("user-42"), b"not a hash")
+
+    code, out = inspect(capsys, agentmem_server.url, prefix, "session", "call 1", "--last", "2")
+    assert code == 1
+    assert 'name: "Li Wei"' in out
+    assert "CORRUPT    context field 'notes': unexpected character" in out
+    assert "[5] CORRUPT '[1, 2]'" in out
+    assert "CORRUPT    history item 5: history item 0 is a list, not an object" in out
+
+    code, out = inspect(capsys, agentmem_server.url, prefix, "user", "user-42")
+    assert code == 1
+    assert "holds a string, not a hash" in out
+
+    # The listing checks key types only (decoding every value of every session is session's job).
+    code, out = inspect(capsys, agentmem_server.url, prefix, "--json", "sessions", "--match", "call 1")
+    assert code == 0
+    assert json.loads(out)["sessions"][0]["corrupt"] == []
+    await agentmem_redis.set(keys.session("call-2").history, b"x")
+    code, out = inspect(capsys, agentmem_server.url, prefix, "sessions")
+    assert code == 1
+    assert "CORRUPT" in out.splitlines()[2]
+
+
+async def _pttls(client: Redis, keys: list[str]) -> dict[str, int]:
+    return {key: int(await client.pttl(key)) for key in keys}
+
+
+async def test_inspect_never_refreshes_a_ttl(
+    remembered: AgentMemoryStore,
+    agentmem_server: ServerInfo,
+    agentmem_redis: Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every inspect command leaves every TTL where it was (the store's reads would slide them)."""
+    prefix = remembered.config.prefix
+    keys = KeySchema(prefix)
+    watched = [
+        *keys.session("call 1").all()[:3],
+        keys.session("call-2").context,
+        keys.session("other").deleted,
+    ]
+    for key in watched:
+        assert await agentmem_redis.pexpire(key, LOWERED_TTL_MS)
+    await agentmem_redis.pexpire(keys.profile("user-42"), LOWERED_TTL_MS)
+    watched.append(keys.profile("user-42"))
+    before = await _pttls(agentmem_redis, watched)
+
+    for args in (("session", "call 1"), ("session", "other"), ("user", "user-42"), ("sessions",)):
+        inspect(capsys, agentmem_server.url, prefix, *args)
+        inspect(capsys, agentmem_server.url, prefix, "--json", *args)
+
+    after = await _pttls(agentmem_redis, watched)
+    for key in watched:
+        assert 0 < after[key] <= before[key] <= LOWERED_TTL_MS, key
+    # The check can fail: a store read (sliding_ttl) does refresh them.
+    await remembered.load_turn("call 1", user_id="user-42")
+    assert await agentmem_redis.pttl(keys.session("call 1").context) > LOWERED_TTL_MS
+
+
+async def test_without_memory_usage_sizes_are_value_bytes(
+    agentmem_private_server: EmbeddedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user who may not run MEMORY USAGE still gets sizes: the bytes of the stored values."""
+    url = agentmem_private_server.url
+    async with AgentMemoryStore.from_url(url, prefix="app") as store:
+        await store.save_context("s", {"a": "x" * 100})
+        await store.append_messages("s", [{"m": "y" * 50}])
+    admin = Redis.from_url(url)
+    try:
+        await admin.execute_command(  # type: ignore[no-untyped-call]
+            "ACL", "SETUSER", "reader", "on", ">pw", "~app:*", "+@read", "-memory"
+        )
+    finally:
+        await admin.aclose()
+    reader_url = url.replace("redis://", "redis://reader:pw@")
+    code, out = inspect(capsys, reader_url, "app", "--json", "session", "s")
+    report = json.loads(out)
+    assert code == 0
+    assert report["size_source"].startswith("bytes of the stored values (MEMORY USAGE refused")
+    assert report["size_bytes"] > 150
+    assert report["context"] == {"a": "x" * 100}
+
+
+def test_python_m_agentmem_inspect(agentmem_server: ServerInfo, agentmem_prefix: str) -> None:
+    """The installed command runs as a subprocess too (exit 0, an empty listing)."""
+    command = ["inspect", "--url", agentmem_server.url, "--prefix", agentmem_prefix, "sessions"]
+    done = subprocess.run(
+        [sys.executable, "-m", "agentmem", *command], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "no sessions found"
+
+
+def test_unreachable_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that does not answer is exit code 2 with one line on stderr."""
+    assert main(["inspect", "--url", "redis://127.0.0.1:1", "sessions"]) == 2
+    assert "could not read the server" in capsys.readouterr().err
