@@ -29,10 +29,8 @@ from agentmem.keys import KeySchema
 
 __all__ = ["Inspector", "render_session", "render_sessions", "render_user"]
 
-#: The hidden field where ``save_context`` records its version (see ``WRITE_HASH``). The
-#: script's comment says 0xFE 0xFF, but its Lua source is a non-raw Python string in which
-#: ``'\255'`` is U+00AD, sent as UTF-8: the field is 0xFE 0xC2 0xAD. Both are accepted.
-REPLACED_FIELDS = (VERSION_PREFIX + b"\xff", VERSION_PREFIX + "\u00ad".encode())
+#: The hidden field where ``save_context`` records its version (see ``WRITE_HASH``).
+REPLACED_FIELD = VERSION_PREFIX + b"\xff"
 #: Keys SCAN is asked to look at per round trip (a hint to the server).
 SCAN_BATCH = 500
 
@@ -212,9 +210,8 @@ class Inspector:
             except MemoryCorruptedError as exc:
                 label = name.decode("utf-8", errors="backslashreplace")
                 report.corrupt.append({"where": f"{what} field {label!r}", "error": _why(exc)})
-        for marker in REPLACED_FIELDS:
-            if marker in raw:
-                report.meta["replaced_at"] = _version_time(raw[marker])
+        if REPLACED_FIELD in raw:
+            report.meta["replaced_at"] = _version_time(raw[REPLACED_FIELD])
         return values
 
     def _tombstone(self, report: Report, key: str | None, name: str) -> None:

@@ -219,7 +219,7 @@ async def test_bookkeeping_fields_never_collide_with_user_keys(
     like a soft hyphen (U+00AD, UTF-8 C2 AD) keeps its own value and version."""
     await agentmem_store.save_context("s", {"\u00ad": "soft hyphen", "a": 1})
     await agentmem_store.update_context("s", {"\u00ad": "updated"})
-    raw: dict[bytes, bytes] = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
+    raw: dict[Any, Any] = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
     assert b"\xfe\xff" in raw  # the replace marker
     assert raw["\u00ad".encode()] == b'"updated"'
     assert raw[b"\xfe" + "\u00ad".encode()] != raw[b"\xfe\xff"]  # its version moved, the save's did not
