@@ -60,6 +60,8 @@ class _Operation:
 
     name: str
     span: Span
+    #: The operation's span and metric attributes (shared: never mutated).
+    attributes: dict[str, Any]
     attempts: int = 0
     batch_size: int = 0
     #: A journaled write's span is opened by the journal layer; the core send joins it.
@@ -75,6 +77,7 @@ _CURRENT: contextvars.ContextVar[_Operation | None] = contextvars.ContextVar(
 
 def _import_otel() -> Any:
     try:
+        import opentelemetry.context
         import opentelemetry.metrics
         import opentelemetry.trace
     except ImportError as exc:
@@ -93,6 +96,8 @@ class _Instruments:
         from agentmem import __version__
 
         self.trace = otel.trace
+        self.attach = otel.context.attach
+        self.detach = otel.context.detach
         self.tracer: Tracer = otel.trace.get_tracer(INSTRUMENTATION_NAME, __version__)
         meter = otel.metrics.get_meter(INSTRUMENTATION_NAME, __version__)
         self.observation: type[Observation] = otel.metrics.Observation
@@ -228,6 +233,9 @@ class StoreTelemetry:
         }
         #: Operations waiting for a pipeline, by the id of their first call.
         self._waiting: dict[int, _Operation] = {}
+        self._by_operation: dict[str, dict[str, Any]] = {}
+        self._client_kind = instruments.trace.SpanKind.CLIENT
+        self._error_code = instruments.trace.StatusCode.ERROR
 
     @property
     def closed(self) -> bool:
@@ -236,30 +244,25 @@ class StoreTelemetry:
     # -- spans ---------------------------------------------------------------------------
 
     def _start(self, operation: str) -> _Operation:
-        span = self._instruments.tracer.start_span(
-            operation,
-            kind=self._instruments.trace.SpanKind.CLIENT,
-            attributes={**self.attributes, "db.operation.name": operation},
-        )
-        return _Operation(operation, span)
+        attributes = self._by_operation.get(operation)
+        if attributes is None:  # one dict per operation name, shared by its spans and metrics
+            attributes = self._by_operation[operation] = {**self.attributes, "db.operation.name": operation}
+        span = self._instruments.tracer.start_span(operation, kind=self._client_kind, attributes=attributes)
+        return _Operation(operation, span, attributes)
 
     def _end(self, op: _Operation, started: float, error: BaseException | None) -> None:
         span = op.span
         retries = max(0, op.attempts - 1)
-        metric_attributes = {**self.attributes, "db.operation.name": op.name}
-        if span.is_recording():
-            span.set_attribute("agentmem.retries", retries)
-            if op.batch_size:
-                span.set_attribute("agentmem.batch_size", op.batch_size)
-            for key, value in op.extra.items():
-                span.set_attribute(key, value)
+        metric_attributes = op.attributes
         if error is not None:
             error_type = type(error).__name__
-            metric_attributes["error.type"] = error_type
-            span.set_attribute("error.type", error_type)
+            metric_attributes = {**metric_attributes, "error.type": error_type}
+            op.extra["error.type"] = error_type
             # The class only: messages can carry key names, which carry ids.
-            span.set_status(
-                self._instruments.trace.Status(self._instruments.trace.StatusCode.ERROR, error_type)
+            span.set_status(self._instruments.trace.Status(self._error_code, error_type))
+        if span.is_recording():
+            span.set_attributes(
+                {"agentmem.retries": retries, "agentmem.batch_size": op.batch_size, **op.extra}
             )
         span.end()
         self._instruments.duration.record(time.perf_counter() - started, metric_attributes)
@@ -268,59 +271,58 @@ class StoreTelemetry:
 
     def wrap_send(self, send: Send) -> Send:
         """``store._send`` with a span per operation (or joining the journal layer's)."""
-        trace = self._instruments.trace
         waiting = self._waiting
+        in_context = self._instruments.trace.set_span_in_context
+        attach, detach = self._instruments.attach, self._instruments.detach
 
         async def traced_send(operation: str, calls: Sequence[Call]) -> list[Any]:
+            key = id(calls[0]) if calls else 0
             outer = _CURRENT.get()
             if outer is not None and not outer.joined and outer.name == operation:
                 outer.joined = True  # the journal layer's span for this write: count into it
-                key = id(calls[0]) if calls else 0
-                waiting[key] = outer
                 outer.batch_size = len(calls)
+                waiting[key] = outer
                 try:
                     return await send(operation, calls)
                 finally:
                     waiting.pop(key, None)
             op = self._start(operation)
             op.batch_size = len(calls)
-            key = id(calls[0]) if calls else 0
             waiting[key] = op
             token = _CURRENT.set(op)
+            context = attach(in_context(op.span))  # spans made inside (SCRIPT LOAD...) are its children
             started = time.perf_counter()
             error: BaseException | None = None
             try:
-                with trace.use_span(
-                    op.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-                ):
-                    return await send(operation, calls)
+                return await send(operation, calls)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
-                waiting.pop(key, None)
+                detach(context)
                 _CURRENT.reset(token)
+                waiting.pop(key, None)
                 self._end(op, started, error)
 
         return traced_send
 
     def wrap_send_or_keep(self, send_or_keep: SendOrKeep) -> SendOrKeep:
         """``JournaledStore._send_or_keep`` with the write's span, marked when journaled."""
-        trace = self._instruments.trace
+        in_context = self._instruments.trace.set_span_in_context
+        attach, detach = self._instruments.attach, self._instruments.detach
 
         async def traced(operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
             op = self._start(operation)
             token = _CURRENT.set(op)
+            context = attach(in_context(op.span))
             started = time.perf_counter()
             try:
-                with trace.use_span(
-                    op.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-                ):
-                    sent, result = await send_or_keep(operation, entry)
+                sent, result = await send_or_keep(operation, entry)
             except BaseException as exc:
                 self._end(op, started, exc)
                 raise
             finally:
+                detach(context)
                 _CURRENT.reset(token)
             op.extra["agentmem.journaled"] = not sent
             self._end(op, started, None)

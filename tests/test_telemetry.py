@@ -4,11 +4,14 @@ in-memory exporters against a real server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -29,6 +32,8 @@ from agentmem import (
 )
 from agentmem.keys import KeySchema
 from agentmem.testing.fixtures import StoreFactory
+from benchmarks.run import main as bench_main
+from benchmarks.telemetry import CONCURRENCY
 
 SESSION = "session-7f3a-secret"
 USER = "user-alice-secret"
@@ -341,3 +346,26 @@ async def test_a_missing_otel_extra_names_the_pip_install(
     with pytest.raises(MissingDependencyError, match=r"pip install 'agentmem\[otel\]'") as info:
         AgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, telemetry=True)
     assert isinstance(info.value, ImportError)
+
+
+def test_bench_telemetry_measures_cpu_per_operation_and_cleans_up(
+    agentmem_server: Any, otel: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``agentmem bench --telemetry`` writes off/sdk rows at each concurrency and leaves no key."""
+    code = bench_main(
+        ["--telemetry", "--url", agentmem_server.url, "--ops", "64", "--repeat", "1", "--out", str(tmp_path)]
+    )
+    assert code == 0
+    results = json.loads((tmp_path / "telemetry.json").read_text())
+    # this process already has the SDK as its provider (the otel fixture): no api mode
+    assert {(r["mode"], r["concurrency"]) for r in results["rows"]} == {
+        (mode, c) for mode in ("off", "sdk") for c in CONCURRENCY
+    }
+    assert all(r["cpu_us_per_op"] > 0 and r["ops_per_s"] > 0 for r in results["rows"])
+    assert "CPU us/op" in capsys.readouterr().out
+    client = redis.Redis.from_url(agentmem_server.url)
+    try:
+        assert results["keys_deleted"] > 0
+        assert list(client.scan_iter(match=f"{results['key_prefix']}*")) == []
+    finally:
+        client.close()
