@@ -29,9 +29,10 @@ from agentmem import (
     MemoryUnavailableError,
     MissingDependencyError,
     StoreConfig,
+    SyncAgentMemoryStore,
 )
 from agentmem.keys import KeySchema
-from agentmem.testing.fixtures import StoreFactory
+from agentmem.testing.fixtures import StoreFactory, delete_prefix
 from benchmarks.run import main as bench_main
 from benchmarks.telemetry import CONCURRENCY
 
@@ -369,3 +370,19 @@ def test_bench_telemetry_measures_cpu_per_operation_and_cleans_up(
         assert list(client.scan_iter(match=f"{results['key_prefix']}*")) == []
     finally:
         client.close()
+
+
+def test_the_sync_store_passes_telemetry_through(
+    agentmem_server: Any, agentmem_prefix: str, spans: InMemorySpanExporter
+) -> None:
+    """SyncAgentMemoryStore(telemetry=True) makes the same spans, from its event-loop thread."""
+    with SyncAgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, telemetry=True) as store:
+        store.save_context(SESSION, {"a": 1})
+        assert store.load_context(SESSION) == {"a": 1}
+    assert [span.name for span in spans.get_finished_spans()] == ["save_context", "load_context"]
+    client = redis.Redis.from_url(agentmem_server.url)
+    try:
+        assert client.hget(KeySchema(agentmem_prefix).session(SESSION).context, "a") == b"1"
+    finally:
+        client.close()
+        asyncio.run(delete_prefix(agentmem_server.url, agentmem_prefix))
