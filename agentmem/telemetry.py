@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from agentmem.pipeline import Call
     from agentmem.store import AgentMemoryStore
 
-__all__ = ["INSTRUMENTATION_NAME", "instrument"]
+__all__ = ["INSTRUMENTATION_NAME", "StoreTelemetry", "instrument", "server_attributes"]
 
 #: The tracer's and meter's name (the instrumentation scope).
 INSTRUMENTATION_NAME = "agentmem"
