@@ -117,6 +117,8 @@ class StoreConfig:
     fallback: Literal["raise", "journal"] = "raise"
     journal_max_sessions: int = 10_000
     journal_max_bytes: int = 64 * 1024 * 1024
+    #: OpenTelemetry spans and metrics on the global providers (``agentmem[otel]``).
+    telemetry: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, str) or not self.prefix:
@@ -159,6 +161,8 @@ class StoreConfig:
                 raise InvalidArgumentError(f"{name} must be at most {MAX_TTL} seconds, got {value}")
         if self.max_history > MAX_EXACT:
             raise InvalidArgumentError(f"max_history must be at most {MAX_EXACT}, got {self.max_history}")
+        if not isinstance(self.telemetry, bool):
+            raise InvalidArgumentError(f"telemetry must be True or False, got {self.telemetry!r}")
         if self.fallback not in ("raise", "journal"):
             raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
         self._check_credentials_and_tls()

@@ -163,6 +163,10 @@ class AgentMemoryStore:
         self._pipeliner = (
             AutoPipeliner(client, self._scripts, self.breaker) if self.config.auto_pipeline else None
         )
+        if self.config.telemetry:  # a layer that wraps _send: a store without it runs none of it
+            from agentmem.telemetry import instrument
+
+            instrument(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
