@@ -8,7 +8,7 @@ retries, circuit breaker and typed errors. Needs ``pip install 'agentmem[langgra
 from __future__ import annotations
 
 try:
-    import langgraph.checkpoint.base  # noqa: F401
+    import langgraph.checkpoint.base
     import langgraph.store.base  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(

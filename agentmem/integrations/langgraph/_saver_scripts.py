@@ -149,7 +149,8 @@ return written
 )
 
 # ARGV: refresh_ttl_ms (0: none), ns, checkpoint id ("" for the namespace's latest).
-# Returns nil, or {checkpoint id, record, metadata, {channel, blob, ...}, {write field, value, ...}}.
+# Returns nil, or {checkpoint id, record, metadata, {channel, blob, ...}, {write field, value, ...}},
+# or {"corrupt", what} when the stored channel versions do not parse.
 READ = Script(
     "langgraph_read",
     _COMMON
@@ -169,9 +170,7 @@ if not stored[1] then return nil end
 local blobs = {}
 if stored[3] then
   local ok, versions = pcall(cjson.decode, stored[3])
-  if not ok or type(versions) ~= 'table' then
-    return redis.error_reply('ERR agentmem: corrupted channel versions of checkpoint ' .. ARGV[3])
-  end
+  if not ok or type(versions) ~= 'table' then return {'corrupt', 'its channel versions'} end
   for channel, version in pairs(versions) do
     local value = redis.call('HGET', KEYS[3], ns .. '\\0' .. channel .. '\\0' .. tostring(version))
     if value then

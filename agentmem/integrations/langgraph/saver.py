@@ -177,7 +177,9 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         args = (
             self._ttl_ms(),
             member,
-            _frames.pack((*self._dump_parts(record, "checkpoint"), _text(parent or "", "parent id").encode())),
+            _frames.pack(
+                (*self._dump_parts(record, "checkpoint"), _text(parent or "", "parent id").encode())
+            ),
             self._dump(full_metadata, "metadata"),
             orjson.dumps(versions),
             run,
@@ -219,6 +221,8 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
     # -- reads -----------------------------------------------------------------------
 
     def _tuple(self, thread_id: str, ns: str, reply: Sequence[Any]) -> CheckpointTuple:
+        if len(reply) == 2:
+            raise MemoryCorruptedError(f"a checkpoint of thread {thread_id!r} is corrupted: {reply[1]!r}")
         raw_id, record, raw_metadata, raw_blobs, raw_writes = reply
         checkpoint_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
         what = f"checkpoint {checkpoint_id!r} of thread {thread_id!r}"
@@ -232,7 +236,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
             kind, data = _frames.unpack(raw_blobs[i + 1], 2, what=f"channel {channel!r} of {what}")
             if kind != b"empty":
                 values[channel] = self._load(raw_blobs[i + 1], f"channel {channel!r} of {what}")
-        if raw_metadata is None or raw_metadata is False:
+        if raw_metadata is None:
             raise MemoryCorruptedError(f"{what} has no metadata")
         metadata = self._load(raw_metadata, f"metadata of {what}")
         pending: list[tuple[tuple[str, str, int], tuple[str, str, Any]]] = []
@@ -241,7 +245,9 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
             if len(field) != 4:
                 raise MemoryCorruptedError(f"a pending write of {what} has a malformed name")
             _, _, task, index = field
-            channel, kind, data, path = _frames.unpack(raw_writes[i + 1], 4, what=f"a pending write of {what}")
+            channel, kind, data, path = _frames.unpack(
+                raw_writes[i + 1], 4, what=f"a pending write of {what}"
+            )
             value = self._load(_frames.pack((kind, data)), f"a pending write of {what}")
             try:
                 order = writes_sort_key(path.decode(), task, int(index))
@@ -258,7 +264,9 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
             pending_writes=[write for _, write in pending],
         )
 
-    async def _read(self, thread_id: str, ns: str, checkpoint_id: str, *, refresh: int) -> CheckpointTuple | None:
+    async def _read(
+        self, thread_id: str, ns: str, checkpoint_id: str, *, refresh: int
+    ) -> CheckpointTuple | None:
         keys = self._thread(thread_id)
         reply = await self._store._script(
             "langgraph.aget_tuple", READ, keys.all(), (refresh, ns, checkpoint_id)
@@ -271,14 +279,18 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         thread_id = _text(configurable.get("thread_id"), "thread_id")
         ns = _text(configurable.get("checkpoint_ns", ""), "checkpoint_ns")
         checkpoint_id = get_checkpoint_id(config) or ""
-        return await self._read(thread_id, ns, _text(checkpoint_id, "checkpoint_id"), refresh=self._read_ttl_ms())
+        return await self._read(
+            thread_id, ns, _text(checkpoint_id, "checkpoint_id"), refresh=self._read_ttl_ms()
+        )
 
     async def _threads(self) -> list[str]:
         """Every thread under the store's prefix (a SCAN of the keyspace: for admin use)."""
         found: set[str] = set()
         cursor: bytes | int = 0
         while True:
-            call = Call(None, (), (cursor, "MATCH", thread_pattern(self._prefix), "COUNT", _SCAN_COUNT), "SCAN")
+            call = Call(
+                None, (), (cursor, "MATCH", thread_pattern(self._prefix), "COUNT", _SCAN_COUNT), "SCAN"
+            )
             (reply,) = await self._store._send("langgraph.alist", (call,))
             cursor, batch = reply
             for key in batch:
@@ -296,7 +308,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         server_limit = 0 if filtered or limit is None or ns is None else limit
         args = (ns or "", "1" if ns is None else "0", (before or "") if ns is not None else "", server_limit)
         reply = await self._store._script("langgraph.alist", LIST, keys.all()[:2], args)
-        return [(m.decode(), meta, thread_id) for m, meta in zip(reply[::2], reply[1::2], strict=True)]  # type: ignore[misc]
+        return [(m.decode(), meta, thread_id) for m, meta in zip(reply[::2], reply[1::2], strict=True)]
 
     async def alist(
         self,
@@ -335,7 +347,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
                     continue
                 if filter:
                     what = f"metadata of checkpoint {checkpoint_id!r} of thread {thread!r}"
-                    if raw_metadata is None or raw_metadata is False:
+                    if raw_metadata is None:
                         raise MemoryCorruptedError(f"{what} is missing")
                     metadata = self._load(raw_metadata, what)
                     if not all(metadata.get(key) == value for key, value in filter.items()):
@@ -363,7 +375,9 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         runs finished: a checkpoint a run writes while this runs may survive."""
         for run_id in run_ids:
             key = run_key(self._prefix, _text(run_id, "run_id"))
-            threads = await self._store._send("langgraph.adelete_for_runs", (Call(None, (key,), (), "SMEMBERS"),))
+            threads = await self._store._send(
+                "langgraph.adelete_for_runs", (Call(None, (key,), (), "SMEMBERS"),)
+            )
             for thread in sorted(threads[0]):
                 keys = self._thread(thread.decode())
                 await self._store._script("langgraph.adelete_for_runs", DELETE_RUNS, keys.all(), (run_id,))
@@ -386,7 +400,9 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
             if field.endswith(b"\0r")
         }
         ttl = self._ttl_ms()
-        calls = [Call(ADD_RUN, (run_key(self._prefix, run),), (ttl, target_thread_id)) for run in sorted(runs)]
+        calls = [
+            Call(ADD_RUN, (run_key(self._prefix, run),), (ttl, target_thread_id)) for run in sorted(runs)
+        ]
         args = (ttl, len(checkpoints), len(blobs), *checkpoints, *blobs, *writes)
         calls.append(Call(COPY_INTO, target.all(), args))
         await self._store._send("langgraph.acopy_thread", calls)
