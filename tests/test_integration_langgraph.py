@@ -120,7 +120,8 @@ async def test_concurrent_writers_lose_nothing(agentmem_store_factory: StoreFact
 
     await asyncio.gather(*(write(i) for i in range(40)))
     found = await savers[1].aget_tuple(stored)
-    assert found is not None and found.pending_writes is not None
+    assert found is not None
+    assert found.pending_writes is not None
     assert sorted(w[2] for w in found.pending_writes if w[1] == "ch") == list(range(40))
     children = await listed(savers[0], config("busy"), filter={"step": 1})
     assert sorted(t.metadata["i"] for t in children) == list(range(40))  # type: ignore[typeddict-item]
@@ -227,7 +228,8 @@ async def test_prune_keeps_latest_and_collects_unused_blobs(
     assert await agentmem_redis.zrange(keys.index, 0, -1) == [f"\0{ids[-1]}".encode()]
     assert await agentmem_redis.hkeys(keys.blobs) == [b"\0step\x005"]
     latest = await saver.aget_tuple(config("t"))
-    assert latest is not None and latest.checkpoint["channel_values"] == {"step": 4}
+    assert latest is not None
+    assert latest.checkpoint["channel_values"] == {"step": 4}
 
 
 async def test_delete_for_runs_and_copy_thread_follow_run_ids(
@@ -257,7 +259,8 @@ async def test_a_killed_connection_is_retried_transparently(
     assert name is not None
     assert await kill_connections(agentmem_redis, name) >= 1
     found = await saver.aget_tuple(config("t"))
-    assert found is not None and found.checkpoint["id"] == ids[-1]
+    assert found is not None
+    assert found.checkpoint["id"] == ids[-1]
     await kill_connections(agentmem_redis, name)
     ids += await put_chain(saver, "t2", 1)
     assert len(await listed(saver, None)) == 3
@@ -273,6 +276,7 @@ async def test_a_server_restart_keeps_persisted_threads_and_the_saver_recovers(
     ids = await put_chain(saver, "t", 3)
     server.restart()
     found = await saver.aget_tuple(config("t"))
-    assert found is not None and found.checkpoint["id"] == ids[-1]
+    assert found is not None
+    assert found.checkpoint["id"] == ids[-1]
     more = await put_chain(saver, "t", 1)
     assert [t.checkpoint["id"] for t in await listed(saver, config("t"), limit=2)] == [more[0], ids[-1]]
