@@ -116,7 +116,7 @@ async def test_concurrent_writers_lose_nothing(agentmem_store_factory: StoreFact
     async def write(i: int) -> None:
         saver = savers[i % 2]
         await saver.aput_writes(stored, [("ch", i), ("other", -i)], f"task-{i}")
-        await saver.aput(config("busy", "", base["id"]), checkpoint({"n": i}), {"step": 1, "i": i}, {"n": 1})
+        await saver.aput(config("busy", "", base["id"]), checkpoint({"n": i}), {"step": 1, "i": i}, {"n": 1})  # type: ignore[typeddict-unknown-key]
 
     await asyncio.gather(*(write(i) for i in range(40)))
     found = await savers[1].aget_tuple(stored)
@@ -212,7 +212,7 @@ async def test_bad_input_raises_typed_errors_and_writes_nothing(
     with pytest.raises(InvalidArgumentError):
         await saver.aprune(["t"], strategy="keep_some")
     with pytest.raises(InvalidArgumentError):
-        await saver.aget_tuple({})  # type: ignore[typeddict-item]
+        await saver.aget_tuple({})
     assert await agentmem_redis.keys(store.config.prefix + "*") == []
 
 
