@@ -16,5 +16,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from agentmem.integrations.langgraph.saver import AgentMemorySaver
+from agentmem.integrations.langgraph.store import LangGraphStore
 
-__all__ = ("AgentMemorySaver",)
+__all__ = ("AgentMemorySaver", "LangGraphStore")

@@ -2,10 +2,12 @@
 
 A thread's keys share one hash tag, ``{lgt:<thread id>}``, so every script that touches
 a thread runs in one cluster slot. A run's index of threads lives under
-``{lgr:<run id>}``; a BaseStore namespace under ``{lgs:<namespace>}``. Ids are
+``{lgr:<run id>}``. Ids are
 percent-encoded exactly as :mod:`agentmem.keys` encodes session ids (an injective
 encoding whose output has no ``{``, ``}``, ``:`` or glob character), so the tags
 ``lgt``/``lgr``/``lgs`` can never collide with the store's own ``s``/``u`` tags.
+A BaseStore keeps all its keys under the one tag ``{lgs}``: a namespace-prefix search
+reads one index, so the whole LangGraphStore lives in one cluster slot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ __all__ = [
     "decode_id",
     "encode_id",
     "run_key",
+    "store_index_key",
+    "store_item_key",
     "thread_from_index_key",
     "thread_keys",
     "thread_pattern",
@@ -80,3 +84,13 @@ def thread_from_index_key(prefix: str, key: bytes | str) -> str | None:
     if not (text.startswith(head) and text.endswith(tail)):
         return None
     return decode_id(text[len(head) : -len(tail)])
+
+
+def store_index_key(prefix: str) -> str:
+    """The index of every item of a LangGraphStore (one hash tag for the whole store)."""
+    return f"{prefix}:{{lgs}}:idx"
+
+
+def store_item_key(prefix: str, namespace: str, key: str) -> str:
+    """One item's hash; ``namespace`` is the labels joined with ``.``."""
+    return f"{prefix}:{{lgs}}:i:{encode_id(namespace)}:{encode_id(key)}"
