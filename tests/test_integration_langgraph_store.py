@@ -27,7 +27,8 @@ from agentmem.testing.fixtures import StoreFactory
 
 
 async def keys_of(store: LangGraphStore) -> list[bytes]:
-    return sorted(await store._store.client.keys(store._prefix + ":{lgs}:*"))
+    keys = await store._store.client.keys(store._prefix + ":{lgs}:*")
+    return sorted(key for key in keys if isinstance(key, bytes))
 
 
 async def test_put_get_delete_round_trip_with_timestamps(
@@ -202,7 +203,7 @@ async def test_a_bad_operation_fails_the_batch_with_nothing_written(
 def test_a_bad_ttl_config_is_refused(agentmem_store: AgentMemoryStore) -> None:
     """An unknown TTLConfig key or a non-positive default_ttl raises at construction."""
     with pytest.raises(InvalidArgumentError):
-        LangGraphStore(agentmem_store, ttl={"default_tll": 5})  # type: ignore[typeddict-unknown-key]
+        LangGraphStore(agentmem_store, ttl={"default_tll": 5})  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         LangGraphStore(agentmem_store, ttl={"default_ttl": 0})
 
