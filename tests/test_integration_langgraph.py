@@ -4,7 +4,10 @@ ordering and limits, isolation, concurrent writers, corruption, TTL, bad input, 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +23,10 @@ from agentmem import AgentMemoryStore
 from agentmem.errors import ContextTooLargeError, InvalidArgumentError, InvalidKeyError, MemoryCorruptedError
 from agentmem.integrations.langgraph import AgentMemorySaver
 from agentmem.integrations.langgraph._keys import thread_keys
-from agentmem.testing import EmbeddedServer, kill_connections
+from agentmem.testing import EmbeddedServer, ServerInfo, kill_connections
 from agentmem.testing.fixtures import StoreFactory
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langgraph_agent.py"
 
 
 def checkpoint(values: dict[str, Any] | None = None, versions: dict[str, Any] | None = None) -> Checkpoint:
@@ -280,3 +285,24 @@ async def test_a_server_restart_keeps_persisted_threads_and_the_saver_recovers(
     assert found.checkpoint["id"] == ids[-1]
     more = await put_chain(saver, "t", 1)
     assert [t.checkpoint["id"] for t in await listed(saver, config("t"), limit=2)] == [more[0], ids[-1]]
+
+
+async def test_the_langgraph_example_resumes_a_thread_across_processes(
+    agentmem_server: ServerInfo, agentmem_prefix: str, agentmem_redis: Redis
+) -> None:
+    """examples/langgraph_agent.py: a second store/saver continues the first's thread and
+    finds what the first wrote to the LangGraph store."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(EXAMPLE), agentmem_server.url, agentmem_prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agent: You told me your name is Ada." in result.stdout
+    assert "4 messages in the thread; profile: {'name': 'Ada'}" in result.stdout
+    # Three checkpoints per invocation: the input, after START, after the chat node.
+    assert await agentmem_redis.zcard(thread_keys(agentmem_prefix, "ada-1").index) == 6
+    assert await agentmem_redis.exists(f"{agentmem_prefix}:{{lgs}}:idx") == 1
