@@ -18,10 +18,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import Checkpoint, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from agentmem import AgentMemoryStore
 from agentmem.errors import ContextTooLargeError, InvalidArgumentError, InvalidKeyError, MemoryCorruptedError
-from agentmem.integrations.langgraph import AgentMemorySaver
+from agentmem.integrations.langgraph import AgentMemorySaver, LangGraphStore
 from agentmem.integrations.langgraph._keys import thread_keys
 from agentmem.testing import EmbeddedServer, ServerInfo, kill_connections
 from agentmem.testing.fixtures import StoreFactory
@@ -306,3 +307,22 @@ async def test_the_langgraph_example_resumes_a_thread_across_processes(
     # Three checkpoints per invocation: the input, after START, after the chat node.
     assert await agentmem_redis.zcard(thread_keys(agentmem_prefix, "ada-1").index) == 6
     assert await agentmem_redis.exists(f"{agentmem_prefix}:{{lgs}}:idx") == 1
+
+
+async def test_every_script_call_touches_one_cluster_slot(agentmem_store: AgentMemoryStore) -> None:
+    """Each script the adapters send names keys of one hash slot (a thread, a run, the
+    LangGraph store), so each runs unchanged on Redis Cluster; checked on what was written."""
+    saver = AgentMemorySaver(agentmem_store)
+    await saver.aput(config("t"), checkpoint({"a": 1}), {"run_id": "r"}, {"a": 1})
+    await LangGraphStore(agentmem_store).aput(("n", "m", "o"), "k", {"v": 1})
+    keys = await agentmem_store.client.keys(agentmem_store.config.prefix + ":*")
+    by_tag: dict[bytes, set[int]] = {}
+    for key in keys:
+        assert isinstance(key, bytes)
+        by_tag.setdefault(key.split(b"}")[0], set()).add(key_slot(key))
+    assert len(by_tag) == 3  # the thread, the run's index, the LangGraph store
+    assert all(len(slots) == 1 for slots in by_tag.values())
+    prefix = agentmem_store.config.prefix
+    assert {key_slot(key.encode()) for key in thread_keys(prefix, "t").all()} == by_tag[
+        f"{prefix}:{{lgt:t".encode()
+    ]
