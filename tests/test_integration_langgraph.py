@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +326,20 @@ async def test_every_script_call_touches_one_cluster_slot(agentmem_store: AgentM
     assert {key_slot(key.encode()) for key in thread_keys(prefix, "t").all()} == by_tag[
         f"{prefix}:{{lgt:t".encode()
     ]
+
+
+async def test_the_saver_ttl_overrides_the_store_ttl(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis
+) -> None:
+    """ttl=None keeps a thread until it is deleted; ttl=<seconds> sets its own lifetime; a bad ttl raises."""
+    forever = AgentMemorySaver(agentmem_store, ttl=None)
+    await put_chain(forever, "forever", 2)
+    await forever.aget_tuple(config("forever"))
+    prefix = agentmem_store.config.prefix
+    for key in thread_keys(prefix, "forever").all()[:3]:
+        assert await agentmem_redis.pttl(key) == -1
+    week = AgentMemorySaver(agentmem_store, ttl=timedelta(days=7))
+    await put_chain(week, "week", 1)
+    assert 604_000_000 < await agentmem_redis.pttl(thread_keys(prefix, "week").index) <= 604_800_000
+    with pytest.raises(InvalidArgumentError):
+        AgentMemorySaver(agentmem_store, ttl=0)

@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from agentmem.config import MAX_TTL, Duration, seconds
 from agentmem.errors import ContextTooLargeError, InvalidArgumentError, MemoryCorruptedError
 from agentmem.integrations.langgraph import _frames
 from agentmem.integrations.langgraph._keys import (
@@ -78,16 +79,29 @@ def _ms(seconds: float | None) -> int:
 class AgentMemorySaver(BaseCheckpointSaver[str]):
     """An async LangGraph checkpointer storing threads in the store's Redis.
 
-    ``AgentMemorySaver(store)`` borrows ``store`` (it never closes it). A thread lives
-    ``store.config.ttl`` seconds after its last write (and, with ``sliding_ttl``, its last
-    read), like a session of the store. Only the async methods are implemented: run graphs
-    with ``ainvoke``/``astream``.
+    ``AgentMemorySaver(store)`` borrows ``store`` (it never closes it). By default a thread
+    lives ``store.config.ttl`` seconds after its last write (and, with ``sliding_ttl``, its
+    last read), like a session of the store; ``ttl=`` sets another lifetime (seconds or a
+    timedelta), ``ttl=None`` keeps threads until they are deleted. Only the async methods
+    are implemented: run graphs with ``ainvoke``/``astream``.
     """
 
-    def __init__(self, store: AgentMemoryStore, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self,
+        store: AgentMemoryStore,
+        *,
+        ttl: Duration | Literal["store"] | None = "store",
+        serde: SerializerProtocol | None = None,
+    ) -> None:
         super().__init__(serde=serde)
         self._store = store
         self._prefix = store.config.prefix
+        if ttl == "store":
+            self._ttl = _ms(store.config.ttl)
+        else:
+            self._ttl = _ms(seconds(ttl, name="ttl", allow_none=True))
+            if self._ttl > MAX_TTL * 1000:
+                raise InvalidArgumentError(f"ttl must be at most {MAX_TTL} seconds, got {ttl!r}")
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -95,7 +109,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         return thread_keys(self._prefix, _text(thread_id, "thread_id"))
 
     def _ttl_ms(self) -> int:
-        return _ms(self._store.config.ttl)
+        return self._ttl
 
     def _read_ttl_ms(self) -> int:
         return self._ttl_ms() if self._store.config.sliding_ttl else 0
