@@ -21,7 +21,13 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from agentmem import AgentMemoryStore
-from agentmem.errors import ContextTooLargeError, InvalidArgumentError, InvalidKeyError, MemoryCorruptedError
+from agentmem.errors import (
+    ContextTooLargeError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    MemoryCorruptedError,
+    MemoryUnavailableError,
+)
 from agentmem.integrations.langgraph import AgentMemorySaver, LangGraphStore
 from agentmem.integrations.langgraph._keys import thread_keys
 from agentmem.testing import EmbeddedServer, ServerInfo, kill_connections
@@ -343,3 +349,56 @@ async def test_the_saver_ttl_overrides_the_store_ttl(
     assert 604_000_000 < await agentmem_redis.pttl(thread_keys(prefix, "week").index) <= 604_800_000
     with pytest.raises(InvalidArgumentError):
         AgentMemorySaver(agentmem_store, ttl=0)
+
+
+@pytest.mark.slow
+async def test_an_outage_raises_memory_unavailable_then_the_saver_recovers(
+    agentmem_private_server: EmbeddedServer, agentmem_store_factory: StoreFactory
+) -> None:
+    """With the server down a call fails with MemoryUnavailableError (typed, after the store's
+    retries), not a raw ConnectionError; once it is back the same saver works again."""
+    saver = AgentMemorySaver(agentmem_store_factory(url=agentmem_private_server.url))
+    await put_chain(saver, "t", 1)
+    agentmem_private_server.stop()
+    with pytest.raises(MemoryUnavailableError):
+        await saver.aget_tuple(config("t"))
+    with pytest.raises(MemoryUnavailableError):
+        await saver.aput(config("t"), checkpoint(), {}, {})
+    agentmem_private_server.start()
+    for _ in range(50):  # the breaker lets calls through again after its probe succeeds
+        try:
+            await put_chain(saver, "t", 1)
+            break
+        except MemoryUnavailableError:
+            await asyncio.sleep(0.2)
+    assert len(await listed(saver, config("t"))) == 1  # no persistence: only the new one
+
+
+async def test_an_interrupted_graph_resumes_from_a_new_saver(agentmem_store_factory: StoreFactory) -> None:
+    """A graph stopped by interrupt() is resumed with Command(resume=...) by another
+    store/saver: the interrupt (a special-channel pending write) survived in Redis."""
+    from langgraph.graph import START, StateGraph
+    from langgraph.types import Command, interrupt
+    from typing_extensions import TypedDict
+
+    class State(TypedDict):
+        question: str
+        answer: str
+
+    def ask(state: State) -> dict[str, str]:
+        return {"answer": str(interrupt({"question": state["question"]}))}
+
+    def build(store: AgentMemoryStore) -> Any:
+        graph = StateGraph(State)
+        graph.add_node("ask", ask)
+        graph.add_edge(START, "ask")
+        return graph.compile(checkpointer=AgentMemorySaver(store))
+
+    thread: RunnableConfig = {"configurable": {"thread_id": "hitl"}}
+    store = agentmem_store_factory()
+    first = await build(store).ainvoke({"question": "ship it?", "answer": ""}, thread)
+    assert first["__interrupt__"][0].value == {"question": "ship it?"}
+    stored = await store.client.hvals(thread_keys(store.config.prefix, "hitl").writes)
+    assert any(b"__interrupt__" in value for value in stored)
+    resumed = await build(agentmem_store_factory()).ainvoke(Command(resume="yes"), thread)
+    assert resumed == {"question": "ship it?", "answer": "yes"}
