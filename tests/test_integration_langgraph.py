@@ -27,6 +27,7 @@ from agentmem.errors import (
     InvalidKeyError,
     MemoryCorruptedError,
     MemoryUnavailableError,
+    SerializationError,
 )
 from agentmem.integrations.langgraph import AgentMemorySaver, LangGraphStore
 from agentmem.integrations.langgraph._keys import thread_keys
@@ -221,11 +222,18 @@ async def test_bad_input_raises_typed_errors_and_writes_nothing(
         await saver.aput(config("t", "bad\0ns"), checkpoint(), {}, {})
     with pytest.raises(ContextTooLargeError):
         await saver.aput(config("t"), checkpoint({"big": "x" * 5000}), {}, {"big": 1})
+    with pytest.raises(SerializationError):
+        await saver.aput(config("t"), checkpoint({"lock": object()}), {}, {"lock": 1})
+    await saver.aput(config("t2"), checkpoint(), {}, {})
+    with pytest.raises(SerializationError):
+        await saver.aput_writes(config("t2", "", "some-id"), [("ok", 1), ("bad", object())], "task")
     with pytest.raises(InvalidArgumentError):
         await saver.aprune(["t"], strategy="keep_some")
     with pytest.raises(InvalidArgumentError):
         await saver.aget_tuple({})
-    assert await agentmem_redis.keys(store.config.prefix + "*") == []
+    t2 = thread_keys(store.config.prefix, "t2")  # the one good put, and no write of the bad batch
+    assert set(await agentmem_redis.keys(store.config.prefix + "*")) == {t2.index.encode(), t2.checkpoints.encode()}
+    ]
 
 
 async def test_prune_keeps_latest_and_collects_unused_blobs(

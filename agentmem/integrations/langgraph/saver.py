@@ -32,7 +32,12 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agentmem.config import MAX_TTL, Duration, seconds
-from agentmem.errors import ContextTooLargeError, InvalidArgumentError, MemoryCorruptedError
+from agentmem.errors import (
+    ContextTooLargeError,
+    InvalidArgumentError,
+    MemoryCorruptedError,
+    SerializationError,
+)
 from agentmem.integrations.langgraph import _frames
 from agentmem.integrations.langgraph._keys import (
     ThreadKeys,
@@ -116,7 +121,10 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
 
     def _dump_parts(self, value: Any, what: str) -> tuple[bytes, bytes]:
         """LangGraph's typed serialization of ``value``: (type name, bytes), size-checked."""
-        kind, data = self.serde.dumps_typed(value)
+        try:
+            kind, data = self.serde.dumps_typed(value)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"{what} cannot be serialized by LangGraph's serde: {exc}") from exc
         limit = self._store.config.max_value_bytes
         if len(data) > limit:
             raise ContextTooLargeError(
