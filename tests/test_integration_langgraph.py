@@ -232,8 +232,8 @@ async def test_bad_input_raises_typed_errors_and_writes_nothing(
     with pytest.raises(InvalidArgumentError):
         await saver.aget_tuple({})
     t2 = thread_keys(store.config.prefix, "t2")  # the one good put, and no write of the bad batch
-    assert set(await agentmem_redis.keys(store.config.prefix + "*")) == {t2.index.encode(), t2.checkpoints.encode()}
-    ]
+    written = set(await agentmem_redis.keys(store.config.prefix + "*"))
+    assert written == {t2.index.encode(), t2.checkpoints.encode()}
 
 
 async def test_prune_keeps_latest_and_collects_unused_blobs(
