@@ -183,6 +183,7 @@ async def test_concurrent_writers_lose_nothing(agentmem_store_factory: StoreFact
     ("bad", "error"),
     [
         (PutOp(("docs",), "k", {"x": object()}), SerializationError),
+        (PutOp(("docs",), "k", {"x": [1.0, float("nan")]}), SerializationError),
         (PutOp(("docs",), "k", {"x": "y" * 5000}), ContextTooLargeError),
         (PutOp(("docs",), "k\0", {}), InvalidArgumentError),
         (PutOp(("docs",), "k", {}, ttl=-1), InvalidArgumentError),

@@ -81,6 +81,16 @@ def _check_ttl_config(ttl: TTLConfig | None) -> TTLConfig | None:
     return ttl
 
 
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(item) for item in value)
+    return False
+
+
 def _namespace(labels: Sequence[str], *, allow_empty: bool = False) -> str:
     """The labels joined with ``.`` (LangGraph forbids ``.`` and NUL in a label)."""
     if not labels and not allow_empty:
@@ -171,6 +181,8 @@ class LangGraphStore(BaseStore):
             encoded = orjson.dumps(dict(value))
         except (orjson.JSONEncodeError, TypeError) as exc:
             raise SerializationError(f"an item's value cannot be encoded as JSON: {exc}") from exc
+        if b"null" in encoded and _non_finite(value):  # orjson writes NaN/inf as null, silently
+            raise SerializationError("an item's value holds NaN or an infinity, which JSON cannot carry")
         limit = self._store.config.max_value_bytes
         if len(encoded) > limit:
             raise ContextTooLargeError(
