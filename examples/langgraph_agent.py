@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_store
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
 from agentmem import AgentMemoryStore
 from agentmem.integrations.langgraph import AgentMemorySaver, LangGraphStore
@@ -32,8 +32,11 @@ SCRIPT = [
 
 
 def build_graph(store: AgentMemoryStore, model: GenericFakeChatModel) -> CompiledStateGraph:  # type: ignore[type-arg]
-    async def chat(state: MessagesState) -> dict[str, list[AIMessage]]:
-        memory = get_store()
+    # The store comes in through the runtime (not get_store()): on Python 3.10 an async
+    # node cannot read LangGraph's context variables.
+    async def chat(state: MessagesState, runtime: Runtime[None]) -> dict[str, list[AIMessage]]:
+        memory = runtime.store
+        assert memory is not None
         last = state["messages"][-1]
         if isinstance(last.content, str) and "my name is" in last.content:
             await memory.aput(("users", "ada"), "profile", {"name": last.content.rsplit(" ", 1)[-1]})

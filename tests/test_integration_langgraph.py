@@ -382,6 +382,11 @@ async def test_an_outage_raises_memory_unavailable_then_the_saver_recovers(
     assert len(await listed(saver, config("t"))) == 1  # no persistence: only the new one
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="LangGraph's interrupt() cannot find its config in an async graph before Python 3.11 "
+    "(the same with its InMemorySaver); the breakpoint test below covers resuming there",
+)
 async def test_an_interrupted_graph_resumes_from_a_new_saver(agentmem_store_factory: StoreFactory) -> None:
     """A graph stopped by interrupt() is resumed with Command(resume=...) by another
     store/saver: the interrupt (a special-channel pending write) survived in Redis."""
@@ -410,3 +415,32 @@ async def test_an_interrupted_graph_resumes_from_a_new_saver(agentmem_store_fact
     assert any(b"__interrupt__" in value for value in stored)
     resumed = await build(agentmem_store_factory()).ainvoke(Command(resume="yes"), thread)
     assert resumed == {"question": "ship it?", "answer": "yes"}
+
+
+async def test_a_graph_stopped_at_a_breakpoint_resumes_from_a_new_saver(
+    agentmem_store_factory: StoreFactory,
+) -> None:
+    """A graph compiled with interrupt_before stops there; another store/saver resumes it
+    with ainvoke(None) and the node runs once, on the stored state."""
+    from langgraph.graph import START, StateGraph
+    from typing_extensions import TypedDict
+
+    class State(TypedDict):
+        count: int
+
+    def step(state: State) -> dict[str, int]:
+        return {"count": state["count"] + 1}
+
+    def build(store: AgentMemoryStore) -> Any:
+        graph = StateGraph(State)
+        graph.add_node("step", step)
+        graph.add_edge(START, "step")
+        return graph.compile(checkpointer=AgentMemorySaver(store), interrupt_before=["step"])
+
+    thread: RunnableConfig = {"configurable": {"thread_id": "paused"}}
+    assert await build(agentmem_store_factory()).ainvoke({"count": 41}, thread) == {"count": 41}
+    other = build(agentmem_store_factory())
+    paused = await other.aget_state(thread)
+    assert paused.next == ("step",)
+    assert await other.ainvoke(None, thread) == {"count": 42}
+    assert (await other.aget_state(thread)).next == ()
