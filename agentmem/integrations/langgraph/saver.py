@@ -438,9 +438,11 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         from the ancestors this drops."""
         if strategy not in ("keep_latest", "delete"):
             raise InvalidArgumentError(f"strategy must be 'keep_latest' or 'delete', got {strategy!r}")
-        keys = [self._thread(thread_id) for thread_id in thread_ids]
-        for thread in keys:
-            await self._store._script("langgraph.aprune", PRUNE, thread.all(), (strategy,))
+        keys = [self._thread(thread_id) for thread_id in thread_ids]  # all checked before any I/O
+        # One script per thread, sent together: the auto-pipeliner batches them into few round trips.
+        await asyncio.gather(
+            *(self._store._script("langgraph.aprune", PRUNE, thread.all(), (strategy,)) for thread in keys)
+        )
 
 
 def _batches(rows: list[tuple[str, str, str]], size: int) -> Iterator[list[tuple[str, str, str]]]:
