@@ -26,12 +26,13 @@ from agentmem.errors import (
     InvalidArgumentError,
     InvalidKeyError,
     MemoryCorruptedError,
+    MemoryFullError,
     MemoryUnavailableError,
     SerializationError,
 )
 from agentmem.integrations.langgraph import AgentMemorySaver, LangGraphStore
 from agentmem.integrations.langgraph._keys import thread_keys
-from agentmem.testing import EmbeddedServer, ServerInfo, kill_connections
+from agentmem.testing import EmbeddedServer, ServerInfo, kill_connections, memory_pressure
 from agentmem.testing.fixtures import StoreFactory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langgraph_agent.py"
@@ -444,3 +445,30 @@ async def test_a_graph_stopped_at_a_breakpoint_resumes_from_a_new_saver(
     assert paused.next == ("step",)
     assert await other.ainvoke(None, thread) == {"count": 42}
     assert (await other.aget_state(thread)).next == ()
+
+
+async def test_a_full_server_refuses_a_checkpoint_whole_and_still_deletes(
+    agentmem_private_server: EmbeddedServer, agentmem_store_factory: StoreFactory
+) -> None:
+    """Past maxmemory (noeviction) aput raises MemoryFullError with nothing of the checkpoint
+    written, reads still answer, and adelete_thread still frees the thread."""
+    store = agentmem_store_factory(url=agentmem_private_server.url)
+    saver = AgentMemorySaver(store)
+    ids = await put_chain(saver, "t", 2)
+    keys = thread_keys(store.config.prefix, "t")
+    before = {key: await store.client.dump(key) for key in keys.all()}
+    admin = Redis.from_url(agentmem_private_server.url)
+    try:
+        async with memory_pressure(admin, 1, "noeviction"):
+            with pytest.raises(MemoryFullError):
+                await saver.aput(
+                    config("t", "", ids[-1]), checkpoint({"step": 9}, {"step": 99}), {}, {"step": 99}
+                )
+            assert {key: await store.client.dump(key) for key in keys.all()} == before
+            latest = await saver.aget_tuple(config("t"))
+            assert latest is not None
+            assert latest.checkpoint["id"] == ids[-1]
+            await saver.adelete_thread("t")
+            assert await store.client.exists(*keys.all()) == 0
+    finally:
+        await admin.aclose()
