@@ -161,7 +161,11 @@ class LangGraphStore(BaseStore):
     ``ttl`` is a LangGraph ``TTLConfig``: ``default_ttl`` (minutes) for puts that give
     none, ``refresh_on_read`` (default ``True``) for gets and searches that do not say.
     Items without a TTL never expire (the store's own ``ttl`` does not apply to them).
-    Search results come in namespace, then key order. Only the async API is implemented.
+    Search results come in namespace, then key order. A search walks the index of the
+    prefix from its start (200 members per round trip) until ``offset + limit`` items
+    matched, and ``list_namespaces`` walks the whole index: their cost grows with the
+    items they pass over. All keys share one hash tag, so on Redis Cluster the whole
+    store is one slot. Only the async API is implemented.
     """
 
     supports_ttl = True
