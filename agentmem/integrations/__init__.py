@@ -1,0 +1,1 @@
+"""Adapters that make agentmem the memory of agent frameworks, one module per framework."""
