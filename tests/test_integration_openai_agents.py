@@ -228,7 +228,8 @@ async def test_lost_pop_reply_is_retried_without_popping_twice(
     """The server pops, the reply is cut: the retry returns the same item and pops nothing more."""
     store = agentmem_store_factory(url=agentmem_proxy.url)
     session = AgentMemorySession("s", store)
-    await session.add_items([_item(0), _item(1), _item(2)])
+    await session.add_items([_item(0), _item(1), _item(2), _item(3)])
+    assert await session.pop_item() == _item(3)  # the script is loaded: the cut hits the pop
     agentmem_proxy.cut_next_reply()
     assert await session.pop_item() == _item(2)
     assert agentmem_proxy.replies_cut == 1
