@@ -457,3 +457,23 @@ async def test_example_runs_an_agent_whose_memory_carries_over(
     assert "new session sees user:last_reply = 'Hello again, Ada!'" in result.stdout
     keys = KeySchema(agentmem_prefix).adk_session("support", "ada", "call-1")
     assert await agentmem_redis.llen(keys.events) == 4
+
+
+async def test_look_alike_ids_never_share_keys_or_listings(agentmem_store: AgentMemoryStore) -> None:
+    """Ids with ':', '{', '}' and glob characters are kept apart: ("a:b", "c") is not
+    ("a", "b:c"), and listing app "a" does not list the users of app "a*"."""
+    service = AgentMemorySessionService(agentmem_store)
+    await service.create_session(app_name="a:b", user_id="c", session_id="s", state={"user:who": 1})
+    await service.create_session(app_name="a", user_id="b:c", session_id="s", state={"user:who": 2})
+    await service.create_session(app_name="a*", user_id="{x}", session_id="s", state={"user:who": 3})
+    await service.create_session(app_name="a", user_id="{x}", session_id="s?", state={"user:who": 4})
+    listed = {
+        (s.user_id, s.id, s.state["user:who"]) for s in (await service.list_sessions(app_name="a")).sessions
+    }
+    assert listed == {("b:c", "s", 2), ("{x}", "s?", 4)}
+    star = (await service.list_sessions(app_name="a*")).sessions
+    assert [(s.user_id, s.state) for s in star] == [("{x}", {"user:who": 3})]
+    schema = agentmem_store._keys
+    assert schema.adk_session("a:b", "c", "s").state != schema.adk_session("a", "b:c", "s").state
+    assert schema.adk_user_of_index("a", schema.adk_user("a", "b:c")[0]) == "b:c"
+    assert schema.adk_user_of_index("a", schema.adk_user("a*", "b")[0]) is None
