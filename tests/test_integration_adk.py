@@ -477,3 +477,17 @@ async def test_look_alike_ids_never_share_keys_or_listings(agentmem_store: Agent
     assert schema.adk_session("a:b", "c", "s").state != schema.adk_session("a", "b:c", "s").state
     assert schema.adk_user_of_index("a", schema.adk_user("a", "b:c")[0]) == "b:c"
     assert schema.adk_user_of_index("a", schema.adk_user("a*", "b")[0]) is None
+
+
+async def test_create_returns_the_app_state_it_wrote_on_a_fresh_server(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: EmbeddedServer
+) -> None:
+    """On a server that knows the store's read script but not the create script yet, the
+    session create_session returns still holds the app: state it wrote (a read queued in
+    the create's own operation would run before the create once the create is resent
+    after NOSCRIPT)."""
+    store = agentmem_store_factory(url=agentmem_private_server.url)
+    await store.recall("someone")  # loads READ_HASH only
+    service = AgentMemorySessionService(store)
+    session = await service.create_session(app_name=APP, user_id="u1", state={"app:greeting": "hi", "a": 1})
+    assert session.state == {"app:greeting": "hi", "a": 1}

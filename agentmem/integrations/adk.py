@@ -210,13 +210,18 @@ class AgentMemorySessionService(BaseSessionService):
             *user_items,
             *app_items,
         )
-        calls = [Call(ADK_CREATE, script_keys, args), *self._read_calls(app_name, keys, session_id, 0)]
-        created, read, app_state = await store._send("adk_create_session", calls)
+        created = await store._script("adk_create_session", ADK_CREATE, script_keys, args)
         if int(created) == 0:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
+        # A second round trip, not a read queued behind the create in one operation: calls
+        # of one operation can run out of order when some of them must be resent after
+        # NOSCRIPT, so a read there could miss the create.
+        read, app_state = await store._send(
+            "adk_create_session", self._read_calls(app_name, keys, session_id, 0)
+        )
         session = self._session_from(app_name, user_id, session_id, read, app_state)
-        if session is None:  # pragma: no cover - read in the same pipeline as the create
-            raise MemoryCorruptedError(f"session {session_id!r} vanished right after its creation")
+        if session is None:  # deleted or expired in between
+            raise SessionNotFoundError(f"Session {session_id} was deleted right after its creation.")
         return session
 
     async def get_session(
