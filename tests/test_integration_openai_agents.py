@@ -342,3 +342,24 @@ async def test_example_runs_an_agent_whose_memory_carries_over(
     assert "turn 2: Hello again, Ada!" in result.stdout
     assert "4 items in agentmem session 'call-1'" in result.stdout
     assert await agentmem_redis.llen(_history_key(agentmem_prefix, "call-1")) == 4
+
+
+@pytest.mark.parametrize(
+    ("module", "framework", "extra"),
+    [("openai_agents", "agents", "openai-agents"), ("adk", "google.adk", "adk")],
+)
+def test_missing_framework_names_the_extra(module: str, framework: str, extra: str) -> None:
+    """Without its framework an adapter fails to import with the extra to install; the
+    integrations package itself imports no framework."""
+    code = (
+        "import sys\n"
+        "import agentmem.integrations\n"
+        f"assert {framework!r} not in sys.modules\n"
+        f"sys.modules[{framework!r}] = None\n"
+        f"import agentmem.integrations.{module}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert f"pip install 'agentmem[{extra}]'" in result.stderr
