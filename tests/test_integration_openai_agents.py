@@ -25,6 +25,7 @@ from agentmem import (
     InvalidKeyError,
     MemoryCorruptedError,
     MemoryFullError,
+    MemoryUnavailableError,
 )
 from agentmem.integrations.openai_agents import AgentMemorySession
 from agentmem.keys import KeySchema
@@ -363,3 +364,52 @@ def test_missing_framework_names_the_extra(module: str, framework: str, extra: s
     )
     assert result.returncode == 1
     assert f"pip install 'agentmem[{extra}]'" in result.stderr
+
+
+#: A journaled store that notices an outage at once (as tests/test_journal.py uses).
+JOURNAL_FAST = {
+    "fallback": "journal",
+    "socket_timeout": 0.3,
+    "socket_connect_timeout": 0.3,
+    "retries": 0,
+    "breaker_threshold": 0,
+}
+
+
+async def test_journaled_store_keeps_adds_and_pops_only_what_redis_has(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy: TcpProxy,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+) -> None:
+    """With fallback="journal" an add during an outage is kept and read back; pop_item then
+    raises MemoryUnavailableError and pops nothing; after recovery it pops the replayed item."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, **JOURNAL_FAST)
+    session = AgentMemorySession("s", store)
+    await session.add_items([_item(0), _item(1)])
+    assert _numbers(await session.get_items()) == [0, 1]
+    agentmem_proxy.refuse()
+    agentmem_proxy.reset()
+    await session.add_items([_item(2)])
+    assert _numbers(await session.get_items()) == [0, 1, 2]
+    with pytest.raises(MemoryUnavailableError, match="nothing was popped"):
+        await session.pop_item()
+    agentmem_proxy.restore()
+    assert await session.pop_item() == _item(2)
+    assert await agentmem_redis.llen(_history_key(agentmem_prefix, "s")) == 2
+
+
+async def test_journaled_store_never_serves_a_popped_item(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: TcpProxy
+) -> None:
+    """What the journaled store knew of the history is dropped by a pop: during a later
+    outage get_items raises instead of returning the popped item."""
+    store = agentmem_store_factory(url=agentmem_proxy.url, **JOURNAL_FAST)
+    session = AgentMemorySession("s", store)
+    await session.add_items([_item(0), _item(1)])
+    assert _numbers(await session.get_items()) == [0, 1]
+    assert await session.pop_item() == _item(1)
+    agentmem_proxy.refuse()
+    agentmem_proxy.reset()
+    with pytest.raises(MemoryUnavailableError):
+        await session.get_items()

@@ -16,6 +16,12 @@ bounds it (the oldest items leave first) and ``ttl`` expires it.
   the item the first attempt removed instead of removing a second one. A newest item that
   does not decode is left in place and raises ``MemoryCorruptedError``.
 * ``clear_session`` is the store's ``delete_session`` (history and context).
+
+With ``fallback="journal"`` ``add_items``, ``get_items`` and ``clear_session`` behave as the
+journaled store's ``append_messages``, ``load_history`` and ``delete_session`` (an add
+during an outage is kept and replayed). ``pop_item`` first replays the journal and raises
+:class:`~agentmem.MemoryUnavailableError`, popping nothing, while an add of the session is
+still journaled: the newest item is not known until it is in Redis.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from agentmem.codec import decode_messages
-from agentmem.errors import InvalidArgumentError, MemoryCorruptedError
+from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, MemoryUnavailableError
+from agentmem.journaled import JournaledStore
 from agentmem.scripts import _CHECK_ARGS, APPEND_LOG_IDS, MAX_EXACT, Script
 from agentmem.store import AgentMemoryStore
 
@@ -147,8 +154,14 @@ class AgentMemorySession(SessionABC):
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item; ``None`` when the session has none."""
         store = self._store
+        if isinstance(store, JournaledStore):
+            await self._flush_appends(store)
         args = (store._session_ttl_ms(), uuid.uuid4().hex, store._append_window_ms)
-        reply = await store._script("pop_item", POP_LAST, self._keys.all(), args)
+        try:
+            reply = await store._script("pop_item", POP_LAST, self._keys.all(), args)
+        finally:
+            if isinstance(store, JournaledStore):
+                store._known.drop(("hist", self.session_id))  # what it knew may hold the popped item
         code = int(reply[0])
         if code == 0:
             return None
@@ -159,6 +172,15 @@ class AgentMemorySession(SessionABC):
             )
         (item,) = decode_messages([reply[1]])
         return cast("TResponseInputItem", item)
+
+    async def _flush_appends(self, store: JournaledStore) -> None:
+        """The newest item is only known once every journaled append of the session is in
+        Redis: pop nothing while one is still pending."""
+        if ("append", self.session_id) in await store.flush_journal():
+            raise MemoryUnavailableError(
+                f"pop_item: appends to session {self.session_id!r} are still journaled (Redis is "
+                "unreachable), so its newest item is not known; nothing was popped"
+            )
 
     async def clear_session(self) -> None:
         """Delete the session's items (and the store session's context)."""
