@@ -413,3 +413,14 @@ async def test_journaled_store_never_serves_a_popped_item(
     agentmem_proxy.reset()
     with pytest.raises(MemoryUnavailableError):
         await session.get_items()
+
+
+async def test_max_history_bounds_the_session(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """The store's max_history bounds the session: the oldest items leave first."""
+    session = AgentMemorySession("s", agentmem_store_factory(max_history=3))
+    await session.add_items([_item(n) for n in range(5)])
+    await session.add_items([_item(5)])
+    assert _numbers(await session.get_items()) == [3, 4, 5]
+    assert await agentmem_redis.llen(_history_key(agentmem_prefix, "s")) == 3
