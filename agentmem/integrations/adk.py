@@ -22,6 +22,14 @@ auto-pipeliner, retries, circuit breaker and typed errors.
   :class:`~agentmem.SerializationError` before anything is written (ADK's own services
   store a ``str()`` of it with a warning).
 
+* ``list_sessions(user_id=None)`` finds the app's users with ``SCAN`` (a walk of the
+  keyspace); with a ``user_id`` it reads that user's session index only. An index entry
+  whose session expired is dropped when a listing meets it.
+* Not journaled: with ``fallback="journal"`` every call here goes straight to Redis and
+  raises :class:`~agentmem.MemoryUnavailableError` during an outage.
+* Not done: ADK's ``StaleSessionError`` (a session object superseded by another writer) is
+  never raised; two writers' events are both stored, their deltas merged per key.
+
 Cluster slots: a session's keys, the user's ``user:`` state and the user's session index
 share one hash tag per (app, user). The ``app:`` state is shared by all users of the app
 and has its own tag: an event (or a create) that writes ``app:`` keys runs one script over
@@ -249,13 +257,11 @@ class AgentMemorySessionService(BaseSessionService):
     async def list_sessions(self, *, app_name: str, user_id: str | None = None) -> ListSessionsResponse:
         """The sessions of a user (of every user when ``user_id`` is ``None``), without
         events, with merged state, oldest update first."""
-        schema = self._store._keys
         users = [user_id] if user_id is not None else await self._users_with_sessions(app_name)
         sessions: list[Session] = []
         for user in users:
             sessions += await self._list_user_sessions(app_name, user)
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
-        schema.adk_app_state(app_name)  # validates app_name when there was no user
         return ListSessionsResponse(sessions=sessions)
 
     async def _users_with_sessions(self, app_name: str) -> list[str]:
