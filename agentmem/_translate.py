@@ -40,13 +40,20 @@ _PERMISSION: tuple[type[BaseException], ...] = (
     rexc.NoPermissionError,
 )
 _PERMISSION_REPLIES = ("NOPERM", "WRONGPASS", "NOAUTH")
+# A command inside a script that the user's ACL does not allow: Redis 6.2/7.0 say "The user
+# executing the script can't run this command...", Redis 7.2+ and Valkey "ACL failure in
+# script: User ... has no permissions to run ...".
+_SCRIPT_ACL_REFUSALS = ("user executing the script can't run", "ACL failure in script")
 
 
 def is_permission(exc: BaseException) -> bool:
     """The server refused these credentials or this command (ACL): repeating cannot help."""
     if isinstance(exc, _PERMISSION):
         return True
-    return isinstance(exc, rexc.ResponseError) and str(exc).startswith(_PERMISSION_REPLIES)
+    if not isinstance(exc, rexc.ResponseError):
+        return False
+    text = str(exc)
+    return text.startswith(_PERMISSION_REPLIES) or any(refusal in text for refusal in _SCRIPT_ACL_REFUSALS)
 
 
 # TLS failures no retry can fix: this side refused the server (certificate, protocol), or

@@ -19,6 +19,10 @@ Opt-in, because the store works without them:
 * ``CONFIG GET`` only with ``max_value_bytes`` above 1 MiB, to read the server's
   ``proto-max-bulk-len``; without it the store assumes the 512 MiB default.
 
+The framework adapters (``agentmem.integrations``) run scripts of their own and send a few
+plain commands; ``integrations=("langgraph", ...)`` adds what each needs, read from its
+script modules the same way (so the adapter's extra must be installed).
+
 Keys: the pattern ``<prefix>:{*`` (glob characters of the prefix escaped) matches every
 key of the store and nothing else: a store's keys all start ``<prefix>:{`` (hash tag),
 and a prefix cannot hold ``{``, so a neighbour whose prefix extends this one
@@ -28,43 +32,93 @@ and a prefix cannot hold ``{``, so a neighbour whose prefix extends this one
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
+from collections.abc import Iterable
+from types import ModuleType
 
 from agentmem import scripts
 from agentmem.keys import escape_glob
 
-__all__ = ["SCRIPT_COMMANDS", "acl_rule", "acl_setuser_args", "key_pattern", "store_commands"]
+__all__ = [
+    "INTEGRATIONS",
+    "SCRIPT_COMMANDS",
+    "acl_rule",
+    "acl_setuser_args",
+    "integration_commands",
+    "key_pattern",
+    "store_commands",
+]
 
 _CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
 
-#: Commands the store's scripts run (lower case, as ACL rules name them).
-SCRIPT_COMMANDS: tuple[str, ...] = tuple(
-    sorted(
-        {
-            name.lower()
-            for script in vars(scripts).values()
-            if isinstance(script, scripts.Script)
-            for name in _CALL.findall(script.body)
-        }
+
+def _script_commands(*modules: ModuleType) -> tuple[str, ...]:
+    """The commands the ``Script`` objects of these modules call (lower case, as ACL rules name them)."""
+    return tuple(
+        sorted(
+            {
+                name.lower()
+                for module in modules
+                for script in vars(module).values()
+                if isinstance(script, scripts.Script)
+                for name in _CALL.findall(script.body)
+            }
+        )
     )
-)
+
+
+#: Commands the store's scripts run (lower case, as ACL rules name them).
+SCRIPT_COMMANDS: tuple[str, ...] = _script_commands(scripts)
+
+#: Per framework adapter: the modules holding its scripts, and the commands it sends itself.
+INTEGRATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "openai-agents": (("agentmem.integrations.openai_agents",), ()),
+    "adk": (("agentmem.integrations.adk_scripts",), ("scan", "zrange")),
+    "langgraph": (
+        ("agentmem.integrations.langgraph._saver_scripts", "agentmem.integrations.langgraph._store_scripts"),
+        ("scan", "smembers", "unlink"),
+    ),
+}
+
+
+def integration_commands(name: str) -> tuple[str, ...]:
+    """What the adapter ``name`` (a key of :data:`INTEGRATIONS`) sends beyond the store's commands."""
+    if name not in INTEGRATIONS:
+        raise ValueError(f"unknown integration {name!r}: one of {', '.join(INTEGRATIONS)}")
+    module_names, direct = INTEGRATIONS[name]
+    try:
+        modules = [importlib.import_module(module) for module in module_names]
+    except ImportError as exc:
+        raise ValueError(
+            f"the {name} adapter's scripts cannot be read without its framework: "
+            f"pip install 'agentmem[{name}]' ({exc})"
+        ) from exc
+    return tuple(sorted(set(_script_commands(*modules)) | set(direct)))
+
 
 #: Commands the store sends itself, whatever its options.
 _ALWAYS = ("evalsha", "script|load", "ping")
 
 
 def store_commands(
-    *, client_name: bool = False, health: bool = False, large_values: bool = False
+    *,
+    client_name: bool = False,
+    health: bool = False,
+    large_values: bool = False,
+    integrations: Iterable[str] = (),
 ) -> tuple[str, ...]:
     """Every command a store sends: always the scripts and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
     ``CLIENT SETNAME`` with ``client_name``, ``INFO`` for ``health``, ``CONFIG GET`` for
-    ``large_values`` (``max_value_bytes`` over 1 MiB)."""
+    ``large_values`` (``max_value_bytes`` over 1 MiB), and what each of ``integrations`` adds."""
     extra = [
         name
         for name, wanted in (("client|setname", client_name), ("info", health), ("config|get", large_values))
         if wanted
     ]
-    return (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
+    core = (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
+    added = sorted({name for adapter in integrations for name in integration_commands(adapter)} - set(core))
+    return (*core, *added)
 
 
 def key_pattern(prefix: str) -> str:
@@ -80,6 +134,7 @@ def acl_setuser_args(
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
+    integrations: Iterable[str] = (),
 ) -> list[str]:
     """The arguments after ``ACL SETUSER``: ``<user> reset on [#<sha256>] ~<pattern> -@all +...``.
 
@@ -98,7 +153,9 @@ def acl_setuser_args(
         "-@all",
         *(
             "+" + name
-            for name in store_commands(client_name=client_name, health=health, large_values=large_values)
+            for name in store_commands(
+                client_name=client_name, health=health, large_values=large_values, integrations=integrations
+            )
         ),
     ]
     return args
@@ -119,9 +176,16 @@ def acl_rule(
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
+    integrations: Iterable[str] = (),
 ) -> str:
     """The ``ACL SETUSER`` command line (quoted for ``redis-cli``) of :func:`acl_setuser_args`."""
     args = acl_setuser_args(
-        prefix, user, password=password, client_name=client_name, health=health, large_values=large_values
+        prefix,
+        user,
+        password=password,
+        client_name=client_name,
+        health=health,
+        large_values=large_values,
+        integrations=integrations,
     )
     return " ".join(["ACL", "SETUSER", *(_quote(arg) for arg in args)])

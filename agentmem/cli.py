@@ -133,6 +133,7 @@ def _cmd_acl(args: argparse.Namespace) -> int:
             client_name=args.client_name,
             health=args.health,
             large_values=args.large_values,
+            integrations=args.integration,
         )
     except ValueError as exc:
         print(f"agentmem acl: {exc}", file=sys.stderr)
@@ -234,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     acl.add_argument("--health", action="store_true", help="allow INFO, for health()'s server fields")
     acl.add_argument(
         "--large-values", action="store_true", help="allow CONFIG GET (max_value_bytes over 1 MiB)"
+    )
+    acl.add_argument(
+        "--integration",
+        action="append",
+        default=[],
+        choices=("openai-agents", "adk", "langgraph"),
+        help="also allow what this framework adapter sends (repeatable)",
     )
     acl.set_defaults(run=_cmd_acl)
 

@@ -6,15 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, MemoryPermissionError
-from agentmem.acl import SCRIPT_COMMANDS, acl_rule, acl_setuser_args, store_commands
+from agentmem.acl import (
+    INTEGRATIONS,
+    SCRIPT_COMMANDS,
+    acl_rule,
+    acl_setuser_args,
+    integration_commands,
+    store_commands,
+)
 from agentmem.cli import main
 from agentmem.testing.fixtures import StoreFactory
 from agentmem.testing.server import EmbeddedServer
@@ -170,3 +180,68 @@ def test_acl_command_prints_the_rule(
     assert "s3cret" not in out
     monkeypatch.delenv("TENANT_PW")
     assert main(["acl", "--prefix", "tenantA", "--user", "tenantA", "--password-env", "TENANT_PW"]) == 2
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("integration", "example", "expected", "core_rule_enough"),
+    [
+        # the example adds and reads items only: the store's own scripts; pop_item needs more
+        ("openai-agents", "openai_agents_session.py", "turn 2: Hello again, Ada!", True),
+        ("adk", "adk_session_service.py", "events stored for session 'call-1'", False),
+        ("langgraph", "langgraph_agent.py", "Ada", False),
+    ],
+)
+async def test_each_adapter_runs_with_only_its_rule(
+    admin: Redis,
+    agentmem_private_server: EmbeddedServer,
+    integration: str,
+    example: str,
+    expected: str,
+    core_rule_enough: bool,
+) -> None:
+    """`agentmem acl --integration X` is enough for adapter X's example, end to end, with
+    default options (so CLIENT SETNAME too); an adapter running its own scripts under the
+    core rule only gets MemoryPermissionError (a command inside a script refused by the ACL)."""
+    user = f"t{integration.replace('-', '')}"
+    await _set_user(admin, user, user, client_name=True, integrations=[integration])
+    url = agentmem_private_server.url.replace("redis://", f"redis://{user}:{user}-pw@", 1)
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(EXAMPLES / example), url, user],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = await asyncio.to_thread(run)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected in result.stdout
+    written = await admin.keys(f"{user}:{{*")
+    assert written  # the adapter wrote under the tenant's prefix
+    await admin.delete(*written)
+
+    await _set_user(admin, user, user, client_name=True)  # the core store's rule only
+    again = await asyncio.to_thread(run)
+    if core_rule_enough:
+        assert again.returncode == 0, again.stdout + again.stderr
+    else:
+        assert again.returncode != 0
+        assert "MemoryPermissionError" in again.stderr
+
+
+def test_integration_rules_add_only_what_the_adapter_sends() -> None:
+    """Each adapter's extra commands come from its scripts and its direct commands; an unknown
+    adapter is a ValueError (a usage error in the CLI)."""
+    core = set(store_commands())
+    for name in INTEGRATIONS:
+        added = set(store_commands(integrations=[name])) - core
+        assert added == set(integration_commands(name)) - core
+    assert {"scan", "smembers", "unlink"} <= set(integration_commands("langgraph"))
+    assert "rpop" in integration_commands("openai-agents")  # pop_item's script
+    with pytest.raises(ValueError, match="unknown integration"):
+        integration_commands("crewai")
