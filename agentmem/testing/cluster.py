@@ -16,6 +16,7 @@ failover; :func:`move_slot` migrates one slot between primaries the way
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import socket
 import time
@@ -25,9 +26,9 @@ from typing import Any
 
 import redis
 
-from agentmem.testing.server import EmbeddedServer, ServerBinary, ServerStartError
+from agentmem.testing.server import EmbeddedServer, ServerBinary, ServerStartError, stop_process
 
-__all__ = ["ClusterGroup", "move_slot"]
+__all__ = ["ClusterGroup", "SharedCluster", "move_slot"]
 
 _LOOPBACK = "127.0.0.1"
 SLOTS = 16384
@@ -276,3 +277,72 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise ServerStartError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+class SharedCluster:
+    """One :class:`ClusterGroup` per test run, shared by the xdist workers.
+
+    A JSON state file and a :mod:`filelock` lock in the run's shared directory, as for
+    the single shared server: the first worker that needs the cluster starts it
+    (detached, so it outlives that worker) and records its ports and pids; each worker
+    using it is a user; the last one out stops every node.
+    """
+
+    STATE = "agentmem-cluster.json"
+    LOCK = "agentmem-cluster.lock"
+
+    def __init__(self, directory: Path, worker: str) -> None:
+        self.directory = directory
+        self.worker = worker
+        self._joined = False
+        self._owned: ClusterGroup | None = None  # keeps the node processes' handles alive
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        from filelock import FileLock
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / self.STATE
+        with FileLock(str(self.directory / self.LOCK), timeout=300):
+            try:
+                state: dict[str, Any] = json.loads(path.read_text())
+            except FileNotFoundError:
+                state = {"status": "idle", "users": []}
+            yield state
+            path.write_text(json.dumps(state))
+
+    def acquire(self, binary: ServerBinary) -> list[int]:
+        """The running cluster's ports (primaries first at start), started if need be."""
+        with self._locked() as state:
+            if self.worker not in state["users"]:
+                state["users"].append(self.worker)
+            self._joined = True
+            if state["status"] == "running":
+                return list(state["ports"])
+            if state["status"] == "failed":
+                raise ServerStartError(state["error"])
+            group = ClusterGroup(binary, self.directory / "cluster", detach=True)
+            try:
+                group.start()
+            except ServerStartError as exc:
+                group.stop()
+                state.update(status="failed", error=str(exc))
+                raise
+            self._owned = group
+            state.update(status="running", ports=group.ports, pids=[n.pid for n in group.nodes])
+            return group.ports
+
+    def release(self) -> None:
+        if not self._joined:
+            return
+        self._joined = False
+        with self._locked() as state:
+            if self.worker in state["users"]:
+                state["users"].remove(self.worker)
+            if not state["users"] and state["status"] == "running":
+                if self._owned is not None:
+                    self._owned.stop()
+                    self._owned = None
+                for pid, port in zip(state["pids"], state["ports"], strict=True):
+                    stop_process(int(pid), port=int(port))
+                state["status"] = "stopped"
