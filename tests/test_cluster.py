@@ -70,11 +70,11 @@ async def test_every_operation_on_sessions_spread_over_all_primaries(
         assert keys, f"no key of the test on primary :{port}"
         for key in keys:
             assert transport.slots.node_for(key_slot(key)) == (host, port)
-    key = KeySchema(prefix).session(sessions[1]).all()[0]
-    host, port = transport.slots.node_for(key_slot(key.encode())) or ("", 0)
+    context_key = KeySchema(prefix).session(sessions[1]).all()[0]
+    host, port = transport.slots.node_for(key_slot(context_key.encode())) or ("", 0)
     client = Redis(host=host, port=port)
     try:
-        assert 0 < await client.pttl(key) <= 3600_000
+        assert 0 < await client.pttl(context_key) <= 3600_000
     finally:
         await client.aclose()
     assert set(transport.node_batches) == set(primaries)
@@ -124,17 +124,17 @@ async def test_cluster_false_on_a_cluster_node_gets_moved_errors(
     """Without slot routing (cluster=False) the sessions of other nodes fail with MOVED:
     what detection (the default) avoids."""
     store = AgentMemoryStore.from_url(agentmem_cluster[0], cluster=False, prefix=agentmem_prefix)
-    failures = 0
+    errors: list[str] = []
     try:
         for i in range(12):
             try:
                 await store.load_context(f"s{i}")
             except AgentMemoryError as exc:
-                assert "MovedError" in str(exc)
-                failures += 1
+                errors.append(str(exc))
     finally:
         await store.aclose()
-    assert failures > 0
+    assert errors
+    assert all("MovedError" in error for error in errors)
 
 
 async def test_moved_after_a_slot_migration(agentmem_private_cluster: ClusterGroup) -> None:
@@ -196,9 +196,7 @@ async def _kill_under_load(group: ClusterGroup, wait_replicas: int) -> dict[str,
         sessions = [f"s{i}" for i in range(400) if group.primary_for(_slot(prefix, f"s{i}")) == victim][:16]
         acked: dict[str, list[int]] = {sid: [] for sid in sessions}
         stop = asyncio.Event()
-        writers = [
-            asyncio.create_task(_append_until(store, sessions[i::4], stop, acked)) for i in range(4)
-        ]
+        writers = [asyncio.create_task(_append_until(store, sessions[i::4], stop, acked)) for i in range(4)]
         await asyncio.sleep(1.0)
         before_kill = sum(map(len, acked.values()))
         killed_at = time.monotonic()
@@ -217,7 +215,10 @@ async def _kill_under_load(group: ClusterGroup, wait_replicas: int) -> dict[str,
         stop.set()
         results = await asyncio.gather(*writers)
         after = sum(map(len, acked.values()))
-        assert after > before_kill  # the writers themselves recovered, no action by them
+        not_replicated = sum(r[1] for r in results)
+        # The writers themselves reached the promoted primary, with no action by them (with
+        # wait_replicas=1 it has no replica left to confirm: ReplicationTimeoutError, honestly).
+        assert after > before_kill or (wait_replicas and not_replicated > 0)
         group.wait_ready()
         lost = 0
         for sid, seqs in acked.items():
@@ -229,7 +230,7 @@ async def _kill_under_load(group: ClusterGroup, wait_replicas: int) -> dict[str,
             "acked": after,
             "lost": lost,
             "failed": sum(r[0] for r in results),
-            "not_replicated": sum(r[1] for r in results),
+            "not_replicated": not_replicated,
         }
     finally:
         await store.aclose()
@@ -284,7 +285,9 @@ async def test_wait_replicas_without_replicas_raises_and_the_write_is_on_the_pri
     assert await agentmem_redis.llen(KeySchema(agentmem_prefix).session("s").all()[1]) == 1
 
 
-async def test_wait_replicas_0_sends_no_wait(agentmem_store_factory: StoreFactory, agentmem_redis: Redis) -> None:
+async def test_wait_replicas_0_sends_no_wait(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis
+) -> None:
     store = agentmem_store_factory()
     before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
     await store.save_context("s", {"a": 1})
