@@ -300,3 +300,43 @@ def test_wait_timeout_must_be_below_socket_timeout() -> None:
         AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=1, wait_timeout=1.0)
     with pytest.raises(InvalidArgumentError, match="wait_replicas"):
         AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=-1)
+
+
+async def test_ask_during_a_migration_reads_from_the_importing_node(
+    agentmem_private_cluster: ClusterGroup,
+) -> None:
+    """A slot half-way through a migration: a key already moved is answered with ASK; the
+    store sends ASKING and the call to the importing node (loading its scripts there on
+    NOSCRIPT), and leaves its slot map alone (the slot still belongs to the source)."""
+    group = agentmem_private_cluster
+    store = AgentMemoryStore.from_url(group.url, prefix="ask")
+    try:
+        await store.remember("u", {"lang": "fr"})
+        key = KeySchema("ask").profile("u")
+        slot = key_slot(key.encode())
+        source = group.primary_for(slot)
+        target = next(port for port in group.primary_ports() if port != source)
+        src, dst = Redis(port=source), Redis(port=target)
+        try:
+            target_id = (await dst.execute_command("CLUSTER MYID")).decode()
+            source_id = (await src.execute_command("CLUSTER MYID")).decode()
+            await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            await src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
+            assert await src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
+            assert await dst.execute_command("CLUSTER COUNTKEYSINSLOT", slot) >= 1
+            transport = store._cluster
+            assert transport is not None
+            assert await store.recall("u") == {"lang": "fr"}
+            assert transport.redirects >= 1
+            assert transport.slots.node_for(slot) == ("127.0.0.1", source)
+            # Finish the migration: MOVED from now on, and the map follows.
+            for client in (dst, src):
+                await client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            assert await store.recall("u") == {"lang": "fr"}
+            assert transport.slots.node_for(slot) == ("127.0.0.1", target)
+        finally:
+            await src.aclose()
+            await dst.aclose()
+    finally:
+        await store.aclose()
