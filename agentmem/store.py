@@ -3,6 +3,7 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -16,6 +17,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from agentmem._connect import build_pool, build_sentinel_pool
+from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.cluster import ClusterTransport
@@ -189,7 +191,8 @@ class AgentMemoryStore:
         #: Redis Cluster: the transport that routes by slot (None on a single server, or
         #: until from_url(cluster=None) has asked the server which it is).
         self._cluster: ClusterTransport | None = None
-        self._detect_cluster: Any = None
+        self._detect_cluster: str | None = None
+        self._detect_lock = asyncio.Lock()
         if cluster_client is not None:
             self._cluster = client_transport(
                 cluster_client, self._scripts, self.breaker, self.config, self._wait
@@ -236,13 +239,25 @@ class AgentMemoryStore:
         self._pipeliner = None
 
     async def _resolve_topology(self) -> None:
-        """from_url(cluster=None): ask the server once whether it is a cluster node."""
-        url = self._detect_cluster
-        if url is None:
-            return
-        if await self._retrier.run("detect cluster", lambda: is_cluster_node(self._client)):
-            self._use_cluster(url)
-        self._detect_cluster = None
+        """from_url(cluster=None): ask the server once whether it is a cluster node.
+
+        Unanswered (the server is down), the call goes on as on a single server, where it
+        fails and is retried (and counted by the breaker) as any call; the next attempt asks
+        again. Not a retried call of its own, so ``retry_stats`` count the caller's calls only.
+        """
+        async with self._detect_lock:  # one INFO for a first burst of concurrent calls
+            url = self._detect_cluster
+            if url is None:
+                return
+            try:
+                cluster = await is_cluster_node(self._client)
+            except Exception as exc:
+                if is_transient(exc):
+                    return
+                cluster = False
+            if cluster:
+                self._use_cluster(url)
+            self._detect_cluster = None
 
     @classmethod
     def _owning(cls, pool: ConnectionPool, config: StoreConfig) -> AgentMemoryStore:
@@ -346,15 +361,13 @@ class AgentMemoryStore:
 
         async def attempt() -> list[Any]:
             self._check_open(operation)
+            if self._detect_cluster is not None:
+                await self._resolve_topology()
             if self._cluster is not None:
                 return await self._cluster.send(calls)
             if pipeliner is not None:
                 return await pipeliner.send(calls)
             return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
-
-        if self._detect_cluster is not None:
-            await self._resolve_topology()
-            pipeliner = self._pipeliner
 
         return await self._retrier.run(operation, attempt)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -25,6 +26,10 @@ from agentmem import (
 from agentmem.keys import KeySchema
 from agentmem.testing.cluster import ClusterGroup, move_slot
 from agentmem.testing.fixtures import StoreFactory
+
+
+async def _cmd(client: Redis, *args: object) -> Any:
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def _slot(prefix: str, session_id: str) -> int:
@@ -318,13 +323,13 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
         target = next(port for port in group.primary_ports() if port != source)
         src, dst = Redis(port=source), Redis(port=target)
         try:
-            target_id = (await dst.execute_command("CLUSTER MYID")).decode()
-            source_id = (await src.execute_command("CLUSTER MYID")).decode()
-            await dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
-            await src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
-            await src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
-            assert await src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
-            assert await dst.execute_command("CLUSTER COUNTKEYSINSLOT", slot) >= 1
+            target_id = (await _cmd(dst, "CLUSTER MYID")).decode()
+            source_id = (await _cmd(src, "CLUSTER MYID")).decode()
+            await _cmd(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            await _cmd(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
+            assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0
+            assert await _cmd(dst, "CLUSTER COUNTKEYSINSLOT", slot) >= 1
             transport = store._cluster
             assert transport is not None
             assert await store.recall("u") == {"lang": "fr"}
@@ -332,7 +337,7 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
             assert transport.slots.node_for(slot) == ("127.0.0.1", source)
             # Finish the migration: MOVED from now on, and the map follows.
             for client in (dst, src):
-                await client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+                await _cmd(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
             assert await store.recall("u") == {"lang": "fr"}
             assert transport.slots.node_for(slot) == ("127.0.0.1", target)
         finally:
