@@ -38,7 +38,7 @@ from redis.crc import key_slot
 
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
-from agentmem.pipeline import MAX_BATCH, Call, _send_with_reload
+from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
 from agentmem.scripts import ScriptRunner
@@ -183,9 +183,9 @@ class ClusterTransport:
             last: BaseException | None = None
             for address in self._candidates():
                 try:
-                    (reply,) = await _send_with_reload(
-                        self.client(address), self._runner, [_CLUSTER_SLOTS], self._breaker
-                    )
+                    # Not reported to the breaker: the probe refreshes too, and a reply from
+                    # one node says nothing of the node the failing calls went to.
+                    (reply,) = await _pipeline(self.client(address), self._runner, [_CLUSTER_SLOTS])
                 except Exception as exc:
                     if not is_transient(exc):
                         raise

@@ -8,8 +8,12 @@ leave its nodes alone; a test that kills or reshards gets its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import json
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,6 +229,7 @@ async def _kill_under_load(group: ClusterGroup, wait_replicas: int) -> dict[str,
         # wait_replicas=1 it has no replica left to confirm: ReplicationTimeoutError, honestly).
         assert after > before_kill or (wait_replicas and not_replicated > 0)
         group.wait_ready()
+        assert store.breaker.state == "closed"  # its probe (every primary answers) passed
         lost = 0
         for sid, seqs in acked.items():
             history = await store.load_history(sid, last=1_000_000)
@@ -345,3 +350,27 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
             await dst.aclose()
     finally:
         await store.aclose()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_bench_topology_cluster_reports_pipelines_per_node(tmp_path: Path) -> None:
+    """``agentmem bench --topology cluster`` runs both topologies and shows each primary's
+    pipelines (speed is never asserted)."""
+    from benchmarks.run import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--topology", "cluster", "--quick", "--duration", "0.1", "--out", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "topology.json").read_text())
+    rows = {(r["topology"], r["operation"], r["concurrency"]): r for r in results["rows"]}
+    assert set(rows) == {
+        (t, o, c) for t in ("single", "cluster") for o in ("pair", "load_turn") for c in (64, 256)
+    }
+    for (topology, _, _), row in rows.items():
+        assert row["ops_per_s"] > 0
+        if topology == "cluster":
+            assert len(row["pipelines_per_node"]) == 3
+            assert all(n > 0 for n in row["pipelines_per_node"].values())
+    assert "per-node pipelines" in out.getvalue()
