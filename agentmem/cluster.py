@@ -151,6 +151,9 @@ class ClusterTransport:
         self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
         self.node_batches: collections.Counter[Address] = collections.Counter()
         self.redirects = 0
+        #: Called with the calls of each pipeline sent (telemetry's batch sizes), as on
+        #: :class:`~agentmem.pipeline.AutoPipeliner`.
+        self.on_batch: Callable[[Sequence[Call]], None] | None = None
 
     # -- nodes and the slot map -------------------------------------------------------------
 
@@ -277,6 +280,8 @@ class ClusterTransport:
         self.calls += len(calls)
         self.recent_sizes.append(len(calls))
         self.node_batches[address] += 1
+        if self.on_batch is not None:
+            self.on_batch(calls)
         try:
             replies = await _send_with_reload(
                 self.client(address), self._runner, wire, self._breaker, self._wait

@@ -122,6 +122,8 @@ class StoreConfig:
     fallback: Literal["raise", "journal"] = "raise"
     journal_max_sessions: int = 10_000
     journal_max_bytes: int = 64 * 1024 * 1024
+    #: OpenTelemetry spans and metrics on the global providers (``agentmem[otel]``).
+    telemetry: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, str) or not self.prefix:
@@ -171,6 +173,8 @@ class StoreConfig:
                 f"wait_timeout must be > 0 and below socket_timeout={self.socket_timeout:g}s (the WAIT "
                 f"reply is read under it), got {self.wait_timeout:g}s"
             )
+        if not isinstance(self.telemetry, bool):
+            raise InvalidArgumentError(f"telemetry must be True or False, got {self.telemetry!r}")
         if self.fallback not in ("raise", "journal"):
             raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
         self._check_credentials_and_tls()

@@ -16,6 +16,7 @@ __all__ = [
     "MemoryFullError",
     "MemoryPermissionError",
     "MemoryUnavailableError",
+    "MissingDependencyError",
     "ReplicationTimeoutError",
     "SerializationError",
     "StoreClosedError",
@@ -105,3 +106,8 @@ class UnflushedJournalError(MemoryUnavailableError):
         super().__init__(message)
         self.pending = pending
         self.dropped = dropped if dropped is not None else []
+
+
+class MissingDependencyError(AgentMemoryError, ImportError):
+    """An option needs an optional extra that is not installed (``telemetry=True`` needs
+    ``agentmem[otel]``); the message names the ``pip install`` to run. Nothing was sent."""

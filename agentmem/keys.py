@@ -21,7 +21,15 @@ from urllib.parse import quote, unquote
 
 from agentmem.errors import InvalidKeyError
 
-__all__ = ["MAX_ID_BYTES", "KeySchema", "ParsedKey", "SessionKeys", "escape_glob", "validate_id"]
+__all__ = [
+    "MAX_ID_BYTES",
+    "AdkSessionKeys",
+    "KeySchema",
+    "ParsedKey",
+    "SessionKeys",
+    "escape_glob",
+    "validate_id",
+]
 
 #: Longest id accepted, in UTF-8 bytes.
 MAX_ID_BYTES = 512
@@ -73,6 +81,26 @@ class SessionKeys:
 
 
 @dataclass(frozen=True, slots=True)
+class AdkSessionKeys:
+    """The keys of one Google ADK session (``agentmem.integrations.adk``), in script order.
+
+    All share the hash tag of the session's (app, user) pair, ``{a:<app>:<user>}``, so the
+    session's state, its events, the user's ``user:`` state and the user's session index
+    sit in one cluster slot and one script updates them together. The app's ``app:``
+    state is shared by every user of the app, so it has a tag of its own (``{a:<app>}``).
+    """
+
+    state: str
+    events: str
+    event_ids: str
+    index: str
+    user_state: str
+
+    def all(self) -> tuple[str, str, str, str, str]:
+        return (self.state, self.events, self.event_ids, self.index, self.user_state)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedKey:
     """What one key of a store names: a session's or a user's ``part`` (``ctx``, ``hist``,
     ``appends``, ``deleted``; ``facts``, ``forgotten``), with the id decoded."""
@@ -111,6 +139,55 @@ class KeySchema:
 
     def _user_tag(self, user_id: str) -> str:
         return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}"
+
+    # -- Google ADK sessions (agentmem.integrations.adk) ---------------------------------
+
+    def _adk_user_tag(self, app_name: str, user_id: str) -> str:
+        app = _encode(validate_id(app_name, kind="app"))
+        user = _encode(validate_id(user_id, kind="user"))
+        return f"{self.prefix}:{{a:{app}:{user}}}"
+
+    def adk_session(self, app_name: str, user_id: str, session_id: str) -> AdkSessionKeys:
+        tag = self._adk_user_tag(app_name, user_id)
+        session = _encode(validate_id(session_id, kind="session"))
+        return AdkSessionKeys(
+            state=f"{tag}:s:{session}:state",
+            events=f"{tag}:s:{session}:events",
+            event_ids=f"{tag}:s:{session}:ids",
+            index=f"{tag}:sessions",
+            user_state=f"{tag}:state",
+        )
+
+    def adk_user(self, app_name: str, user_id: str) -> tuple[str, str]:
+        """The (app, user) pair's session index and ``user:`` state."""
+        tag = self._adk_user_tag(app_name, user_id)
+        return (f"{tag}:sessions", f"{tag}:state")
+
+    def adk_app_state(self, app_name: str) -> str:
+        return f"{self.prefix}:{{a:{_encode(validate_id(app_name, kind='app'))}}}:state"
+
+    def adk_match_indexes(self, app_name: str) -> str:
+        """A SCAN MATCH pattern for the session index of every user of ``app_name``."""
+        app = escape_glob(_encode(validate_id(app_name, kind="app")))
+        return f"{escape_glob(self.prefix)}:{{a:{app}:*}}:sessions"
+
+    def adk_user_of_index(self, app_name: str, key: str | bytes) -> str | None:
+        """The user id whose session index ``key`` is, or ``None`` for any other key."""
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        head = f"{self.prefix}:{{a:{_encode(validate_id(app_name, kind='app'))}:"
+        tail = "}:sessions"
+        if not (key.startswith(head) and key.endswith(tail)):
+            return None
+        encoded = key[len(head) : -len(tail)]
+        try:
+            decoded = unquote(encoded, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            return None
+        return decoded if decoded and _encode(decoded) == encoded else None
 
     def match_all(self) -> str:
         """A SCAN MATCH pattern for every key of this store and nothing else."""

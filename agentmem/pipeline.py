@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +227,8 @@ class AutoPipeliner:
         self.batches = 0
         self.calls = 0
         self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
+        #: Called with each pipeline's calls before it is sent (telemetry's batch sizes).
+        self.on_batch: Callable[[Sequence[Call]], None] | None = None
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
         """Queue an operation's calls for the next flush; raise the first error reply."""
@@ -271,6 +273,8 @@ class AutoPipeliner:
         self.recent_sizes.append(len(batch))
         try:
             calls = [c for c, _ in batch]
+            if self.on_batch is not None:
+                self.on_batch(calls)
             replies = await _send_with_reload(self._client, self._runner, calls, self._breaker, self._wait)
         except asyncio.CancelledError:
             for _, future in batch:

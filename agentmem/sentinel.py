@@ -117,7 +117,7 @@ def sentinel_pool(
     store is the one retry layer (with its deadline and breaker).
     """
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout}
-    manager = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # untyped before redis-py 8
         list(sentinels),
         sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0), **(sentinel_kwargs or {})},
     )

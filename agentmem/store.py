@@ -203,6 +203,10 @@ class AgentMemoryStore:
             if self.config.auto_pipeline and cluster_client is None
             else None
         )
+        if self.config.telemetry:  # a layer that wraps _send: a store without it runs none of it
+            from agentmem.telemetry import instrument
+
+            instrument(self)
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool | None = None, **options: Any) -> AgentMemoryStore:
@@ -236,6 +240,8 @@ class AgentMemoryStore:
     def _use_cluster(self, url: str) -> None:
         """Route by slot from now on, the node at ``url`` being the first one asked."""
         self._cluster = cluster_transport(url, self.config, self._scripts, self.breaker, self._wait)
+        if self._pipeliner is not None:  # telemetry's hook, set on the single-node pipeliner
+            self._cluster.on_batch = self._pipeliner.on_batch
         self._pipeliner = None
 
     async def _resolve_topology(self) -> None:

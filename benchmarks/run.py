@@ -40,6 +40,7 @@ from benchmarks.harness import Budget, Sample, summarize
 from benchmarks.machine import machine_info, server_info
 from benchmarks.probes import delete_keys, round_trips, session_memory
 from benchmarks.report import compute_ratios, format_report
+from benchmarks.telemetry import run_telemetry
 from benchmarks.workload import OPERATIONS
 
 __all__ = ["Settings", "main"]
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="only measure what telemetry=True costs (CPU per operation)"
+    )
     return parser
 
 
@@ -339,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.topology import run as run_topology
 
         return run_topology(args)
+    if args.telemetry:
+        return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)
     groups = len(OPERATIONS) * len(settings.concurrency) + len(settings.pool_sizes) + 3
     progress = Progress(settings.progress, groups)

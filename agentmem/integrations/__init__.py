@@ -1,0 +1,13 @@
+"""Adapters that make agentmem the memory of agent frameworks, one module per framework.
+
+Each module imports its framework when it is imported, and fails with the extra to
+install when the framework is missing; this package itself imports none of them.
+
+* ``agentmem.integrations.openai_agents``: ``AgentMemorySession`` (``agentmem[openai-agents]``)
+* ``agentmem.integrations.adk``: ``AgentMemorySessionService`` (``agentmem[adk]``)
+* ``agentmem.integrations.langgraph``: ``AgentMemorySaver``, ``LangGraphStore`` (``agentmem[langgraph]``)
+"""
+
+from __future__ import annotations
+
+__all__: tuple[str, ...] = ()

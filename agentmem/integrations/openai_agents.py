@@ -1,0 +1,187 @@
+"""agentmem as the session memory of an OpenAI Agents SDK agent.
+
+``AgentMemorySession(session_id, store)`` is an ``agents.memory.SessionABC`` over an
+existing :class:`~agentmem.AgentMemoryStore`: it shares the store's pool, auto-pipeliner,
+retries, circuit breaker and typed errors. The session's items *are* the store session's
+history, so ``store.load_turn(session_id)`` sees the same conversation, ``max_history``
+bounds it (the oldest items leave first) and ``ttl`` expires it.
+
+* ``add_items`` is the store's ``append_messages``: one atomic script, never applied twice
+  by a retry.
+* ``get_items(limit)`` returns the newest ``limit`` items (all when ``None``), oldest first.
+  An item that does not decode raises :class:`~agentmem.MemoryCorruptedError`; it is never
+  skipped.
+* ``pop_item`` is one script (:data:`POP_LAST`): it removes the newest item and returns it,
+  so two concurrent pops never return the same item, and a retry after a lost reply gets
+  the item the first attempt removed instead of removing a second one. A newest item that
+  does not decode is left in place and raises ``MemoryCorruptedError``.
+* ``clear_session`` is the store's ``delete_session`` (history and context).
+
+With ``fallback="journal"`` ``add_items``, ``get_items`` and ``clear_session`` behave as the
+journaled store's ``append_messages``, ``load_history`` and ``delete_session`` (an add
+during an outage is kept and replayed). ``pop_item`` first replays the journal and raises
+:class:`~agentmem.MemoryUnavailableError`, popping nothing, while an add of the session is
+still journaled: the newest item is not known until it is in Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, cast
+
+try:
+    from agents.memory import SessionABC
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "agentmem.integrations.openai_agents needs the OpenAI Agents SDK: "
+        "pip install 'agentmem[openai-agents]'"
+    ) from exc
+
+from agentmem.codec import decode_messages
+from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, MemoryUnavailableError
+from agentmem.journaled import JournaledStore
+from agentmem.scripts import _CHECK_ARGS, APPEND_LOG_IDS, MAX_EXACT, Script
+from agentmem.store import AgentMemoryStore
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
+
+__all__ = ["POP_LAST", "AgentMemorySession"]
+
+# KEYS: the session's context, history, append log, tombstone. ARGV: ttl_ms, op_id, window_ms.
+# Replies: {0} empty; {1, item} popped; {2, item} newest item is not a JSON object, left in place.
+#
+# The operation id goes into the append log (the store's de-duplication set) as a member
+# "pop:<id>" (looked up in O(log n) by every pop) beside "pop:<id>:<item>", so a retry
+# whose first attempt was applied (its reply lost) finds it and returns the same item
+# without popping another (the slower scan for the item runs only then). Ids leave the
+# log by age like the store's append ids (its window covers every retry of a call). The ZADD is the first
+# write on purpose: it grows memory, so on Redis 6.2 past maxmemory the script is refused
+# before anything changed (on Redis 7 / Valkey the #!lua line refuses it whole).
+POP_LAST = Script(
+    "openai_agents_pop",
+    _CHECK_ARGS
+    + """
+local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(3, 1, MAX_EXACT, 'window_ms')
+if bad then return bad end
+if ARGV[2] == '' or string.find(ARGV[2], '[^%w]') then
+  return redis.error_reply('ERR agentmem: the operation id must be alphanumeric')
+end
+local mark = 'pop:' .. ARGV[2]
+if redis.call('ZSCORE', KEYS[3], mark) then
+  local cursor = '0'
+  repeat
+    local page = redis.call('ZSCAN', KEYS[3], cursor, 'MATCH', mark .. ':*', 'COUNT', 1000)
+    cursor = page[1]
+    if #page[2] > 0 then return {1, string.sub(page[2][1], #mark + 2)} end
+  until cursor == '0'
+  return redis.error_reply('ERR agentmem: pop ' .. ARGV[2] .. ' was applied but its item has left the log')
+end
+local item = redis.call('LINDEX', KEYS[2], -1)
+if not item then return {0} end
+local ok, value = pcall(cjson.decode, item)
+if not ok or type(value) ~= 'table' or not string.find(item, '^%s*{') then return {2, item} end
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local score = string.format('%.0f', now_us)
+redis.call('ZADD', KEYS[3], score, mark .. ':' .. item, score, mark)
+redis.call('RPOP', KEYS[2])
+local cutoff = string.format('(%.0f', now_us - tonumber(ARGV[3]) * 1000)
+local expired = redis.call('ZCOUNT', KEYS[3], '-inf', cutoff)
+local drop = math.min(expired, redis.call('ZCARD', KEYS[3]) - APPEND_LOG_IDS)
+if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, drop - 1) end
+for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return {1, item}
+""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)),
+    flags="",
+)
+
+
+class AgentMemorySession(SessionABC):
+    """An OpenAI Agents SDK session whose items live in an agentmem store session.
+
+    ``session_settings`` (a ``SessionSettings`` or a dict such as ``{"limit": 50}``) gives
+    the default ``limit`` of :meth:`get_items`, as for the SDK's own sessions. The store
+    is not owned: close it yourself (``await store.aclose()``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: AgentMemoryStore,
+        *,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(store, AgentMemoryStore):
+            raise TypeError(f"store must be an AgentMemoryStore, not {type(store).__name__}")
+        self._keys = store._keys.session(session_id)  # validates the id: InvalidKeyError
+        self.session_id = session_id
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
+        )
+        self._store = store
+
+    @property
+    def store(self) -> AgentMemoryStore:
+        return self._store
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The newest ``limit`` items, oldest first; all when ``limit`` (and the settings'
+        ``limit``) is ``None``; ``[]`` for ``limit=0``."""
+        resolved = resolve_session_limit(limit, self.session_settings)
+        if resolved is None:
+            last = MAX_EXACT
+        elif isinstance(resolved, bool) or not isinstance(resolved, int) or resolved < 0:
+            raise InvalidArgumentError(f"limit must be None or an int >= 0, got {resolved!r}")
+        elif resolved == 0:
+            return []
+        else:
+            last = min(resolved, MAX_EXACT)
+        items = await self._store.load_history(self.session_id, last=last)
+        return cast("list[TResponseInputItem]", items)
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append ``items`` in order, atomically (all or none), resetting the session TTL."""
+        if isinstance(items, list) and not items:
+            return
+        await self._store.append_messages(self.session_id, cast("list[dict[str, Any]]", items))
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item; ``None`` when the session has none."""
+        store = self._store
+        if isinstance(store, JournaledStore):
+            await self._flush_appends(store)
+        args = (store._session_ttl_ms(), uuid.uuid4().hex, store._append_window_ms)
+        try:
+            reply = await store._script("pop_item", POP_LAST, self._keys.all(), args)
+        finally:
+            if isinstance(store, JournaledStore):
+                store._known.drop(("hist", self.session_id))  # what it knew may hold the popped item
+        code = int(reply[0])
+        if code == 0:
+            return None
+        if code == 2:
+            raise MemoryCorruptedError(
+                f"the newest item of session {self.session_id!r} is not a JSON object; "
+                f"it was left in place: {bytes(reply[1])[:80]!r}"
+            )
+        (item,) = decode_messages([reply[1]])
+        return cast("TResponseInputItem", item)
+
+    async def _flush_appends(self, store: JournaledStore) -> None:
+        """The newest item is only known once every journaled append of the session is in
+        Redis: pop nothing while one is still pending."""
+        if ("append", self.session_id) in await store.flush_journal():
+            raise MemoryUnavailableError(
+                f"pop_item: appends to session {self.session_id!r} are still journaled (Redis is "
+                "unreachable), so its newest item is not known; nothing was popped"
+            )
+
+    async def clear_session(self) -> None:
+        """Delete the session's items (and the store session's context)."""
+        await self._store.delete_session(self.session_id)
