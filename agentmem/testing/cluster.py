@@ -33,6 +33,7 @@ __all__ = ["ClusterGroup", "SharedCluster", "move_slot"]
 _LOOPBACK = "127.0.0.1"
 SLOTS = 16384
 PRIMARIES = 3
+_PORT_RETRIES = 5
 
 
 class ClusterGroup:
@@ -57,11 +58,27 @@ class ClusterGroup:
             # refuse a replica that lost its link during a slow CI run).
             "cluster_replica_validity_factor": 0,
         }
+        self._config = config
+        self._detach = detach
         ports = _cluster_ports(2 * PRIMARIES)
-        self.nodes = [
-            EmbeddedServer(binary, self.directory / f"node-{i}", port=port, config=config, detach=detach)
-            for i, port in enumerate(ports)
-        ]
+        self.nodes = [self._node(i, port) for i, port in enumerate(ports)]
+
+    def _node(self, index: int, port: int) -> EmbeddedServer:
+        return EmbeddedServer(
+            self.binary, self.directory / f"node-{index}", port=port, config=self._config, detach=self._detach
+        )
+
+    def _start_node(self, index: int) -> None:
+        """Start one node; on a port taken meanwhile (other processes on the machine), again
+        on fresh ports (its port and its bus port must both be free)."""
+        for attempt in range(_PORT_RETRIES):
+            try:
+                self.nodes[index].start()
+                return
+            except ServerStartError as exc:
+                if "in use" not in str(exc) or attempt == _PORT_RETRIES - 1:
+                    raise
+                self.nodes[index] = self._node(index, _cluster_ports(1)[0])
 
     # -- addresses -----------------------------------------------------------------------
 
@@ -101,8 +118,8 @@ class ClusterGroup:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> ClusterGroup:
-        for node in self.nodes:
-            node.start()
+        for index in range(len(self.nodes)):
+            self._start_node(index)
         primaries, replicas = self.nodes[:PRIMARIES], self.nodes[PRIMARIES:]
         step = SLOTS // PRIMARIES
         for i, node in enumerate(primaries):
