@@ -29,7 +29,7 @@ from agentmem import (
 )
 from agentmem.keys import KeySchema
 from agentmem.testing.cluster import ClusterGroup, move_slot
-from agentmem.testing.fixtures import StoreFactory
+from agentmem.testing.fixtures import StoreFactory, delete_cluster_prefix
 
 
 async def _cmd(client: Redis, *args: object) -> Any:
@@ -374,3 +374,25 @@ def test_bench_topology_cluster_reports_pipelines_per_node(tmp_path: Path) -> No
             assert len(row["pipelines_per_node"]) == 3
             assert all(n > 0 for n in row["pipelines_per_node"].values())
     assert "per-node pipelines" in out.getvalue()
+
+
+async def test_cluster_true_routes_by_slot_without_asking(
+    agentmem_cluster: list[str], agentmem_prefix: str
+) -> None:
+    """cluster=True skips the INFO detection: the first call already goes by slot."""
+    store = AgentMemoryStore.from_url(agentmem_cluster[2], cluster=True, prefix=agentmem_prefix)
+    try:
+        assert store._cluster is not None
+        assert store._detect_cluster is None
+        for i in range(6):
+            await store.remember(f"u{i}", {"i": i})
+        assert [await store.recall(f"u{i}") for i in range(6)] == [{"i": i} for i in range(6)]
+        assert len(store._cluster.node_batches) >= 2
+    finally:
+        await store.aclose()
+        assert await delete_cluster_prefix(agentmem_cluster, agentmem_prefix) >= 6
+
+
+def test_cluster_true_with_a_sentinel_url_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="Sentinel"):
+        AgentMemoryStore.from_url("redis+sentinel://127.0.0.1:26379/agentmem", cluster=True)
