@@ -114,6 +114,11 @@ class StoreConfig:
     ssl_context: ssl.SSLContext | None = None
     #: Batch the calls concurrent tasks make in one event-loop iteration into one round trip.
     auto_pipeline: bool = True
+    #: Acknowledge a write only once this many replicas have it (one ``WAIT`` per pipeline
+    #: of writes); fewer within ``wait_timeout`` raises ReplicationTimeoutError. 0: off.
+    wait_replicas: int = 0
+    #: How long ``WAIT`` waits for the replicas; keep it below ``socket_timeout``.
+    wait_timeout: float = 0.5
     fallback: Literal["raise", "journal"] = "raise"
     journal_max_sessions: int = 10_000
     journal_max_bytes: int = 64 * 1024 * 1024
@@ -137,6 +142,7 @@ class StoreConfig:
             "retry_max_delay",
             "breaker_probe_interval",
             "health_check_interval",
+            "wait_timeout",
         ):
             object.__setattr__(self, name, seconds(getattr(self, name), name=name))
         object.__setattr__(
@@ -147,6 +153,7 @@ class StoreConfig:
             ("max_value_bytes", 1),
             ("max_connections", 1),
             ("retries", 0),
+            ("wait_replicas", 0),
             ("breaker_threshold", 0),
             ("journal_max_sessions", 1),
             ("journal_max_bytes", 1),
@@ -161,6 +168,11 @@ class StoreConfig:
                 raise InvalidArgumentError(f"{name} must be at most {MAX_TTL} seconds, got {value}")
         if self.max_history > MAX_EXACT:
             raise InvalidArgumentError(f"max_history must be at most {MAX_EXACT}, got {self.max_history}")
+        if self.wait_replicas and not 0 < self.wait_timeout < self.socket_timeout:
+            raise InvalidArgumentError(
+                f"wait_timeout must be > 0 and below socket_timeout={self.socket_timeout:g}s (the WAIT "
+                f"reply is read under it), got {self.wait_timeout:g}s"
+            )
         if not isinstance(self.telemetry, bool):
             raise InvalidArgumentError(f"telemetry must be True or False, got {self.telemetry!r}")
         if self.fallback not in ("raise", "journal"):

@@ -17,6 +17,7 @@ __all__ = [
     "MemoryPermissionError",
     "MemoryUnavailableError",
     "MissingDependencyError",
+    "ReplicationTimeoutError",
     "SerializationError",
     "StoreClosedError",
     "UnflushedJournalError",
@@ -67,6 +68,22 @@ class MemoryPermissionError(AgentMemoryError):
     Not an outage: never retried and never counted by the circuit breaker, because
     repeating the same call with the same credentials cannot succeed. Nothing was written.
     """
+
+
+class ReplicationTimeoutError(AgentMemoryError):
+    """With ``wait_replicas=N``: the write reached the primary (it is applied there) but
+    fewer than N replicas acknowledged it within ``wait_timeout``.
+
+    It may be lost if that primary fails before a replica receives it. Every store write
+    is safe to repeat (same result, no duplicate append), so repeat it, or treat it as
+    written-but-not-yet-durable. Not retried by the store (a replica that is down or
+    lagging stays so for longer than a retry) and not counted by the circuit breaker.
+    ``replicas`` is how many replicas did acknowledge.
+    """
+
+    def __init__(self, message: str, *, replicas: int = 0) -> None:
+        super().__init__(message)
+        self.replicas = replicas
 
 
 class StoreClosedError(AgentMemoryError):

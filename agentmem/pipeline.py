@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
+from agentmem.replication import Wait, acknowledge, carries_writes
 from agentmem.scripts import Script, ScriptRunner
 
 __all__ = ["AutoPipeliner", "Call", "send_direct"]
@@ -90,13 +91,22 @@ def _peer_closed(connection: Any) -> bool:
     return bool(transport is not None and transport.is_closing())
 
 
-async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
+async def _pipeline(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], wait: Wait | None = None
+) -> list[Any]:
     """Send calls in one round trip on one pooled connection; replies (or per-call errors) in order.
 
     The commands are packed here and written in one send; redis-py's per-command client
     machinery (response callbacks, its own retry) is not needed for EVALSHA/UNLINK replies.
+    With ``wait`` and a write among the calls, one ``WAIT`` follows them on the same
+    connection (see :mod:`agentmem.replication`).
     """
-    packed = _pack([call.wire_args(runner) for call in calls])
+    waits = wait is not None and carries_writes(calls)
+    commands = [call.wire_args(runner) for call in calls]
+    if waits:
+        assert wait is not None
+        commands.append(wait.command)
+    packed = _pack(commands)
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
@@ -112,6 +122,13 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
                 replies.append(await connection.read_response())
             except rexc.ResponseError as exc:  # an error reply: the stream is still in step
                 replies.append(exc)
+        if waits:
+            assert wait is not None
+            try:
+                acked = await connection.read_response()
+            except rexc.ResponseError as exc:
+                acked = exc
+            replies = acknowledge(wait, calls, replies, acked)
     except (AttributeError, TypeError) as exc:
         # CPython 3.12+ can raise these from a write into a transport the peer just reset
         # (gh-136234); when the transport is indeed closing, it is a lost connection.
@@ -131,11 +148,15 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
 
 
 async def _exchange(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    breaker: CircuitBreaker,
+    wait: Wait | None = None,
 ) -> list[Any]:
     """One round trip, reported to the breaker: any reply means the server is reachable."""
     try:
-        replies = await _pipeline(client, runner, calls)
+        replies = await _pipeline(client, runner, calls, wait)
     except Exception as exc:
         if is_transient(exc):
             breaker.record_failure()
@@ -145,14 +166,18 @@ async def _exchange(
 
 
 async def _send_with_reload(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    breaker: CircuitBreaker,
+    wait: Wait | None = None,
 ) -> list[Any]:
-    replies = await _exchange(client, runner, calls, breaker)
+    replies = await _exchange(client, runner, calls, breaker, wait)
     again = [i for i, reply in enumerate(replies) if _missing_script(reply)]
     if again:
         scripts = {id(calls[i].script): calls[i].script for i in again}
         await runner.load(client, [s for s in scripts.values() if s is not None])
-        resent = await _exchange(client, runner, [calls[i] for i in again], breaker)
+        resent = await _exchange(client, runner, [calls[i] for i in again], breaker, wait)
         for i, reply in zip(again, resent, strict=True):
             replies[i] = reply
     return replies
@@ -167,19 +192,30 @@ def _raise_first_error(replies: list[Any]) -> list[Any]:
 
 
 async def send_direct(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    breaker: CircuitBreaker,
+    wait: Wait | None = None,
 ) -> list[Any]:
     """Send one operation's calls now (one round trip); raise the first error reply."""
-    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker))
+    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait))
 
 
 class AutoPipeliner:
     """Batches calls submitted in one event-loop iteration into one round trip."""
 
     def __init__(
-        self, client: Redis, runner: ScriptRunner, breaker: CircuitBreaker, *, max_batch: int = MAX_BATCH
+        self,
+        client: Redis,
+        runner: ScriptRunner,
+        breaker: CircuitBreaker,
+        *,
+        max_batch: int = MAX_BATCH,
+        wait: Wait | None = None,
     ) -> None:
         self._client = client
+        self._wait = wait
         self._runner = runner
         self._breaker = breaker
         self._max_batch = max_batch
@@ -239,7 +275,7 @@ class AutoPipeliner:
             calls = [c for c, _ in batch]
             if self.on_batch is not None:
                 self.on_batch(calls)
-            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker)
+            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker, self._wait)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

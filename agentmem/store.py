@@ -3,20 +3,24 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 from agentmem._connect import build_pool, build_sentinel_pool
+from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
+from agentmem.cluster import ClusterTransport
 from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
@@ -24,6 +28,7 @@ from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
+from agentmem.replication import Wait
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
 from agentmem.scripts import (
     APPEND,
@@ -37,6 +42,7 @@ from agentmem.scripts import (
     ScriptRunner,
 )
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
+from agentmem.topology import client_transport, cluster_transport, is_cluster_node
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
@@ -113,7 +119,12 @@ class AgentMemoryStore:
     """
 
     def __new__(
-        cls, client: Redis, *, config: StoreConfig | None = None, _own_pool: bool = False, **options: Any
+        cls,
+        client: Redis | RedisCluster,
+        *,
+        config: StoreConfig | None = None,
+        _own_pool: bool = False,
+        **options: Any,
     ) -> AgentMemoryStore:
         # Optional behaviour is a layer (a subclass), picked here so both constructors and
         # from_url() select it and isinstance(store, AgentMemoryStore) stays true.
@@ -125,19 +136,32 @@ class AgentMemoryStore:
         return super().__new__(cls)
 
     def __init__(
-        self, client: Redis, *, config: StoreConfig | None = None, _own_pool: bool = False, **options: Any
+        self,
+        client: Redis | RedisCluster,
+        *,
+        config: StoreConfig | None = None,
+        _own_pool: bool = False,
+        **options: Any,
     ) -> None:
         if config is not None and options:
             raise TypeError("pass either config= or keyword options, not both")
         if not _own_pool:  # before the options' own checks: this is the mistake to name
             _refuse_pool_options(options, config)
         self.config = config if config is not None else StoreConfig.from_options(**options)
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
+        cluster_client = client if isinstance(client, RedisCluster) else None
+        kwargs: Mapping[str, Any] = (
+            cluster_client.get_connection_kwargs()
+            if cluster_client is not None
+            else cast(Redis, client).connection_pool.connection_kwargs
+        )
+        if kwargs.get("decode_responses"):
             raise ValueError(
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
                 "orjson bytes and reads them back as bytes"
             )
-        self._client = client
+        #: A RedisCluster given is kept only to hand back (``client``); the store talks to
+        #: the cluster through its own per-node pools (``_cluster``).
+        self._client: Redis = cast(Redis, client)
         self._owns_client = False
         self._closed = False
         self._keys = KeySchema(self.config.prefix)
@@ -147,7 +171,7 @@ class AgentMemoryStore:
             threshold=self.config.breaker_threshold,
             fail_fast_after=self.config.retry_deadline,
             probe_interval=self.config.breaker_probe_interval,
-            probe=lambda: ping_fresh_connection(client),
+            probe=self._probe,
             on_recover=self._drop_idle_connections,
         )
         self._retrier = Retrier(
@@ -159,9 +183,25 @@ class AgentMemoryStore:
             ),
             self.breaker,
         )
-        self._bulk_limit = BulkLimit(client, self._retrier)
+        self._wait = (
+            Wait(self.config.wait_replicas, _ms(self.config.wait_timeout))
+            if self.config.wait_replicas
+            else None
+        )
+        #: Redis Cluster: the transport that routes by slot (None on a single server, or
+        #: until from_url(cluster=None) has asked the server which it is).
+        self._cluster: ClusterTransport | None = None
+        self._detect_cluster: str | None = None
+        self._detect_lock = asyncio.Lock()
+        if cluster_client is not None:
+            self._cluster = client_transport(
+                cluster_client, self._scripts, self.breaker, self.config, self._wait
+            )
+        self._bulk_limit = BulkLimit(self._client, self._retrier)
         self._pipeliner = (
-            AutoPipeliner(client, self._scripts, self.breaker) if self.config.auto_pipeline else None
+            AutoPipeliner(self._client, self._scripts, self.breaker, wait=self._wait)
+            if self.config.auto_pipeline and cluster_client is None
+            else None
         )
         if self.config.telemetry:  # a layer that wraps _send: a store without it runs none of it
             from agentmem.telemetry import instrument
@@ -169,7 +209,7 @@ class AgentMemoryStore:
             instrument(self)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> AgentMemoryStore:
+    def from_url(cls, url: str, *, cluster: bool | None = None, **options: Any) -> AgentMemoryStore:
         """A store with its own ``BlockingConnectionPool`` of ``max_connections``; a
         ``redis+sentinel://`` (``rediss+sentinel://``) URL gives one on the primary that
         Sentinel names (see :meth:`from_sentinel`).
@@ -178,12 +218,52 @@ class AgentMemoryStore:
         ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``, or a
         ready ``ssl_context``) are options like the others: in the URL or as keywords, not
         both. See :func:`agentmem._connect.build_pool`.
+
+        ``cluster``: ``None`` (the default) asks the server on the first call whether it
+        is a Redis Cluster node (``INFO cluster``) and, if so, routes every call by slot to
+        the cluster's primaries (one pool of ``max_connections`` per primary); ``True`` or
+        ``False`` says so without asking.
         """
         url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
         if urlsplit(url).scheme in SENTINEL_SCHEMES:
+            if cluster:
+                raise InvalidArgumentError("cluster=True cannot go with a Sentinel URL")
             return cls._owning(build_sentinel_pool(url, config), config)
-        return cls._owning(build_pool(url, config), config)
+        store = cls._owning(build_pool(url, config), config)
+        if cluster is None:
+            store._detect_cluster = url
+        elif cluster:
+            store._use_cluster(url)
+        return store
+
+    def _use_cluster(self, url: str) -> None:
+        """Route by slot from now on, the node at ``url`` being the first one asked."""
+        self._cluster = cluster_transport(url, self.config, self._scripts, self.breaker, self._wait)
+        if self._pipeliner is not None:  # telemetry's hook, set on the single-node pipeliner
+            self._cluster.on_batch = self._pipeliner.on_batch
+        self._pipeliner = None
+
+    async def _resolve_topology(self) -> None:
+        """from_url(cluster=None): ask the server once whether it is a cluster node.
+
+        Unanswered (the server is down), the call goes on as on a single server, where it
+        fails and is retried (and counted by the breaker) as any call; the next attempt asks
+        again. Not a retried call of its own, so ``retry_stats`` count the caller's calls only.
+        """
+        async with self._detect_lock:  # one INFO for a first burst of concurrent calls
+            url = self._detect_cluster
+            if url is None:
+                return
+            try:
+                cluster = await is_cluster_node(self._client)
+            except Exception as exc:
+                if is_transient(exc):
+                    return
+                cluster = False
+            if cluster:
+                self._use_cluster(url)
+            self._detect_cluster = None
 
     @classmethod
     def _owning(cls, pool: ConnectionPool, config: StoreConfig) -> AgentMemoryStore:
@@ -218,7 +298,8 @@ class AgentMemoryStore:
 
     @property
     def client(self) -> Redis:
-        """The ``redis.asyncio.Redis`` this store sends its commands through."""
+        """The ``redis.asyncio.Redis`` this store sends its commands through (on a Redis
+        Cluster: the ``RedisCluster`` given, or from ``from_url`` the seed node's client)."""
         return self._client
 
     @property
@@ -235,6 +316,8 @@ class AgentMemoryStore:
             await self.breaker.aclose()
             if self._pipeliner is not None:
                 await self._pipeliner.aclose()
+            if self._cluster is not None:
+                await self._cluster.aclose()
         finally:
             if self._owns_client:
                 await self._client.aclose(close_connection_pool=True)
@@ -251,7 +334,21 @@ class AgentMemoryStore:
 
     async def _drop_idle_connections(self) -> None:
         """After an outage: idle pooled connections predate it and are likely dead."""
-        await self._client.connection_pool.disconnect(inuse_connections=False)
+        if self._cluster is not None:
+            await self._cluster.drop_idle()
+        else:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+
+    async def _probe(self) -> None:
+        """The breaker's probe: the server (every primary of a cluster) answers."""
+        if self._cluster is not None:
+            await self._cluster.probe()
+        else:
+            await ping_fresh_connection(self._client)
+
+    def _admin_client(self) -> Redis:
+        """Where node-level commands (INFO, PING) go: the server, or a cluster primary."""
+        return self._cluster.admin_client() if self._cluster is not None else self._client
 
     def _check_open(self, operation: str) -> None:
         if self._closed:
@@ -270,9 +367,13 @@ class AgentMemoryStore:
 
         async def attempt() -> list[Any]:
             self._check_open(operation)
+            if self._detect_cluster is not None:
+                await self._resolve_topology()
+            if self._cluster is not None:
+                return await self._cluster.send(calls)
             if pipeliner is not None:
                 return await pipeliner.send(calls)
-            return await send_direct(self._client, self._scripts, calls, self.breaker)
+            return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
 
         return await self._retrier.run(operation, attempt)
 
@@ -453,12 +554,15 @@ class AgentMemoryStore:
         see are ``None``, and ``skipped`` says what was left out and why.
         """
         self._check_open("health")
+        if self._detect_cluster is not None:
+            await self._resolve_topology()
+        admin = self._admin_client()
         skipped: list[str] = []
         info: dict[str, Any] | None = None
         latency: float | None = None
         started = time.perf_counter()
         try:
-            info = await self._retrier.run("health", self._client.info)
+            info = await self._retrier.run("health", admin.info)
             latency = time.perf_counter() - started
         except MemoryPermissionError as exc:
             skipped.append(
@@ -467,7 +571,7 @@ class AgentMemoryStore:
             )
             started = time.perf_counter()
             try:
-                await self._retrier.run("health", self._client.ping)
+                await self._retrier.run("health", admin.ping)
                 latency = time.perf_counter() - started
             except MemoryPermissionError as ping_exc:
                 skipped.append(
@@ -477,7 +581,7 @@ class AgentMemoryStore:
         return collect_health(
             info=info,
             latency=latency,
-            pool=self._client.connection_pool,
+            pool=self._cluster.pool_summary() if self._cluster is not None else self._client.connection_pool,
             breaker=self.breaker,
             stats=self._retrier.stats,
             skipped=tuple(skipped),

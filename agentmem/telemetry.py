@@ -356,5 +356,7 @@ def instrument(store: AgentMemoryStore) -> StoreTelemetry:
     pipeliner = store._pipeliner
     if pipeliner is not None:
         pipeliner.on_batch = telemetry.on_batch
+    if store._cluster is not None:  # AgentMemoryStore(RedisCluster(...))
+        store._cluster.on_batch = telemetry.on_batch
     instruments.stores.add(telemetry)
     return telemetry

@@ -312,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"where {RESULTS_NAME} and {CHART_NAME} go (default: benchmarks/results)",
     )
+    parser.add_argument(
+        "--topology",
+        choices=("single", "cluster"),
+        default="single",
+        help="cluster: agentmem's pair and turn scenarios on 1 node vs a 3-primary Redis Cluster "
+        "(both embedded), with the pipelines per node (benchmarks/topology.py)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
@@ -332,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
+    if args.topology == "cluster":
+        from benchmarks.topology import run as run_topology
+
+        return run_topology(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)

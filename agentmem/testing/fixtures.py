@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from agentmem.keys import escape_glob
+from agentmem.testing.cluster import ClusterGroup, SharedCluster
 from agentmem.testing.plugin import (
     PRIVATE_SERVER_FIXTURES,
     SHARED_SERVER_FIXTURES,
@@ -40,7 +41,10 @@ __all__ = [
     "ServerFactory",
     "StoreFactory",
     "TlsServerFactory",
+    "agentmem_cluster",
+    "agentmem_cluster_store",
     "agentmem_prefix",
+    "agentmem_private_cluster",
     "agentmem_private_server",
     "agentmem_proxy",
     "agentmem_proxy_factory",
@@ -341,3 +345,92 @@ def agentmem_tls_server(agentmem_tls_server_factory: TlsServerFactory) -> TlsSer
     ``.client_key_path``, ``.plain_url`` (its plain port, for admin); client
     certificates optional (checked when sent)."""
     return agentmem_tls_server_factory()
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def agentmem_cluster(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The run's shared Redis Cluster (3 primaries, 3 replicas; one for every xdist
+    worker): the URLs of its six nodes, any of which seeds a store. Tests must not
+    kill its nodes (use ``agentmem_private_cluster``)."""
+    run = plugin_state(request.config)
+    binary = run.private_binary()
+    directory = run.shared_dir()
+    if directory is None:  # pragma: no cover - only with pytest's tmpdir plugin off
+        raise pytest.UsageError("agentmem needs pytest's tmpdir plugin (-p tmpdir)")
+    shared = SharedCluster(directory / "agentmem", run.worker)
+    try:
+        ports = shared.acquire(binary)
+    except ServerStartError as exc:
+        shared.release()
+        run.unavailable(f"cluster: {exc}")
+        raise  # unreachable: unavailable() skips or fails
+    try:
+        yield [f"redis://127.0.0.1:{port}" for port in ports]
+    finally:
+        shared.release()
+
+
+async def delete_cluster_prefix(urls: list[str], prefix: str) -> int:
+    """UNLINK every key under ``prefix`` on every node that is a primary."""
+    deleted = 0
+    for url in urls:
+        client = Redis.from_url(url)
+        try:
+            role: Any = await client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        except Exception:  # a node a test stopped: nothing to delete there
+            continue
+        finally:
+            await client.aclose()
+        if role[0] in (b"master", "master"):
+            deleted += await _delete_prefix_by_key(url, prefix)
+    return deleted
+
+
+async def _delete_prefix_by_key(url: str, prefix: str) -> int:
+    """UNLINK keys one by one: on a cluster node one UNLINK of keys in several slots fails."""
+    deleted = 0
+    client = Redis.from_url(url)
+    try:
+        async for key in client.scan_iter(match=escape_glob(prefix) + "*", count=_SCAN_BATCH):
+            deleted += await client.unlink(key)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+@async_fixture
+async def agentmem_cluster_store(
+    agentmem_cluster: list[str], agentmem_prefix: str
+) -> AsyncIterator[AgentMemoryStore]:
+    """An ``AgentMemoryStore`` on the shared cluster (``from_url`` of one node, the
+    cluster detected), with the test's prefix; closed and its keys deleted afterwards."""
+    from agentmem.store import AgentMemoryStore
+
+    store = AgentMemoryStore.from_url(
+        agentmem_cluster[0], prefix=agentmem_prefix, client_name=_client_name(agentmem_prefix)
+    )
+    try:
+        yield store
+    finally:
+        try:
+            await store.aclose()
+        finally:
+            await delete_cluster_prefix(agentmem_cluster, agentmem_prefix)
+
+
+@pytest.fixture
+def agentmem_private_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterGroup]:
+    """A Redis Cluster of the test's own (3 primaries, 3 replicas, ``cluster-node-timeout``
+    1 s): ``.url``, ``.kill_primary(port)``, ``.wait_for_promotion(port)``,
+    ``.primary_for(slot)``. Stopped afterwards, whatever the test did."""
+    run = plugin_state(request.config)
+    group = ClusterGroup(run.private_binary(), tmp_path_factory.mktemp("agentmem-cluster"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()

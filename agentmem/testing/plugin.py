@@ -59,6 +59,7 @@ from agentmem.testing.server import ServerBinary
 from agentmem.testing.shared import SharedServer
 
 __all__ = [
+    "CLUSTER_FIXTURES",
     "PRIVATE_SERVER_FIXTURES",
     "SHARED_SERVER_FIXTURES",
     "TLS_SERVER_FIXTURES",
@@ -82,10 +83,13 @@ SHARED_SERVER_FIXTURES = frozenset(
 )
 #: Fixtures that start a private TLS server of the test's own (marked ``tls``).
 TLS_SERVER_FIXTURES = frozenset({"agentmem_tls_server_factory", "agentmem_tls_server"})
+#: Fixtures on a Redis Cluster (3 primaries, 3 replicas; marked ``cluster``).
+CLUSTER_FIXTURES = frozenset({"agentmem_cluster", "agentmem_cluster_store", "agentmem_private_cluster"})
 #: Fixtures that start a private server of the test's own.
 PRIVATE_SERVER_FIXTURES = (
     frozenset({"agentmem_server_factory", "agentmem_private_server", "agentmem_sentinel"})
     | TLS_SERVER_FIXTURES
+    | CLUSTER_FIXTURES
 )
 
 _SKIP_PREFIX = "agentmem: no real Redis server: "
@@ -333,6 +337,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "tls: needs a server binary built with TLS (added to users of the agentmem TLS server fixtures)",
     )
+    config.addinivalue_line(
+        "markers",
+        "cluster: runs on a Redis Cluster (added to users of the agentmem cluster fixtures)",
+    )
     run = PluginState(config)
     config.stash[_STATE] = run
     config.pluginmanager.register(run, "agentmem-run")
@@ -352,6 +360,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.real_redis)
         if fixtures & TLS_SERVER_FIXTURES and not item.get_closest_marker("tls"):
             item.add_marker(pytest.mark.tls)
+        if fixtures & CLUSTER_FIXTURES and not item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.cluster)
     if config.getoption("real_redis"):
         keep = [item for item in items if item.get_closest_marker("real_redis")]
         dropped = [item for item in items if not item.get_closest_marker("real_redis")]

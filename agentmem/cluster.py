@@ -1,0 +1,360 @@
+"""Sending store operations to a Redis Cluster: one pipeline per node, by slot.
+
+Every :class:`~agentmem.pipeline.Call` names keys of one hash tag, so one slot, so one
+node. :class:`ClusterTransport` keeps its own slot map (``CLUSTER SLOTS``) and one
+bounded pool per primary, and offers what :class:`~agentmem.pipeline.AutoPipeliner`
+offers (``send(calls) -> replies``, batched across the tasks of one event-loop
+iteration, or sent at once):
+
+* the calls of a batch are grouped by node and each node's group goes out as one
+  pipeline, every node at once; ``load_turn`` with a ``user_id`` whose facts live on
+  another node is one round trip per node, concurrently;
+* a ``MOVED`` reply updates that slot in the map, schedules a full refresh, and the
+  call is sent again to the node named; an ``ASK`` reply sends ``ASKING`` and the call
+  to the node named, once, without touching the map;
+* ``TRYAGAIN``, ``CLUSTERDOWN``, ``MASTERDOWN`` and a lost node are transient: the call
+  fails, the map is refreshed before the next round, and the store's retrier sends the
+  call again within its ``retry_deadline``;
+* ``NOSCRIPT`` is handled per node (a promoted replica or a new node has not loaded
+  the scripts yet), by the same path as on a single server.
+
+The circuit breaker's probe refreshes the map from any node that answers, then pings
+every primary of it on a fresh connection: it passes once every slot has a reachable
+primary again (after a failover: once the replica is promoted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from redis import exceptions as rexc
+from redis.asyncio import ConnectionPool, Redis
+from redis.crc import key_slot
+
+from agentmem._translate import is_transient
+from agentmem.breaker import CircuitBreaker
+from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload
+from agentmem.probe import ping_fresh_connection
+from agentmem.replication import Wait
+from agentmem.scripts import ScriptRunner
+
+__all__ = ["SLOTS", "Address", "ClusterTransport", "SlotMap"]
+
+log = logging.getLogger("agentmem")
+
+SLOTS = 16384
+#: Redirections one call follows in one attempt before it fails (transient: the retrier
+#: may send it again): a slot can move again while a call chases it, never for long.
+MAX_REDIRECTS = 5
+
+Address = tuple[str, int]
+_Item = tuple[Call, "asyncio.Future[Any]"]
+_ASKING = Call(None, (), (), command="ASKING")
+_CLUSTER_SLOTS = Call(None, ("SLOTS",), (), command="CLUSTER")
+
+
+def call_slot(call: Call) -> int:
+    """The slot of a call's keys (all share one hash tag); slot 0 for a keyless call."""
+    return key_slot(call.keys[0].encode()) if call.keys else 0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SlotMap:
+    """Which primary serves each of the 16384 slots."""
+
+    def __init__(self) -> None:
+        self._owner: list[Address | None] = [None] * SLOTS
+        self.loaded = False
+
+    def node_for(self, slot: int) -> Address | None:
+        return self._owner[slot]
+
+    def update(self, slot: int, address: Address) -> None:
+        self._owner[slot] = address
+
+    @property
+    def primaries(self) -> list[Address]:
+        return sorted({a for a in self._owner if a is not None})
+
+    def load(self, reply: Sequence[Any], asked: Address) -> None:
+        """Replace the map with a raw ``CLUSTER SLOTS`` reply (from the node at ``asked``)."""
+        owner: list[Address | None] = [None] * SLOTS
+        for entry in reply:
+            start, end, primary = int(entry[0]), int(entry[1]), entry[2]
+            host = _text(primary[0]) or asked[0]  # "" or "?": the node we asked
+            if host == "?":
+                host = asked[0]
+            address = (host, int(primary[1]))
+            for slot in range(start, end + 1):
+                owner[slot] = address
+        self._owner = owner
+        self.loaded = True
+
+
+class _PoolSummary:
+    """What ``health()`` reads from a pool, summed over the node pools."""
+
+    def __init__(self, pools: Iterable[ConnectionPool]) -> None:
+        pools = list(pools)
+        self._in_use_connections = [c for p in pools for c in getattr(p, "_in_use_connections", ())]
+        self.max_connections = sum(int(getattr(p, "max_connections", 0) or 0) for p in pools)
+
+
+class ClusterTransport:
+    """Routes calls to the cluster's primaries (see the module docstring).
+
+    ``pool_for(host, port)`` builds the pool of one node; ``seeds`` are the nodes asked
+    for the slot map first. With ``batching`` (the store's ``auto_pipeline``) the calls of
+    one event-loop iteration share pipelines; without, each ``send`` goes out at once.
+    """
+
+    def __init__(
+        self,
+        seeds: Sequence[Address],
+        pool_for: Callable[[str, int], ConnectionPool],
+        runner: ScriptRunner,
+        breaker: CircuitBreaker,
+        *,
+        batching: bool = True,
+        wait: Wait | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        if not seeds:
+            raise ValueError("a cluster transport needs at least one seed node")
+        self._seeds = list(dict.fromkeys(seeds))
+        self._pool_for = pool_for
+        self._runner = runner
+        self._breaker = breaker
+        self._batching = batching
+        self._wait = wait
+        self._max_batch = max_batch
+        self._clients: dict[Address, Redis] = {}
+        self.slots = SlotMap()
+        self._stale = True
+        self._refresh_lock = asyncio.Lock()
+        self._refreshes = 0
+        self._pending: list[_Item] = []
+        self._flush_scheduled = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closed = False
+        #: Pipelines sent, calls carried, sizes of the latest pipelines, pipelines per node.
+        self.batches = 0
+        self.calls = 0
+        self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
+        self.node_batches: collections.Counter[Address] = collections.Counter()
+        self.redirects = 0
+        #: Called with the calls of each pipeline sent (telemetry's batch sizes), as on
+        #: :class:`~agentmem.pipeline.AutoPipeliner`.
+        self.on_batch: Callable[[Sequence[Call]], None] | None = None
+
+    # -- nodes and the slot map -------------------------------------------------------------
+
+    def client(self, address: Address) -> Redis:
+        """The pooled client of one node, made on first use."""
+        client = self._clients.get(address)
+        if client is None:
+            client = self._clients[address] = Redis(connection_pool=self._pool_for(*address))
+        return client
+
+    def admin_client(self) -> Redis:
+        """A client for a node-level command (INFO, CONFIG GET): the first primary known."""
+        primaries = self.slots.primaries
+        return self.client(primaries[0] if primaries else self._seeds[0])
+
+    def pool_summary(self) -> Any:
+        return _PoolSummary(client.connection_pool for client in self._clients.values())
+
+    def _candidates(self) -> list[Address]:
+        known = [*self.slots.primaries, *self._clients, *self._seeds]
+        return list(dict.fromkeys(known))
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Load the slot map from the first node that answers ``CLUSTER SLOTS``; one refresh
+        at a time (callers that waited for one in flight take its result)."""
+        seen = self._refreshes
+        async with self._refresh_lock:
+            if not force and self._refreshes != seen and not self._stale:
+                return
+            last: BaseException | None = None
+            for address in self._candidates():
+                try:
+                    # Not reported to the breaker: the probe refreshes too, and a reply from
+                    # one node says nothing of the node the failing calls went to.
+                    (reply,) = await _pipeline(self.client(address), self._runner, [_CLUSTER_SLOTS])
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    last = exc
+                    continue
+                if isinstance(reply, Exception):
+                    last = reply
+                    continue
+                self.slots.load(reply, address)
+                self._stale = False
+                self._refreshes += 1
+                return
+            raise rexc.ConnectionError(f"no cluster node answered CLUSTER SLOTS: {last!r}") from last
+
+    async def _ensure_map(self) -> None:
+        if self._stale or not self.slots.loaded:
+            await self.refresh()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def send(self, calls: Sequence[Call]) -> list[Any]:
+        """Send an operation's calls (queued for the next flush when batching); raise the
+        first error reply."""
+        loop = asyncio.get_running_loop()
+        items: list[_Item] = [(call, loop.create_future()) for call in calls]
+        if self._batching:
+            self._pending.extend(items)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
+        else:
+            self._start(items)
+        futures = [future for _, future in items]
+        try:
+            replies = [await future for future in futures]
+        except BaseException:
+            for future in futures:
+                if future.done() and not future.cancelled():
+                    future.exception()
+                future.cancel()
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        items = [item for item in self._pending if not item[1].done()]
+        self._pending = []
+        if items:
+            self._start(items)
+
+    def _start(self, items: list[_Item]) -> None:
+        task = asyncio.ensure_future(self._dispatch(items))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _dispatch(self, items: list[_Item], hops: int = 0) -> None:
+        """Group items by node and send each group (in pipelines of at most ``max_batch``)."""
+        try:
+            await self._ensure_map()
+        except Exception as exc:
+            if is_transient(exc):
+                self._breaker.record_failure()
+            _fail(items, exc)
+            return
+        groups: dict[Address, list[_Item]] = collections.defaultdict(list)
+        for item in items:
+            address = self.slots.node_for(call_slot(item[0]))
+            if address is None:
+                self._stale = True
+                _fail([item], rexc.ClusterDownError(f"slot {call_slot(item[0])} is not served by any node"))
+                continue
+            groups[address].append(item)
+        sends = [
+            self._deliver(address, group[i : i + self._max_batch], hops)
+            for address, group in groups.items()
+            for i in range(0, len(group), self._max_batch)
+        ]
+        await asyncio.gather(*sends)
+
+    async def _deliver(
+        self, address: Address, items: list[_Item], hops: int, *, asking: bool = False
+    ) -> None:
+        calls = [call for call, _ in items]
+        wire = [c for call in calls for c in (_ASKING, call)] if asking else calls
+        self.batches += 1
+        self.calls += len(calls)
+        self.recent_sizes.append(len(calls))
+        self.node_batches[address] += 1
+        if self.on_batch is not None:
+            self.on_batch(calls)
+        try:
+            replies = await _send_with_reload(
+                self.client(address), self._runner, wire, self._breaker, self._wait
+            )
+        except asyncio.CancelledError:
+            for _, future in items:
+                future.cancel()
+            raise
+        except Exception as exc:  # the node is lost (or killed): every call of it failed
+            if is_transient(exc):
+                self._stale = True
+            _fail(items, exc)
+            return
+        if asking:
+            replies = replies[1::2]
+        moved: list[_Item] = []
+        asked: dict[Address, list[_Item]] = collections.defaultdict(list)
+        for item, reply in zip(items, replies, strict=True):
+            if isinstance(reply, rexc.AskError) and hops < MAX_REDIRECTS:
+                self.redirects += 1
+                target = (reply.host or address[0], int(reply.port))
+                if isinstance(reply, rexc.MovedError):
+                    self.slots.update(int(reply.slot_id), target)
+                    self._stale = True
+                    moved.append(item)
+                else:
+                    asked[target].append(item)
+                continue
+            if isinstance(reply, (rexc.ClusterDownError, rexc.TryAgainError)):
+                self._stale = True
+            if not item[1].done():
+                item[1].set_result(reply)
+        follow = [self._deliver(target, group, hops + 1, asking=True) for target, group in asked.items()]
+        if moved:
+            follow.append(self._dispatch_known(moved, hops + 1))
+        if follow:
+            await asyncio.gather(*follow)
+
+    async def _dispatch_known(self, items: list[_Item], hops: int) -> None:
+        """Resend after MOVED with the slots just learnt (the full refresh can wait)."""
+        groups: dict[Address, list[_Item]] = collections.defaultdict(list)
+        for item in items:
+            address = self.slots.node_for(call_slot(item[0]))
+            assert address is not None  # just set from the MOVED reply
+            groups[address].append(item)
+        await asyncio.gather(*(self._deliver(a, g, hops) for a, g in groups.items()))
+
+    # -- breaker probe, recovery, close ----------------------------------------------------
+
+    async def probe(self) -> None:
+        """Pass once a fresh slot map names a reachable primary for every slot."""
+        await self.refresh(force=True)
+        primaries = self.slots.primaries
+        if not primaries:
+            raise rexc.ClusterDownError("the cluster serves no slot")
+        await asyncio.gather(*(ping_fresh_connection(self.client(a)) for a in primaries))
+
+    async def drop_idle(self) -> None:
+        for client in list(self._clients.values()):
+            await client.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose(close_connection_pool=True)
+
+
+def _fail(items: Iterable[_Item], exc: BaseException) -> None:
+    for _, future in items:
+        if not future.done():
+            future.set_exception(exc)

@@ -1,0 +1,63 @@
+"""Replicated acknowledgements (``wait_replicas``): one ``WAIT`` per pipeline of writes.
+
+Redis replicates asynchronously: a write the primary acknowledged can be lost when the
+primary dies before a replica received it and that replica is promoted. With
+``wait_replicas=N`` the store appends ``WAIT N timeout`` to every pipeline that carries a
+write, on the same connection (``WAIT`` counts the replicas that acknowledged every write
+that connection made so far), and acknowledges those writes only when at least ``N``
+replicas did. Otherwise each write of the pipeline fails with
+:class:`~agentmem.ReplicationTimeoutError`: it reached the primary, and is safe to repeat.
+Reads in the same pipeline are not affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentmem.errors import ReplicationTimeoutError
+
+if TYPE_CHECKING:
+    from agentmem.pipeline import Call
+
+__all__ = ["WRITE_SCRIPTS", "Wait", "acknowledge", "carries_writes"]
+
+#: The scripts that change data (reads refresh TTLs only, which need no replica).
+WRITE_SCRIPTS = frozenset({"write_hash", "append", "replay_append", "delete"})
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    replicas: int
+    timeout_ms: int
+
+    @property
+    def command(self) -> tuple[Any, ...]:
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+
+def _writes(call: Call) -> bool:
+    return call.script is not None and call.script.name in WRITE_SCRIPTS
+
+
+def carries_writes(calls: Sequence[Call]) -> bool:
+    return any(_writes(call) for call in calls)
+
+
+def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: Any) -> list[Any]:
+    """The replies with each applied write replaced by a ReplicationTimeoutError when
+    fewer than ``wait.replicas`` replicas acknowledged (``acked``: the WAIT reply)."""
+    if isinstance(acked, int) and acked >= wait.replicas:
+        return replies
+    seen = acked if isinstance(acked, int) else f"an error ({acked})"
+    out = list(replies)
+    for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+        if _writes(call) and not isinstance(reply, Exception):
+            out[i] = ReplicationTimeoutError(
+                f"the write reached the primary but {seen} of the {wait.replicas} replicas "
+                f"wait_replicas asks for acknowledged it within wait_timeout={wait.timeout_ms} ms; "
+                "it is applied there and may be lost if that primary fails now: it is safe to repeat",
+                replicas=acked if isinstance(acked, int) else 0,
+            )
+    return out
