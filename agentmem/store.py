@@ -4,6 +4,7 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -376,6 +377,35 @@ class AgentMemoryStore:
             return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
 
         return await self._retrier.run(operation, attempt)
+
+    async def _scan(self, operation: str, match: str, *, count: int = 500) -> set[bytes]:
+        """Every key matching ``match``, by ``SCAN`` (never ``KEYS``): on the server, or on
+        every primary of a cluster (a keyless call would reach one node only). Each step is
+        retried like any call; for listings (adapters' admin reads), not for hot paths."""
+        self._check_open(operation)
+        if self._detect_cluster is not None:
+            await self._resolve_topology()
+        found: set[bytes] = set()
+        cluster = self._cluster
+        if cluster is None:
+            cursor: int | bytes = 0
+            while True:
+                scan = Call(None, (), (cursor, "MATCH", match, "COUNT", count), command="SCAN")
+                ((cursor, keys),) = await self._send(operation, (scan,))
+                found.update(keys)
+                if int(cursor) == 0:
+                    return found
+        await self._retrier.run(operation, functools.partial(cluster.refresh, force=True))
+        for address in cluster.slots.primaries:
+            client = cluster.client(address)
+            node_cursor = 0
+            while True:
+                step = functools.partial(client.scan, node_cursor, match=match, count=count)
+                node_cursor, keys = await self._retrier.run(operation, step)
+                found.update(keys)
+                if node_cursor == 0:
+                    break
+        return found
 
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]

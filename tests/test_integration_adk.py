@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 pytest.importorskip("google.adk", reason="needs the adk extra: pip install -e '.[adk]'")
 
@@ -491,3 +492,23 @@ async def test_create_returns_the_app_state_it_wrote_on_a_fresh_server(
     service = AgentMemorySessionService(store)
     session = await service.create_session(app_name=APP, user_id="u1", state={"app:greeting": "hi", "a": 1})
     assert session.state == {"app:greeting": "hi", "a": 1}
+
+
+async def test_listing_every_users_sessions_on_a_cluster_reads_every_primary(
+    agentmem_cluster_store: AgentMemoryStore,
+) -> None:
+    """list_sessions(user_id=None) finds the users on every primary (their index keys hash
+    to different nodes), not only those of the node a keyless SCAN would reach."""
+    service = AgentMemorySessionService(agentmem_cluster_store)
+    users = [f"user-{i}" for i in range(24)]
+    for user in users:
+        await service.create_session(app_name=APP, user_id=user, session_id="s1")
+    transport = agentmem_cluster_store._cluster
+    assert transport is not None
+    nodes = {
+        transport.slots.node_for(key_slot(agentmem_cluster_store._keys.adk_user(APP, user)[0].encode()))
+        for user in users
+    }
+    assert len(nodes) == 3
+    everyone = (await service.list_sessions(app_name=APP)).sessions
+    assert sorted(session.user_id for session in everyone) == sorted(users)

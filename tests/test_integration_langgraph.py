@@ -472,3 +472,21 @@ async def test_a_full_server_refuses_a_checkpoint_whole_and_still_deletes(
             assert await store.client.exists(*keys.all()) == 0
     finally:
         await admin.aclose()
+
+
+async def test_listing_every_thread_on_a_cluster_reads_every_primary(
+    agentmem_cluster_store: AgentMemoryStore, agentmem_cluster: list[str]
+) -> None:
+    """alist(None) walks every primary's keys: threads hashed to all three nodes are listed
+    (a keyless SCAN through the slot router would have reached one node only)."""
+    saver = AgentMemorySaver(agentmem_cluster_store)
+    threads = [f"t{i}" for i in range(24)]
+    for thread in threads:
+        await saver.aput(config(thread), checkpoint(), {"source": "input"}, {})
+    nodes = set()
+    for thread in threads:
+        key = f"{agentmem_cluster_store.config.prefix}:{{lgt:{thread}}}"
+        nodes.add(agentmem_cluster_store._cluster.slots.node_for(key_slot(key.encode())))  # type: ignore[union-attr]
+    assert len(nodes) == 3  # the threads really are spread over the primaries
+    listed = {found.config["configurable"]["thread_id"] async for found in saver.alist(None)}
+    assert listed == set(threads)

@@ -15,7 +15,7 @@ from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
 from agentmem import AgentMemoryStore
 from agentmem.integrations.langgraph import AgentMemorySaver
-from agentmem.testing.fixtures import StoreFactory
+from agentmem.testing.fixtures import StoreFactory, delete_cluster_prefix
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,3 +44,33 @@ async def test_every_capability_passes_the_conformance_suite(
     # The suite wrote through the server: the store's keys are there.
     keys = await stores[0].client.keys(stores[0].config.prefix + ":{lgt:*")
     assert keys
+
+
+async def test_every_capability_passes_on_redis_cluster(
+    agentmem_cluster: list[str], agentmem_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same suite on the shared 3-primary cluster: a thread's keys sit in one slot, so
+    every saver operation is one script on one node."""
+    stores: list[AgentMemoryStore] = []
+
+    @checkpointer_test(name="AgentMemorySaver on Redis Cluster")
+    async def saver() -> AsyncIterator[AgentMemorySaver]:
+        store = AgentMemoryStore.from_url(agentmem_cluster[0], prefix=f"{agentmem_prefix}-{len(stores)}")
+        stores.append(store)
+        try:
+            yield AgentMemorySaver(store)
+        finally:
+            await store.aclose()
+
+    try:
+        report = await validate(saver, progress=ProgressCallbacks.verbose())
+    finally:
+        for store in stores:
+            await delete_cluster_prefix(agentmem_cluster, store.config.prefix)
+    report.print_report()
+    failures = {name: result.failures for name, result in report.results.items() if result.failures}
+    assert failures == {}, capsys.readouterr().out
+    claimed = {name for name, result in report.results.items() if result.detected}
+    assert claimed == {capability.value for capability in ALL_CAPABILITIES}
+    assert stores
+    assert all(store._cluster is not None for store in stores)  # routed by slot

@@ -268,16 +268,11 @@ class AgentMemorySessionService(BaseSessionService):
         schema = self._store._keys
         pattern = schema.adk_match_indexes(app_name)
         users: set[str] = set()
-        cursor: bytes | str = "0"
-        while True:
-            scan = Call(None, (), (cursor, "MATCH", pattern, "COUNT", SCAN_COUNT), command="SCAN")
-            ((cursor, found),) = await self._store._send("adk_list_sessions", (scan,))
-            for key in found:
-                user = schema.adk_user_of_index(app_name, key)
-                if user is not None:
-                    users.add(user)
-            if cursor in (b"0", "0"):
-                return sorted(users)
+        for key in await self._store._scan("adk_list_sessions", pattern, count=SCAN_COUNT):
+            user = schema.adk_user_of_index(app_name, key)
+            if user is not None:
+                users.add(user)
+        return sorted(users)
 
     async def _list_user_sessions(self, app_name: str, user_id: str) -> list[Session]:
         store = self._store

@@ -308,19 +308,13 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
     async def _threads(self) -> list[str]:
         """Every thread under the store's prefix (a SCAN of the keyspace: for admin use)."""
         found: set[str] = set()
-        cursor: bytes | int = 0
-        while True:
-            call = Call(
-                None, (), (cursor, "MATCH", thread_pattern(self._prefix), "COUNT", _SCAN_COUNT), "SCAN"
-            )
-            (reply,) = await self._store._send("langgraph.alist", (call,))
-            cursor, batch = reply
-            for key in batch:
-                thread = thread_from_index_key(self._prefix, key)
-                if thread is not None:
-                    found.add(thread)
-            if int(cursor) == 0:
-                return sorted(found)
+        for key in await self._store._scan(
+            "langgraph.alist", thread_pattern(self._prefix), count=_SCAN_COUNT
+        ):
+            thread = thread_from_index_key(self._prefix, key)
+            if thread is not None:
+                found.add(thread)
+        return sorted(found)
 
     async def _candidates(
         self, thread_id: str, ns: str | None, before: str | None, limit: int | None, filtered: bool
