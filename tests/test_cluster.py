@@ -276,6 +276,7 @@ async def test_kill_9_of_a_primary_with_wait_replicas_0_recovers(
 # -- wait_replicas on a single server (no replica) ----------------------------------------------
 
 
+@pytest.mark.single_node  # the shared single server has no replica; the cluster has one each
 async def test_wait_replicas_without_replicas_raises_and_the_write_is_on_the_primary(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:

@@ -187,7 +187,9 @@ async def test_caller_owned_client_is_not_closed(agentmem_redis: Redis, agentmem
     async with AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix) as store:
         await store.save_context("s", {"a": 1})
     assert await agentmem_redis.ping() is True
-    assert await AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix).load_context("s") == {"a": 1}
+    async with AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix) as again:
+        assert await again.load_context("s") == {"a": 1}
+    assert await agentmem_redis.ping() is True
 
 
 async def test_decode_responses_client_is_refused(agentmem_server: Any) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
@@ -31,6 +32,7 @@ async def _clients_named(admin: Redis, name: str) -> int:
     return sum(1 for c in await admin.client_list() if c.get("name") == name)
 
 
+@pytest.mark.single_node  # counts one server's connections (a cluster has a pool per primary)
 async def test_burst_larger_than_pool_waits_and_succeeds(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:

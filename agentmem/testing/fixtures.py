@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -20,6 +20,7 @@ from agentmem.testing.plugin import (
     PRIVATE_SERVER_FIXTURES,
     SHARED_SERVER_FIXTURES,
     needs_shared_server,
+    on_cluster,
     plugin_state,
 )
 from agentmem.testing.provision import ServerInfo, ServerUnavailableError
@@ -160,30 +161,60 @@ async def delete_prefix(url: str, prefix: str) -> int:
     return deleted
 
 
+class _Target:
+    """Where the test's store fixtures stand: the shared server, or the shared cluster."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.cluster: list[str] | None = None
+        if on_cluster(request.config):
+            self.cluster = request.getfixturevalue("agentmem_cluster")
+            self.url = self.cluster[0]
+        else:
+            server: ServerInfo = request.getfixturevalue("agentmem_server")
+            self.url = server.url
+
+    def raw_client(self, name: str) -> Redis:
+        if self.cluster is not None:
+            from redis.asyncio.cluster import RedisCluster
+
+            return cast(Redis, RedisCluster.from_url(self.url, client_name=name))
+        return Redis.from_url(self.url, client_name=name)
+
+    async def delete(self, prefix: str) -> None:
+        if self.cluster is not None:
+            await delete_cluster_prefix(self.cluster, prefix)
+        else:
+            await delete_prefix(self.url, prefix)
+
+
 @async_fixture
-async def agentmem_redis(agentmem_server: ServerInfo, agentmem_prefix: str) -> AsyncIterator[Redis]:
-    """A raw ``redis.asyncio.Redis`` (bytes replies) on the shared server; keys under the
-    test's prefix are deleted afterwards."""
-    client = Redis.from_url(agentmem_server.url, client_name=_client_name(agentmem_prefix) + "-raw")
+async def agentmem_redis(request: pytest.FixtureRequest, agentmem_prefix: str) -> AsyncIterator[Redis]:
+    """A raw ``redis.asyncio.Redis`` (bytes replies) on the shared server (a
+    ``RedisCluster`` with ``--agentmem-topology cluster``); keys under the test's prefix
+    are deleted afterwards."""
+    target = _Target(request)
+    client = target.raw_client(_client_name(agentmem_prefix) + "-raw")
     try:
         yield client
     finally:
         try:
             await client.aclose()
         finally:
-            await delete_prefix(agentmem_server.url, agentmem_prefix)
+            await target.delete(agentmem_prefix)
 
 
 @async_fixture
 async def agentmem_store(
-    agentmem_server: ServerInfo, agentmem_prefix: str
+    request: pytest.FixtureRequest, agentmem_prefix: str
 ) -> AsyncIterator[AgentMemoryStore]:
-    """An ``AgentMemoryStore`` on the shared server with the test's prefix and its own
-    client name; closed, and its keys deleted, afterwards."""
+    """An ``AgentMemoryStore`` on the shared server (the shared cluster with
+    ``--agentmem-topology cluster``) with the test's prefix and its own client name;
+    closed, and its keys deleted, afterwards."""
     from agentmem.store import AgentMemoryStore
 
+    target = _Target(request)
     store = AgentMemoryStore.from_url(
-        agentmem_server.url, prefix=agentmem_prefix, client_name=_client_name(agentmem_prefix)
+        target.url, prefix=agentmem_prefix, client_name=_client_name(agentmem_prefix)
     )
     try:
         yield store
@@ -191,7 +222,7 @@ async def agentmem_store(
         try:
             await store.aclose()
         finally:
-            await delete_prefix(agentmem_server.url, agentmem_prefix)
+            await target.delete(agentmem_prefix)
 
 
 @async_fixture
@@ -204,13 +235,13 @@ async def agentmem_store_factory(
     from agentmem.store import AgentMemoryStore
 
     made: list[AgentMemoryStore] = []
-    shared_url: list[str] = []
+    shared: list[_Target] = []
 
     def make(url: str | None = None, **options: Any) -> AgentMemoryStore:
         if url is None:
-            server: ServerInfo = request.getfixturevalue("agentmem_server")
-            url = server.url
-            shared_url[:] = [url]
+            if not shared:
+                shared.append(_Target(request))
+            url = shared[0].url
         options.setdefault("prefix", agentmem_prefix)
         options.setdefault("client_name", f"{_client_name(agentmem_prefix)}-{len(made) + 1}")
         store = AgentMemoryStore.from_url(url, **options)
@@ -224,8 +255,8 @@ async def agentmem_store_factory(
             for store in made:
                 await store.aclose()
         finally:
-            for url in shared_url:
-                await delete_prefix(url, agentmem_prefix)
+            for target in shared:
+                await target.delete(agentmem_prefix)
 
 
 @pytest.fixture

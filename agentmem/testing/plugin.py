@@ -283,6 +283,15 @@ def needs_shared_server(item: pytest.Item) -> bool:
 # -- hooks ---------------------------------------------------------------------------------
 
 
+def on_cluster(config: pytest.Config) -> bool:
+    """Whether ``--agentmem-topology cluster`` (or ``AGENTMEM_TOPOLOGY=cluster``) puts the
+    store fixtures on the shared Redis Cluster: the same store tests, another topology."""
+    chosen = config.getoption("agentmem_topology", None) or os.environ.get("AGENTMEM_TOPOLOGY") or "single"
+    if chosen not in ("single", "cluster"):
+        raise pytest.UsageError(f"AGENTMEM_TOPOLOGY must be single or cluster, got {chosen!r}")
+    return chosen == "cluster"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("agentmem", "agentmem real-server testing")
     group.addoption(
@@ -320,6 +329,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="error instead of skip when no server can be provided (implied by CI)",
     )
+    group.addoption(
+        "--agentmem-topology",
+        dest="agentmem_topology",
+        choices=("single", "cluster"),
+        default=None,
+        help="what agentmem_store, agentmem_store_factory() and agentmem_redis stand on: the "
+        "shared server (single, the default) or the shared Redis Cluster (env AGENTMEM_TOPOLOGY)",
+    )
     parser.addini("agentmem_redis_url", "URL of a running server for agentmem tests")
     parser.addini("agentmem_redis_server", "server binary agentmem tests run")
     parser.addini("agentmem_redis_image", f"Docker image (default {DEFAULT_IMAGE})")
@@ -332,6 +349,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "min_server_version(version): skip when the server is older than version"
+    )
+    config.addinivalue_line(
+        "markers",
+        "single_node: asserts something true of one server only (its connection count, a proxy "
+        "in front of it); deselected with --agentmem-topology cluster",
     )
     config.addinivalue_line(
         "markers",
@@ -362,6 +384,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.tls)
         if fixtures & CLUSTER_FIXTURES and not item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.cluster)
+    if on_cluster(config):  # deselected, not skipped: these tests are about one server
+        single = [item for item in items if item.get_closest_marker("single_node")]
+        if single:
+            config.hook.pytest_deselected(items=single)
+            items[:] = [item for item in items if not item.get_closest_marker("single_node")]
     if config.getoption("real_redis"):
         keep = [item for item in items if item.get_closest_marker("real_redis")]
         dropped = [item for item in items if not item.get_closest_marker("real_redis")]
