@@ -32,7 +32,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from agentmem.codec import encode_fields, encode_messages
+from agentmem.codec import encode_context, encode_fields, encode_messages
 from agentmem.config import StoreConfig
 from agentmem.errors import (
     AgentMemoryError,
@@ -147,8 +147,8 @@ class JournaledStore(AgentMemoryStore):
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
         self._keys.session(session_id)
-        encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
-        entry = JournalEntry("save", session_id, tuple(encoded), write_version(), fields=dict(context))
+        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
+        entry = JournalEntry("save", session_id, (encoded,), write_version(), fields=dict(context))
         await self._send_or_keep("save_context", entry)
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:

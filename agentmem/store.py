@@ -17,7 +17,7 @@ from redis.asyncio import ConnectionPool, Redis
 from agentmem._connect import build_pool, build_sentinel_pool
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
-from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
+from agentmem.codec import decode_fields, decode_messages, encode_context, encode_fields, encode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
@@ -40,7 +40,6 @@ from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
-_EXISTS = (META_FIELD, b"1")
 log = logging.getLogger("agentmem")
 
 
@@ -294,9 +293,10 @@ class AgentMemoryStore:
     async def _write_context(
         self, operation: str, session_id: str, encoded: Sequence[bytes], version: int, mode: str
     ) -> bool:
-        """Write context fields; ``False`` when an ``-if-newer`` write was superseded."""
+        """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
+        for a merge; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._keys.session(session_id)
-        args = (self._session_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        args = (self._session_ttl_ms(), version, mode, *encoded)
         return bool(await self._script(operation, WRITE_HASH, keys.all(), args))
 
     async def _write_facts(
@@ -304,7 +304,7 @@ class AgentMemoryStore:
     ) -> bool:
         """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._keys.profile_keys(user_id)
-        args = (self._profile_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        args = (self._profile_ttl_ms(), version, mode, *encoded)
         return bool(await self._script(operation, WRITE_HASH, keys, args))
 
     async def _append(
@@ -343,8 +343,8 @@ class AgentMemoryStore:
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         """Replace the session's context with ``context`` and reset the session TTL."""
         self._keys.session(session_id)  # validate before encoding
-        encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
-        await self._write_context("save_context", session_id, encoded, write_version(), "replace")
+        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
+        await self._write_context("save_context", session_id, (encoded,), write_version(), "replace")
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set the given top-level fields, keeping the others; creates the context if missing.
