@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,11 @@ from redis.asyncio import Redis
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.scripts import Script, ScriptRunner
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - redis-py depends on async-timeout there
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["AutoPipeliner", "Call", "send_direct"]
 
@@ -90,11 +97,39 @@ def _peer_closed(connection: Any) -> bool:
     return bool(transport is not None and transport.is_closing())
 
 
+async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[Any]:
+    """Write one packed pipeline and read its ``count`` replies, all under one
+    ``socket_timeout`` (one timer per round trip, not one per reply)."""
+    replies: list[Any] = []
+    try:
+        async with _timeout(connection.socket_timeout):
+            writer = connection._writer
+            if writer is None or writer.transport.is_closing():
+                raise rexc.ConnectionError("connection closed by the server before write")
+            writer.write(packed)
+            await writer.drain()
+            for _ in range(count):
+                try:
+                    # inf: no timer of redis-py's own per reply; ours above covers them all
+                    replies.append(await connection.read_response(timeout=math.inf))
+                except rexc.ResponseError as exc:  # an error reply: the stream is still in step
+                    replies.append(exc)
+    except asyncio.TimeoutError as exc:
+        raise rexc.TimeoutError(
+            f"no reply within socket_timeout={connection.socket_timeout}s "
+            f"({len(replies)} of {count} replies read)"
+        ) from exc
+    except OSError as exc:
+        raise rexc.ConnectionError(f"connection lost: {exc!r}") from exc
+    return replies
+
+
 async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
     """Send calls in one round trip on one pooled connection; replies (or per-call errors) in order.
 
     The commands are packed here and written in one send; redis-py's per-command client
-    machinery (response callbacks, its own retry) is not needed for EVALSHA/UNLINK replies.
+    machinery (response callbacks, its own retry, a timer per reply) is not needed for
+    EVALSHA/UNLINK replies.
     """
     packed = _pack([call.wire_args(runner) for call in calls])
     pool = client.connection_pool
@@ -105,13 +140,10 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
             # dead transport: that costs an attempt, and on CPython 3.12.1/3.13.0 such a
             # write can leave a stale selector entry that hangs the next connect (gh-115514).
             await connection.disconnect()
-        await connection.send_packed_command(packed)
-        replies: list[Any] = []
-        for _ in calls:
-            try:
-                replies.append(await connection.read_response())
-            except rexc.ResponseError as exc:  # an error reply: the stream is still in step
-                replies.append(exc)
+        if not connection.is_connected:
+            await connection.connect()
+        await connection.check_health()  # a PING only when health_check_interval is due
+        replies = await _write_and_read(connection, packed, len(calls))
     except (AttributeError, TypeError) as exc:
         # CPython 3.12+ can raise these from a write into a transport the peer just reset
         # (gh-136234); when the transport is indeed closing, it is a lost connection.
@@ -187,13 +219,23 @@ class AutoPipeliner:
         self._pending: list[list[tuple[Call, asyncio.Future[Any]]]] = []
         self._flush_scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Operations the last batch carried: 1 means callers come one at a time, so an
+        #: idle pipeliner sends a caller's calls inline (no future, no extra loop pass).
+        self._last_batch_ops = 0
+        self._inline = 0
         #: Pipelines sent, calls carried, and the sizes of the latest pipelines.
         self.batches = 0
         self.calls = 0
         self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
-        """Queue an operation's calls for the next flush; raise the first error reply."""
+        """Queue an operation's calls for the next flush; raise the first error reply.
+
+        A caller that finds nothing queued and nothing on the wire, while callers come
+        one at a time, sends its calls at once from its own task instead.
+        """
+        if not self._pending and not self._inflight and not self._inline and self._last_batch_ops <= 1:
+            return await self._send_inline(calls)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in calls]
         self._pending.append(list(zip(calls, futures, strict=True)))
@@ -210,11 +252,23 @@ class AutoPipeliner:
             raise
         return _raise_first_error(replies)
 
+    async def _send_inline(self, calls: Sequence[Call]) -> list[Any]:
+        self.batches += 1
+        self.calls += len(calls)
+        self.recent_sizes.append(len(calls))
+        self._inline += 1
+        try:
+            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker)
+        finally:
+            self._inline -= 1
+        return _raise_first_error(replies)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         # An operation whose caller was cancelled before the flush has cancelled futures: drop it.
         operations = [op for op in self._pending if not op[0][1].done()]
         self._pending = []
+        self._last_batch_ops = len(operations)
         batch: list[tuple[Call, asyncio.Future[Any]]] = []
         for operation in operations:
             if batch and len(batch) + len(operation) > self._max_batch:

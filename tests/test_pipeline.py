@@ -22,9 +22,35 @@ def _pipeliner(store: AgentMemoryStore) -> Any:
     return pipeliner
 
 
+async def _burst(store: AgentMemoryStore) -> None:
+    """A few concurrent calls: afterwards the pipeliner batches the next burst whole (after
+    lone calls, the first caller of a burst is sent inline, see test_lone_callers_are_sent_inline)."""
+    await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(4)))
+
+
+async def test_lone_callers_are_sent_inline(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """One caller at a time: each call is one round trip sent from the caller's own task (no
+    flush scheduled); the first caller of a burst then goes inline and the rest share batches."""
+    pipeliner = _pipeliner(agentmem_store)
+    before = pipeliner.batches
+    for i in range(3):
+        task = asyncio.ensure_future(agentmem_store.update_context(f"lone{i}", {"i": i}))
+        await asyncio.sleep(0)
+        assert not pipeliner._flush_scheduled
+        assert not pipeliner._pending
+        await task
+    assert pipeliner.batches - before == 3
+    schema = KeySchema(agentmem_prefix)
+    assert await agentmem_redis.hget(schema.session("lone2").context, "i") == b"2"
+    await asyncio.gather(*(agentmem_store.update_context(f"b{i}", {"i": i}) for i in range(MAX_BATCH + 1)))
+    assert list(pipeliner.recent_sizes)[-2:] == [1, MAX_BATCH]
+
+
 async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemoryStore) -> None:
     """64 concurrent calls go out in ceil(64 / MAX_BATCH) pipelines, not 64 round trips."""
-    await agentmem_store.load_context("warm")
+    await _burst(agentmem_store)
     pipeliner = _pipeliner(agentmem_store)
     before = pipeliner.batches
     await asyncio.gather(*(agentmem_store.update_context(f"s{i}", {"i": i}) for i in range(64)))
@@ -36,6 +62,7 @@ async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemorySto
 async def test_an_operations_calls_never_split(agentmem_store: AgentMemoryStore) -> None:
     """load_turn's two scripts ride in one pipeline even when a batch boundary falls between them."""
     await agentmem_store.remember("u", {"vip": True})
+    await _burst(agentmem_store)
     pipeliner = _pipeliner(agentmem_store)
     before = pipeliner.batches
     # MAX_BATCH - 1 single calls, then a two-call load_turn: it must start the next batch.
@@ -85,7 +112,7 @@ async def test_writes_cancelled_before_the_flush_are_never_sent(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
     """Writers cancelled before the flush reach no key on the server; the rest are written."""
-    await agentmem_store.load_context("warm")  # connection made, scripts loaded
+    await _burst(agentmem_store)  # connection made, scripts loaded, batching
     writes = [
         agentmem_store.save_context("ctx0", {"i": 0}),
         agentmem_store.update_context("ctx1", {"i": 1}),
