@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,7 +41,7 @@ from agentmem.errors import (
 )
 from agentmem.health import Health
 from agentmem.journal import DroppedWrite, Journal, JournalEntry, KnownHistory
-from agentmem.store import AgentMemoryStore, Turn, write_version
+from agentmem.store import AgentMemoryStore, Turn, new_operation_id, write_version
 
 __all__ = ["JournaledStore"]
 
@@ -178,7 +177,7 @@ class JournaledStore(AgentMemoryStore):
             tuple(encoded),
             write_version(),
             messages=[dict(m) for m in batch],
-            operation_id=uuid.uuid4().hex,
+            operation_id=new_operation_id(),
         )
         sent, length = await self._send_or_keep("append_messages", entry)
         if sent and length is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -41,6 +41,13 @@ from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
 log = logging.getLogger("agentmem")
+
+
+def new_operation_id() -> str:
+    """An append's operation id: 96 random bits in 16 URL-safe characters (a uuid4's 122 bits
+    in 32 hex characters cost the append log twice the memory for no safety it needs: ids
+    are compared only within one session's log of recent appends)."""
+    return secrets.token_urlsafe(12)
 
 
 def write_version() -> int:
@@ -374,7 +381,7 @@ class AgentMemoryStore:
         self._keys.session(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
-        return await self._append("append_messages", session_id, encoded, uuid.uuid4().hex)
+        return await self._append("append_messages", session_id, encoded, new_operation_id())
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
