@@ -145,14 +145,14 @@ class JournaledStore(AgentMemoryStore):
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
         entry = JournalEntry("save", session_id, (encoded,), write_version(), fields=dict(context))
         await self._send_or_keep("save_context", entry)
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
         entry = JournalEntry("update", session_id, tuple(encoded), write_version(), fields=dict(fields))
         await self._send_or_keep("update_context", entry)
@@ -168,7 +168,7 @@ class JournaledStore(AgentMemoryStore):
         """As the core store; when the append was journaled, the length of the history
         this process knows in full, or ``-1`` when it knows only part of it (or none)."""
         self._refuse_if_closing()
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
         entry = JournalEntry(

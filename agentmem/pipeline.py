@@ -237,8 +237,13 @@ class AutoPipeliner:
         if not self._pending and not self._inflight and not self._inline and self._last_batch_ops <= 1:
             return await self._send_inline(calls)
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in calls]
-        self._pending.append(list(zip(calls, futures, strict=True)))
+        if len(calls) == 1:  # most operations: one script run
+            future: asyncio.Future[Any] = loop.create_future()
+            futures = [future]
+            self._pending.append([(calls[0], future)])
+        else:
+            futures = [loop.create_future() for _ in calls]
+            self._pending.append(list(zip(calls, futures, strict=True)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)

@@ -60,8 +60,13 @@ class Script:
     def plain(self) -> str:
         return self.body
 
+    @functools.cached_property
+    def _shas(self) -> tuple[str, str]:
+        # Computed once: every call sends a SHA, and hashing the source each time cost µs.
+        return _sha(self.plain), _sha(self.flagged)
+
     def sha(self, flagged: bool) -> str:
-        return _sha(self.flagged if flagged else self.plain)
+        return self._shas[flagged]
 
 
 #: Largest integer a script takes for a TTL in ms or a count: Lua numbers are doubles,

@@ -3,9 +3,10 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,7 +22,7 @@ from agentmem.codec import decode_fields, decode_messages, encode_context, encod
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
-from agentmem.keys import KeySchema
+from agentmem.keys import KeySchema, SessionKeys
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
@@ -74,6 +75,9 @@ def _count(value: object, name: str) -> int:
         raise InvalidArgumentError(f"{name} must be an int in [1, {MAX_EXACT}], got {value!r}")
     return value
 
+
+#: Sessions whose keys a store keeps built (a few hundred bytes each).
+KEY_CACHE_SIZE = 4096
 
 #: The append log keeps an operation id at least this long, whatever the options say:
 #: margin for a server clock that steps (NTP, a failover to a replica with another clock).
@@ -147,6 +151,8 @@ class AgentMemoryStore:
         self._owns_client = False
         self._closed = False
         self._keys = KeySchema(self.config.prefix)
+        # Agents touch the same few sessions every turn: build (and validate) their keys once.
+        self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self._keys.session)
         self._append_window_ms = _ms(append_window(self.config))
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
@@ -281,6 +287,13 @@ class AgentMemoryStore:
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]
 
+    def _session_keys(self, session_id: str) -> SessionKeys:
+        """The session's keys; :class:`~agentmem.InvalidKeyError` for an unusable id."""
+        if type(session_id) is str:
+            keys: SessionKeys = self._cached_session_keys(session_id)
+            return keys
+        return self._keys.session(session_id)  # not a str: raises the typed error
+
     def _session_ttl_ms(self) -> int:
         return _ms(self.config.ttl)
 
@@ -302,7 +315,7 @@ class AgentMemoryStore:
     ) -> bool:
         """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
         for a merge; ``False`` when an ``-if-newer`` write was superseded."""
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         args = (self._session_ttl_ms(), version, mode, *encoded)
         return bool(await self._script(operation, WRITE_HASH, keys.all(), args))
 
@@ -318,7 +331,7 @@ class AgentMemoryStore:
         self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str
     ) -> int:
         """Append messages once per ``operation_id``; the new length."""
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -333,7 +346,7 @@ class AgentMemoryStore:
     ) -> int | None:
         """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
         session was deleted after it."""
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -349,7 +362,7 @@ class AgentMemoryStore:
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         """Replace the session's context with ``context`` and reset the session TTL."""
-        self._keys.session(session_id)  # validate before encoding
+        self._session_keys(session_id)  # validate before encoding
         encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
         await self._write_context("save_context", session_id, (encoded,), write_version(), "replace")
 
@@ -359,13 +372,13 @@ class AgentMemoryStore:
         Each field is its own hash field, so concurrent updates of different fields
         never lose each other.
         """
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
         await self._write_context("update_context", session_id, encoded, write_version(), "merge")
 
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         raw_context, _ = await self._script(
             "load_context", READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, 0)
         )
@@ -378,7 +391,7 @@ class AgentMemoryStore:
 
         One atomic script run; a retry after a lost reply does not append twice.
         """
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
         return await self._append("append_messages", session_id, encoded, new_operation_id())
@@ -386,7 +399,7 @@ class AgentMemoryStore:
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         _, raw_history = await self._script(
             "load_history", READ_SESSION, keys.all(), (self._read_ttl_ms(), 0, last)
         )
@@ -414,7 +427,7 @@ class AgentMemoryStore:
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         calls = [Call(READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, last))]
         if user_id is not None:
             calls.append(self._recall_call(user_id))  # validates before any I/O
@@ -433,7 +446,7 @@ class AgentMemoryStore:
 
         Leaves a small tombstone key with the session's TTL (see ``DELETE``).
         """
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (write_version(), self._session_ttl_ms())
         return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
