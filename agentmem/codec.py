@@ -96,13 +96,19 @@ def encode_fields(values: Mapping[str, Any], *, limit: int, what: str) -> list[b
 
 def encode_context(values: Mapping[str, Any], *, limit: int, what: str) -> bytes:
     """Encode a whole mapping as one orjson object (a ``save_context`` base), in one pass."""
-    if not isinstance(values, Mapping):
-        raise SerializationError(f"{what} must be a mapping (dict), not {type(values).__name__}")
-    plain = values if type(values) is dict else dict(values)
-    for key in plain:  # orjson's own message for a bad key does not name it
-        if not isinstance(key, str):
-            raise SerializationError(f"{what} keys must be str, got {type(key).__name__}: {key!r}")
-    encoded = _dumps(plain, what)
+    if type(values) is not dict:
+        if not isinstance(values, Mapping):
+            raise SerializationError(f"{what} must be a mapping (dict), not {type(values).__name__}")
+        values = dict(values)
+    try:
+        encoded = _dumps(values, what)
+    except SerializationError:
+        for key in values:  # orjson's message for a bad key does not name it: say which
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"{what} keys must be str, got {type(key).__name__}: {key!r}"
+                ) from None
+        raise
     _check_size(len(encoded), limit, what)
     return encoded
 
