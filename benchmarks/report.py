@@ -313,7 +313,7 @@ def _header(results: Mapping[str, Any]) -> list[str]:
         f"server:  {server['flavor']} {server['version']}"
         + (" (embedded, same machine)" if server["embedded"] else f" at {server['url']}"),
         f"run:     {settings['repetitions']} repetitions x {budget} per scenario after a warm-up; "
-        "medians of ops/s, p50 and p99",
+        f"medians of ops/s, p50 and p99; event loop {settings.get('event_loop', 'asyncio')}",
         f"         pool: {settings['pool_size']} connections per async contender; hand pipelines carry "
         f"{settings['pipeline_batch']} sessions"
         + (f"; load average at start {' '.join(f'{x:.2f}' for x in load)}" if load else ""),

@@ -19,10 +19,10 @@ import math
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.asyncio import Redis
@@ -363,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"sessions per layout for --memory (--quick: {QUICK_MEMORY_RUN_SESSIONS})",
     )
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run every async contender on uvloop's event loop (pip install 'agentmem[uvloop]')",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser
@@ -373,6 +378,26 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name} must be > 0")
+
+
+T = TypeVar("T")
+
+
+class MissingUvloopError(RuntimeError):
+    """--uvloop without uvloop installed."""
+
+
+def _run_loop(coroutine: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
+    """``asyncio.run``, or ``uvloop.run`` with ``--uvloop``."""
+    if not use_uvloop:
+        return asyncio.run(coroutine)
+    try:
+        import uvloop
+    except ImportError as exc:
+        coroutine.close()
+        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem[uvloop]'") from exc
+    result: T = uvloop.run(coroutine)
+    return result
 
 
 def _memory_main(args: argparse.Namespace, settings: Settings) -> int:
@@ -426,8 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _server(args.url, progress) as (url, embedded):
             server = server_info(url)
-            on_server = asyncio.run(_run_on_server(url, settings, progress))
-    except NoServerBinaryError as exc:
+            on_server = _run_loop(_run_on_server(url, settings, progress), args.uvloop)
+    except (NoServerBinaryError, MissingUvloopError) as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 2
     except (redis.RedisError, OSError) as exc:
@@ -439,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "machine": machine_info(server, embedded=embedded, argv=list(sys.argv[1:] if argv is None else argv)),
-        "settings": settings.as_dict(),
+        "settings": {**settings.as_dict(), "event_loop": "uvloop" if args.uvloop else "asyncio"},
         "operations": dict(OPERATIONS),
         "contenders": dict(CONTENDER_NOTES),
         **on_server,

@@ -5,6 +5,7 @@ Speed is never asserted here: the numbers depend on the machine and on what else
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -21,7 +22,7 @@ from agentmem.keys import escape_glob
 from agentmem.testing.provision import ServerInfo
 from benchmarks.chart import chart_available
 from benchmarks.report import compute_ratios
-from benchmarks.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, main
+from benchmarks.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
 from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
 
 # A few seconds of benchmarking: kept out of the fast core suite (-m "not slow"), run in CI.
@@ -202,3 +203,14 @@ def test_workload_has_the_sizes_the_issue_asks_for() -> None:
     assert 8 <= len(CONTEXT) <= 12
     assert 2000 <= len(CONTEXT["summary"]) <= 3000
     assert all(150 <= len(orjson.dumps(message)) <= 250 for message in MESSAGES)
+
+
+def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
+    """--uvloop runs the benchmark on uvloop's loop (skipped when uvloop is not installed)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def loop_type() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert _run_loop(loop_type(), True).startswith(uvloop.__name__)
+    assert _run_loop(loop_type(), False).startswith("asyncio")
