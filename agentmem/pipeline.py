@@ -40,7 +40,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - redis-py depends on async-timeout there
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["AutoPipeliner", "Call", "send_direct"]
+__all__ = ["AutoPipeliner", "Call", "HeldConnection", "send_direct"]
 
 #: Most calls one pipeline carries; a larger burst goes out as several pipelines at once,
 #: on several connections. Small batches let the server run one batch while the client
@@ -124,8 +124,53 @@ async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[An
     return replies
 
 
-async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) -> list[Any]:
-    """Send calls in one round trip on one pooled connection; replies (or per-call errors) in order.
+class HeldConnection:
+    """One pooled connection kept checked out between a pipeliner's inline sends.
+
+    Checking a connection out of redis-py's ``BlockingConnectionPool`` and back costs
+    ~14 us of CPU (a lock, a timer, readiness checks): for one caller at a time that is
+    a large part of each call. A failed exchange gives it back to the pool (disconnected,
+    as every failed connection is); ``drop`` gives it back after an outage and on close.
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._pool = client.connection_pool
+        self._connection: Any = None
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        return 0 if self._connection is None else 1
+
+    async def take(self) -> Any:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return connection
+
+    async def keep(self, connection: Any) -> None:
+        if self._closed or self._connection is not None:
+            await self._pool.release(connection)
+        else:
+            self._connection = connection
+
+    async def give_back(self, connection: Any) -> None:
+        await self._pool.release(connection)
+
+    async def drop(self, *, close: bool = False) -> None:
+        """Disconnect the held connection and return it to the pool (``close``: for good)."""
+        self._closed = self._closed or close
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+            await self._pool.release(connection)
+
+
+async def _pipeline(
+    client: Redis, runner: ScriptRunner, calls: Sequence[Call], held: HeldConnection | None = None
+) -> list[Any]:
+    """Send calls in one round trip on one connection (pooled, or ``held``); replies (or
+    per-call errors) in order.
 
     The commands are packed here and written in one send; redis-py's per-command client
     machinery (response callbacks, its own retry, a timer per reply) is not needed for
@@ -133,7 +178,11 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
     """
     packed = _pack([call.wire_args(runner) for call in calls])
     pool = client.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    if held is not None:
+        connection = await held.take()
+    else:
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    exchanged = False
     try:
         if _peer_closed(connection):
             # Reset or killed while it sat in the pool. Reconnect instead of writing into a
@@ -144,6 +193,7 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
             await connection.connect()
         await connection.check_health()  # a PING only when health_check_interval is due
         replies = await _write_and_read(connection, packed, len(calls))
+        exchanged = True
     except (AttributeError, TypeError) as exc:
         # CPython 3.12+ can raise these from a write into a transport the peer just reset
         # (gh-136234); when the transport is indeed closing, it is a lost connection.
@@ -158,16 +208,25 @@ async def _pipeline(client: Redis, runner: ScriptRunner, calls: Sequence[Call]) 
         await connection.disconnect()
         raise
     finally:
-        await pool.release(connection)
+        if held is not None and exchanged:
+            await held.keep(connection)
+        elif held is not None:
+            await held.give_back(connection)
+        else:
+            await pool.release(connection)
     return replies
 
 
 async def _exchange(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    breaker: CircuitBreaker,
+    held: HeldConnection | None = None,
 ) -> list[Any]:
     """One round trip, reported to the breaker: any reply means the server is reachable."""
     try:
-        replies = await _pipeline(client, runner, calls)
+        replies = await _pipeline(client, runner, calls, held)
     except Exception as exc:
         if is_transient(exc):
             breaker.record_failure()
@@ -177,14 +236,21 @@ async def _exchange(
 
 
 async def _send_with_reload(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], breaker: CircuitBreaker
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    breaker: CircuitBreaker,
+    held: HeldConnection | None = None,
 ) -> list[Any]:
-    replies = await _exchange(client, runner, calls, breaker)
+    loads = runner.loads
+    replies = await _exchange(client, runner, calls, breaker, held)
     again = [i for i, reply in enumerate(replies) if _missing_script(reply)]
     if again:
         scripts = {id(calls[i].script): calls[i].script for i in again}
-        await runner.load(client, [s for s in scripts.values() if s is not None])
-        resent = await _exchange(client, runner, [calls[i] for i in again], breaker)
+        # A concurrent batch that met the same NOSCRIPT may have loaded it meanwhile.
+        missing = [s for s in scripts.values() if s is not None and not runner.loaded_since(s, loads)]
+        await runner.load(client, missing)
+        resent = await _exchange(client, runner, [calls[i] for i in again], breaker, held)
         for i, reply in zip(again, resent, strict=True):
             replies[i] = reply
     return replies
@@ -223,6 +289,7 @@ class AutoPipeliner:
         #: idle pipeliner sends a caller's calls inline (no future, no extra loop pass).
         self._last_batch_ops = 0
         self._inline = 0
+        self._held = HeldConnection(client)
         #: Pipelines sent, calls carried, and the sizes of the latest pipelines.
         self.batches = 0
         self.calls = 0
@@ -263,7 +330,7 @@ class AutoPipeliner:
         self.recent_sizes.append(len(calls))
         self._inline += 1
         try:
-            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker)
+            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker, self._held)
         finally:
             self._inline -= 1
         return _raise_first_error(replies)
@@ -308,7 +375,17 @@ class AutoPipeliner:
             if not future.done():
                 future.set_result(reply)
 
+    @property
+    def idle_held(self) -> int:
+        """Connections checked out of the pool and kept idle for the next inline send (0 or 1)."""
+        return self._held.idle
+
+    async def drop_held(self) -> None:
+        """Give the connection kept for inline sends back (after an outage it is likely dead)."""
+        await self._held.drop()
+
     async def aclose(self) -> None:
-        """Wait for batches already on the wire to finish."""
+        """Wait for batches already on the wire to finish; give the held connection back."""
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._held.drop(close=True)

@@ -15,6 +15,7 @@ write, which is why every write script's first write is one that grows memory (H
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -330,21 +331,45 @@ class ScriptRunner:
     #: None until the first SCRIPT LOAD tells whether the server understands flags.
     flagged: bool | None = None
     loads: int = field(default=0)
+    #: Per script name, the value of ``loads`` right after it was last loaded.
+    loaded_at: dict[str, int] = field(default_factory=dict)
+    _loading: dict[str, asyncio.Future[None]] = field(default_factory=dict, repr=False)
+
+    def loaded_since(self, script: Script, loads: int) -> bool:
+        """Whether ``script`` was loaded after ``loads`` was read (by a concurrent reload)."""
+        return self.loaded_at.get(script.name, -1) > loads
 
     def sha(self, script: Script) -> str:
         return script.sha(self.flagged is not False)
 
     async def load(self, client: Redis, scripts: Sequence[Script]) -> None:
+        """Load ``scripts``; one already being loaded (by a concurrent batch that met the
+        same NOSCRIPT) is waited for instead of loaded twice."""
         for script in scripts:
-            if self.flagged is not False:
-                try:
-                    await client.script_load(script.flagged)
-                    self.flagged = True
-                    self.loads += 1
-                    continue
-                except rexc.ResponseError as exc:
-                    if not _cannot_compile_shebang(exc):
-                        raise
-                    self.flagged = False
-            await client.script_load(script.plain)
-            self.loads += 1
+            pending = self._loading.get(script.name)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._loading[script.name] = done
+            try:
+                await self._load_one(client, script)
+            finally:
+                del self._loading[script.name]
+                done.set_result(None)  # waiters resend either way; a failure is theirs to meet
+
+    async def _load_one(self, client: Redis, script: Script) -> None:
+        if self.flagged is not False:
+            try:
+                await client.script_load(script.flagged)
+                self.flagged = True
+                self.loads += 1
+                self.loaded_at[script.name] = self.loads
+                return
+            except rexc.ResponseError as exc:
+                if not _cannot_compile_shebang(exc):
+                    raise
+                self.flagged = False
+        await client.script_load(script.plain)
+        self.loads += 1
+        self.loaded_at[script.name] = self.loads

@@ -3,6 +3,7 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import secrets
@@ -259,6 +260,8 @@ class AgentMemoryStore:
 
     async def _drop_idle_connections(self) -> None:
         """After an outage: idle pooled connections predate it and are likely dead."""
+        if self._pipeliner is not None:
+            await self._pipeliner.drop_held()
         await self._client.connection_pool.disconnect(inuse_connections=False)
 
     def _check_open(self, operation: str) -> None:
@@ -490,7 +493,7 @@ class AgentMemoryStore:
                     f"PING refused by the server's ACL for this user ({ping_exc.__cause__ or ping_exc}): "
                     "latency_ms is unknown"
                 )
-        return collect_health(
+        health = collect_health(
             info=info,
             latency=latency,
             pool=self._client.connection_pool,
@@ -498,3 +501,7 @@ class AgentMemoryStore:
             stats=self._retrier.stats,
             skipped=tuple(skipped),
         )
+        idle_held = self._pipeliner.idle_held if self._pipeliner is not None else 0
+        if idle_held:  # kept for the next inline send, not in use by any call
+            health = dataclasses.replace(health, pool_in_use=max(0, health.pool_in_use - idle_held))
+        return health

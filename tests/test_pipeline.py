@@ -138,6 +138,7 @@ async def test_noscript_in_a_batch_reloads_once(
     """After SCRIPT FLUSH, a batch of 30 calls reloads the script and every call succeeds."""
     store = agentmem_store_factory(url=agentmem_private_server.url)
     await store.save_context("s", {"a": 1})
+    await _burst(store)  # batching: all 30 calls below share pipelines, none goes inline
     admin = Redis.from_url(agentmem_private_server.url)
     try:
         await admin.script_flush()
@@ -166,3 +167,21 @@ async def test_same_results_with_and_without(
     store = agentmem_store_factory(auto_pipeline=auto_pipeline)
     await asyncio.gather(*(store.update_context("s", {f"f{i}": i}) for i in range(20)))
     assert await store.load_context("s") == {f"f{i}": i for i in range(20)}
+
+
+async def test_lone_callers_reuse_one_held_connection(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """Inline sends keep one connection checked out between calls (no pool round trip per
+    call); health() does not count it as in use, and aclose() returns it to the caller's pool."""
+    store = AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix)
+    pool = agentmem_redis.connection_pool
+    for i in range(5):
+        await store.update_context("s", {"i": i})
+    assert _pipeliner(store).idle_held == 1
+    in_use = list(pool._in_use_connections)
+    assert len(in_use) == 1
+    await store.load_context("s")
+    assert list(pool._in_use_connections) == in_use  # the same one
+    assert (await store.health()).pool_in_use == 0
+    await store.aclose()
+    assert not pool._in_use_connections
+    assert await agentmem_redis.hget(KeySchema(agentmem_prefix).session("s").context, "i") == b"4"
