@@ -124,6 +124,10 @@ async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[An
     return replies
 
 
+#: Smallest pool whose connection an idle pipeliner may keep checked out (see HeldConnection).
+MIN_POOL_TO_HOLD = 2
+
+
 class HeldConnection:
     """One pooled connection kept checked out between a pipeliner's inline sends.
 
@@ -136,7 +140,9 @@ class HeldConnection:
     def __init__(self, client: Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
-        self._closed = False
+        # A pool of one connection must never lose it to an idle hold: a batch or a
+        # SCRIPT LOAD would wait for it until pool_timeout.
+        self._closed = getattr(self._pool, "max_connections", MIN_POOL_TO_HOLD) < MIN_POOL_TO_HOLD
 
     @property
     def idle(self) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -185,3 +186,23 @@ async def test_lone_callers_reuse_one_held_connection(agentmem_redis: Redis, age
     await store.aclose()
     assert not pool._in_use_connections
     assert await agentmem_redis.hget(KeySchema(agentmem_prefix).session("s").context, "i") == b"4"
+
+
+async def test_a_pool_of_one_is_never_held(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """With max_connections=1, inline sends give the connection back after each call, so a
+    burst (batches on the pool) and a script reload after SCRIPT FLUSH still get it."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, max_connections=1, pool_timeout=2.0)
+    await store.save_context("s", {"a": 1})
+    assert _pipeliner(store).idle_held == 0
+    admin = Redis.from_url(agentmem_private_server.url)
+    try:
+        await admin.script_flush()
+        await store.save_context("s", {"a": 2})  # inline: NOSCRIPT, reload on the same pool
+        results = await asyncio.gather(*(store.load_context("s") for _ in range(40)))
+        assert results == [{"a": 2}] * 40
+        raw = await admin.hgetall(KeySchema(store.config.prefix).session("s").context)
+        assert orjson.loads(raw[b"\xff\x01"]) == {"a": 2}
+    finally:
+        await admin.aclose()
