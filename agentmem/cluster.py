@@ -284,7 +284,7 @@ class ClusterTransport:
             self.on_batch(calls)
         try:
             replies = await _send_with_reload(
-                self.client(address), self._runner, wire, self._breaker, self._wait
+                self.client(address), self._runner, wire, self._breaker, wait=self._wait
             )
         except asyncio.CancelledError:
             for _, future in items:

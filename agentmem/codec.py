@@ -1,15 +1,18 @@
 """orjson encoding of contexts, messages and facts, with the store's size limit.
 
-A context (or a user's facts) is stored as a Redis Hash: one field per top-level
-key, its value orjson-encoded. Encoding happens before any I/O, so a value that
-cannot be encoded, or is too large, raises before anything is written.
+A context (or a user's facts) is stored as a Redis Hash (layout: ``WRITE_HASH`` in
+:mod:`agentmem.scripts`): ``save_context`` writes the whole context as one orjson object
+(the base), ``update_context`` and ``remember`` one field per top-level key, each value
+orjson-encoded, which override the base's field of that name. Encoding happens before
+any I/O, so a value that cannot be encoded, or is too large, raises before anything is
+written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,16 +20,21 @@ import orjson
 from agentmem.errors import ContextTooLargeError, MemoryCorruptedError, SerializationError
 
 __all__ = [
+    "BASE_FIELD",
     "META_FIELD",
     "decode_fields",
     "decode_messages",
+    "encode_context",
     "encode_fields",
     "encode_messages",
 ]
 
 #: A hash field no user key can produce: 0xFF never occurs in UTF-8. It marks that a
-#: context exists (so an empty context is still "a context", not "none").
+#: context exists (so an empty context is still "a context", not "none") and holds the
+#: version of the last ``save_context`` ("0" when only merges wrote the hash).
 META_FIELD = b"\xff"
+#: The field holding the last ``save_context``'s whole context, one orjson object.
+BASE_FIELD = b"\xff\x01"
 #: Fields starting with 0xFE hold per-field versions (see ``WRITE_HASH``); never user data.
 VERSION_PREFIX = b"\xfe"
 
@@ -86,13 +94,52 @@ def encode_fields(values: Mapping[str, Any], *, limit: int, what: str) -> list[b
     return flat
 
 
-def decode_fields(raw: Iterable[bytes], *, what: str) -> dict[str, Any]:
-    """Decode a flat HGETALL reply (field, value, ...), skipping the meta field."""
-    items = list(raw)
+def encode_context(values: Mapping[str, Any], *, limit: int, what: str) -> bytes:
+    """Encode a whole mapping as one orjson object (a ``save_context`` base), in one pass."""
+    if type(values) is not dict:
+        if not isinstance(values, Mapping):
+            raise SerializationError(f"{what} must be a mapping (dict), not {type(values).__name__}")
+        values = dict(values)
+    try:
+        encoded = _dumps(values, what)
+    except SerializationError:
+        for key in values:  # orjson's message for a bad key does not name it: say which
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"{what} keys must be str, got {type(key).__name__}: {key!r}"
+                ) from None
+        raise
+    _check_size(len(encoded), limit, what)
+    return encoded
+
+
+def _decode_base(value: bytes, what: str) -> dict[str, Any]:
+    try:
+        base = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise MemoryCorruptedError(f"{what} base holds undecodable data: {exc}") from exc
+    if not isinstance(base, dict):
+        raise MemoryCorruptedError(f"{what} base is a {type(base).__name__}, not an object")
+    return base
+
+
+def decode_fields(raw: Sequence[bytes], *, what: str) -> dict[str, Any]:
+    """Decode a flat HGETALL reply (field, value, ...): the base, then the merged fields
+    over it; markers and versions are skipped."""
+    if len(raw) % 2:
+        raise MemoryCorruptedError(f"{what}: a hash reply of odd length {len(raw)}")
     result: dict[str, Any] = {}
-    for field, value in zip(items[::2], items[1::2], strict=True):
-        if field == META_FIELD or field.startswith(VERSION_PREFIX):
+    merged: list[tuple[bytes, bytes]] = []
+    for index in range(0, len(raw), 2):
+        field = raw[index]
+        lead = field[:1]
+        if lead == b"\xff":
+            if field == BASE_FIELD:
+                result = _decode_base(raw[index + 1], what)
             continue
+        if lead != VERSION_PREFIX:
+            merged.append((field, raw[index + 1]))
+    for field, value in merged:
         try:
             result[field.decode("utf-8")] = orjson.loads(value)
         except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:

@@ -23,14 +23,17 @@ import orjson
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from agentmem.codec import META_FIELD, VERSION_PREFIX, decode_fields, decode_messages
+from agentmem.codec import BASE_FIELD, META_FIELD, VERSION_PREFIX, decode_fields, decode_messages
 from agentmem.errors import MemoryCorruptedError
 from agentmem.keys import KeySchema
 
 __all__ = ["Inspector", "render_session", "render_sessions", "render_user"]
 
-#: The hidden field where ``save_context`` records its version (see ``WRITE_HASH``).
-REPLACED_FIELD = VERSION_PREFIX + b"\xff"
+#: Where a hash written before the base layout recorded its last ``save_context``'s version;
+#: the base layout keeps it in ``META_FIELD`` (see ``WRITE_HASH``).
+LEGACY_REPLACED_FIELD = VERSION_PREFIX + b"\xff"
+#: ``META_FIELD`` values that are no version: only merges wrote the hash ("1": an older layout).
+_NO_REPLACE = (b"0", b"1")
 #: Keys SCAN is asked to look at per round trip (a hint to the server).
 SCAN_BATCH = 500
 
@@ -199,19 +202,27 @@ class Inspector:
     # -- decoding ----------------------------------------------------------------------
 
     def _fields(self, key: str, what: str, report: Report) -> dict[str, Any]:
-        """A hash's user fields, decoded one by one; corrupt ones reported, markers hidden."""
+        """A hash's user fields (the base's, then the merged ones over them), decoded one by
+        one; corrupt ones reported, markers hidden."""
         raw = cast("dict[bytes, bytes]", self.client.hgetall(key))
         values: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name == META_FIELD or name.startswith(VERSION_PREFIX):
+        for name, value in sorted(raw.items(), key=lambda item: item[0] != BASE_FIELD):
+            if name == BASE_FIELD:
+                try:
+                    values.update(decode_fields([name, value], what=what))
+                except MemoryCorruptedError as exc:
+                    report.corrupt.append({"where": f"{what} base (field 0xFF 0x01)", "error": _why(exc)})
+                continue
+            if name[:1] in (META_FIELD, VERSION_PREFIX):
                 continue
             try:
                 values.update(decode_fields([name, value], what=what))
             except MemoryCorruptedError as exc:
                 label = name.decode("utf-8", errors="backslashreplace")
                 report.corrupt.append({"where": f"{what} field {label!r}", "error": _why(exc)})
-        if REPLACED_FIELD in raw:
-            report.meta["replaced_at"] = _version_time(raw[REPLACED_FIELD])
+        replaced = raw.get(LEGACY_REPLACED_FIELD) or raw.get(META_FIELD)
+        if replaced is not None and replaced not in _NO_REPLACE:
+            report.meta["replaced_at"] = _version_time(replaced)
         return values
 
     def _tombstone(self, report: Report, key: str | None, name: str) -> None:

@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
 
-from agentmem.codec import encode_fields, encode_messages
+from agentmem.codec import encode_context, encode_fields, encode_messages
 from agentmem.config import StoreConfig
 from agentmem.errors import (
     AgentMemoryError,
@@ -42,7 +41,7 @@ from agentmem.errors import (
 )
 from agentmem.health import Health
 from agentmem.journal import DroppedWrite, Journal, JournalEntry, KnownHistory
-from agentmem.store import AgentMemoryStore, Turn, write_version
+from agentmem.store import AgentMemoryStore, Turn, new_operation_id, write_version
 
 __all__ = ["JournaledStore"]
 
@@ -146,14 +145,14 @@ class JournaledStore(AgentMemoryStore):
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._keys.session(session_id)
-        encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
-        entry = JournalEntry("save", session_id, tuple(encoded), write_version(), fields=dict(context))
+        self._session_keys(session_id)
+        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
+        entry = JournalEntry("save", session_id, (encoded,), write_version(), fields=dict(context))
         await self._send_or_keep("save_context", entry)
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
         entry = JournalEntry("update", session_id, tuple(encoded), write_version(), fields=dict(fields))
         await self._send_or_keep("update_context", entry)
@@ -169,7 +168,7 @@ class JournaledStore(AgentMemoryStore):
         """As the core store; when the append was journaled, the length of the history
         this process knows in full, or ``-1`` when it knows only part of it (or none)."""
         self._refuse_if_closing()
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
         entry = JournalEntry(
@@ -178,7 +177,7 @@ class JournaledStore(AgentMemoryStore):
             tuple(encoded),
             write_version(),
             messages=[dict(m) for m in batch],
-            operation_id=uuid.uuid4().hex,
+            operation_id=new_operation_id(),
         )
         sent, length = await self._send_or_keep("append_messages", entry)
         if sent and length is not None:

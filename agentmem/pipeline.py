@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +36,12 @@ from agentmem.breaker import CircuitBreaker
 from agentmem.replication import Wait, acknowledge, carries_writes
 from agentmem.scripts import Script, ScriptRunner
 
-__all__ = ["AutoPipeliner", "Call", "send_direct"]
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - redis-py depends on async-timeout there
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["AutoPipeliner", "Call", "HeldConnection", "send_direct"]
 
 #: Most calls one pipeline carries; a larger burst goes out as several pipelines at once,
 #: on several connections. Small batches let the server run one batch while the client
@@ -91,43 +98,122 @@ def _peer_closed(connection: Any) -> bool:
     return bool(transport is not None and transport.is_closing())
 
 
+async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[Any]:
+    """Write one packed pipeline and read its ``count`` replies, all under one
+    ``socket_timeout`` (one timer per round trip, not one per reply)."""
+    replies: list[Any] = []
+    try:
+        async with _timeout(connection.socket_timeout):
+            writer = connection._writer
+            if writer is None or writer.transport.is_closing():
+                raise rexc.ConnectionError("connection closed by the server before write")
+            writer.write(packed)
+            await writer.drain()
+            for _ in range(count):
+                try:
+                    # inf: no timer of redis-py's own per reply; ours above covers them all
+                    replies.append(await connection.read_response(timeout=math.inf))
+                except rexc.ResponseError as exc:  # an error reply: the stream is still in step
+                    replies.append(exc)
+    except asyncio.TimeoutError as exc:
+        raise rexc.TimeoutError(
+            f"no reply within socket_timeout={connection.socket_timeout}s "
+            f"({len(replies)} of {count} replies read)"
+        ) from exc
+    except OSError as exc:
+        raise rexc.ConnectionError(f"connection lost: {exc!r}") from exc
+    return replies
+
+
+#: Smallest pool whose connection an idle pipeliner may keep checked out (see HeldConnection).
+MIN_POOL_TO_HOLD = 2
+
+
+class HeldConnection:
+    """One pooled connection kept checked out between a pipeliner's inline sends.
+
+    Checking a connection out of redis-py's ``BlockingConnectionPool`` and back costs
+    ~14 us of CPU (a lock, a timer, readiness checks): for one caller at a time that is
+    a large part of each call. A failed exchange gives it back to the pool (disconnected,
+    as every failed connection is); ``drop`` gives it back after an outage and on close.
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._pool = client.connection_pool
+        self._connection: Any = None
+        # A pool of one connection must never lose it to an idle hold: a batch or a
+        # SCRIPT LOAD would wait for it until pool_timeout.
+        self._closed = getattr(self._pool, "max_connections", MIN_POOL_TO_HOLD) < MIN_POOL_TO_HOLD
+
+    @property
+    def idle(self) -> int:
+        return 0 if self._connection is None else 1
+
+    async def take(self) -> Any:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return connection
+
+    async def keep(self, connection: Any) -> None:
+        if self._closed or self._connection is not None:
+            await self._pool.release(connection)
+        else:
+            self._connection = connection
+
+    async def give_back(self, connection: Any) -> None:
+        await self._pool.release(connection)
+
+    async def drop(self, *, close: bool = False) -> None:
+        """Disconnect the held connection and return it to the pool (``close``: for good)."""
+        self._closed = self._closed or close
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+            await self._pool.release(connection)
+
+
 async def _pipeline(
-    client: Redis, runner: ScriptRunner, calls: Sequence[Call], wait: Wait | None = None
+    client: Redis,
+    runner: ScriptRunner,
+    calls: Sequence[Call],
+    held: HeldConnection | None = None,
+    wait: Wait | None = None,
 ) -> list[Any]:
-    """Send calls in one round trip on one pooled connection; replies (or per-call errors) in order.
+    """Send calls in one round trip on one connection (pooled, or ``held``); replies (or
+    per-call errors) in order.
 
     The commands are packed here and written in one send; redis-py's per-command client
-    machinery (response callbacks, its own retry) is not needed for EVALSHA/UNLINK replies.
-    With ``wait`` and a write among the calls, one ``WAIT`` follows them on the same
-    connection (see :mod:`agentmem.replication`).
+    machinery (response callbacks, its own retry, a timer per reply) is not needed for
+    EVALSHA/UNLINK replies. With ``wait`` and a write among the calls, one ``WAIT``
+    follows them on the same connection (see :mod:`agentmem.replication`).
     """
-    waits = wait is not None and carries_writes(calls)
     commands = [call.wire_args(runner) for call in calls]
+    waits = wait is not None and carries_writes(calls)
     if waits:
         assert wait is not None
         commands.append(wait.command)
     packed = _pack(commands)
     pool = client.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    if held is not None:
+        connection = await held.take()
+    else:
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    exchanged = False
     try:
         if _peer_closed(connection):
             # Reset or killed while it sat in the pool. Reconnect instead of writing into a
             # dead transport: that costs an attempt, and on CPython 3.12.1/3.13.0 such a
             # write can leave a stale selector entry that hangs the next connect (gh-115514).
             await connection.disconnect()
-        await connection.send_packed_command(packed)
-        replies: list[Any] = []
-        for _ in calls:
-            try:
-                replies.append(await connection.read_response())
-            except rexc.ResponseError as exc:  # an error reply: the stream is still in step
-                replies.append(exc)
+        if not connection.is_connected:
+            await connection.connect()
+        await connection.check_health()  # a PING only when health_check_interval is due
+        replies = await _write_and_read(connection, packed, len(commands))
+        exchanged = True
         if waits:
             assert wait is not None
-            try:
-                acked = await connection.read_response()
-            except rexc.ResponseError as exc:
-                acked = exc
+            acked = replies.pop()  # WAIT's count, or the error it raised
             replies = acknowledge(wait, calls, replies, acked)
     except (AttributeError, TypeError) as exc:
         # CPython 3.12+ can raise these from a write into a transport the peer just reset
@@ -143,7 +229,12 @@ async def _pipeline(
         await connection.disconnect()
         raise
     finally:
-        await pool.release(connection)
+        if held is not None and exchanged:
+            await held.keep(connection)
+        elif held is not None:
+            await held.give_back(connection)
+        else:
+            await pool.release(connection)
     return replies
 
 
@@ -152,11 +243,12 @@ async def _exchange(
     runner: ScriptRunner,
     calls: Sequence[Call],
     breaker: CircuitBreaker,
+    held: HeldConnection | None = None,
     wait: Wait | None = None,
 ) -> list[Any]:
     """One round trip, reported to the breaker: any reply means the server is reachable."""
     try:
-        replies = await _pipeline(client, runner, calls, wait)
+        replies = await _pipeline(client, runner, calls, held, wait)
     except Exception as exc:
         if is_transient(exc):
             breaker.record_failure()
@@ -170,14 +262,18 @@ async def _send_with_reload(
     runner: ScriptRunner,
     calls: Sequence[Call],
     breaker: CircuitBreaker,
+    held: HeldConnection | None = None,
     wait: Wait | None = None,
 ) -> list[Any]:
-    replies = await _exchange(client, runner, calls, breaker, wait)
+    loads = runner.loads
+    replies = await _exchange(client, runner, calls, breaker, held, wait)
     again = [i for i, reply in enumerate(replies) if _missing_script(reply)]
     if again:
         scripts = {id(calls[i].script): calls[i].script for i in again}
-        await runner.load(client, [s for s in scripts.values() if s is not None])
-        resent = await _exchange(client, runner, [calls[i] for i in again], breaker, wait)
+        # A concurrent batch that met the same NOSCRIPT may have loaded it meanwhile.
+        missing = [s for s in scripts.values() if s is not None and not runner.loaded_since(client, s, loads)]
+        await runner.load(client, missing)
+        resent = await _exchange(client, runner, [calls[i] for i in again], breaker, held, wait)
         for i, reply in zip(again, resent, strict=True):
             replies[i] = reply
     return replies
@@ -199,7 +295,7 @@ async def send_direct(
     wait: Wait | None = None,
 ) -> list[Any]:
     """Send one operation's calls now (one round trip); raise the first error reply."""
-    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait))
+    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait=wait))
 
 
 class AutoPipeliner:
@@ -223,6 +319,11 @@ class AutoPipeliner:
         self._pending: list[list[tuple[Call, asyncio.Future[Any]]]] = []
         self._flush_scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Operations the last batch carried: 1 means callers come one at a time, so an
+        #: idle pipeliner sends a caller's calls inline (no future, no extra loop pass).
+        self._last_batch_ops = 0
+        self._inline = 0
+        self._held = HeldConnection(client)
         #: Pipelines sent, calls carried, and the sizes of the latest pipelines.
         self.batches = 0
         self.calls = 0
@@ -231,10 +332,21 @@ class AutoPipeliner:
         self.on_batch: Callable[[Sequence[Call]], None] | None = None
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
-        """Queue an operation's calls for the next flush; raise the first error reply."""
+        """Queue an operation's calls for the next flush; raise the first error reply.
+
+        A caller that finds nothing queued and nothing on the wire, while callers come
+        one at a time, sends its calls at once from its own task instead.
+        """
+        if not self._pending and not self._inflight and not self._inline and self._last_batch_ops <= 1:
+            return await self._send_inline(calls)
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in calls]
-        self._pending.append(list(zip(calls, futures, strict=True)))
+        if len(calls) == 1:  # most operations: one script run
+            future: asyncio.Future[Any] = loop.create_future()
+            futures = [future]
+            self._pending.append([(calls[0], future)])
+        else:
+            futures = [loop.create_future() for _ in calls]
+            self._pending.append(list(zip(calls, futures, strict=True)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -248,11 +360,27 @@ class AutoPipeliner:
             raise
         return _raise_first_error(replies)
 
+    async def _send_inline(self, calls: Sequence[Call]) -> list[Any]:
+        self.batches += 1
+        self.calls += len(calls)
+        self.recent_sizes.append(len(calls))
+        self._inline += 1
+        try:
+            if self.on_batch is not None:
+                self.on_batch(calls)
+            replies = await _send_with_reload(
+                self._client, self._runner, calls, self._breaker, self._held, self._wait
+            )
+        finally:
+            self._inline -= 1
+        return _raise_first_error(replies)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         # An operation whose caller was cancelled before the flush has cancelled futures: drop it.
         operations = [op for op in self._pending if not op[0][1].done()]
         self._pending = []
+        self._last_batch_ops = len(operations)
         batch: list[tuple[Call, asyncio.Future[Any]]] = []
         for operation in operations:
             if batch and len(batch) + len(operation) > self._max_batch:
@@ -275,7 +403,9 @@ class AutoPipeliner:
             calls = [c for c, _ in batch]
             if self.on_batch is not None:
                 self.on_batch(calls)
-            replies = await _send_with_reload(self._client, self._runner, calls, self._breaker, self._wait)
+            replies = await _send_with_reload(
+                self._client, self._runner, calls, self._breaker, wait=self._wait
+            )
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -289,7 +419,17 @@ class AutoPipeliner:
             if not future.done():
                 future.set_result(reply)
 
+    @property
+    def idle_held(self) -> int:
+        """Connections checked out of the pool and kept idle for the next inline send (0 or 1)."""
+        return self._held.idle
+
+    async def drop_held(self) -> None:
+        """Give the connection kept for inline sends back (after an outage it is likely dead)."""
+        await self._held.drop()
+
     async def aclose(self) -> None:
-        """Wait for batches already on the wire to finish."""
+        """Wait for batches already on the wire to finish; give the held connection back."""
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._held.drop(close=True)

@@ -69,7 +69,12 @@ class Retrier:
         attempts = 0
         last: Exception | None = None
         while True:
-            admission = await self.breaker.admit(deadline=deadline, new_caller=attempts == 0)
+            # Closed breaker: no admission to wait for (the common case, kept cheap).
+            admission = (
+                "go"
+                if not self.breaker.is_open
+                else await self.breaker.admit(deadline=deadline, new_caller=attempts == 0)
+            )
             if admission != "go":
                 self.stats.failures += 1
                 raise self._refused(operation, attempts, last, waited=admission == "deadline")

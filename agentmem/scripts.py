@@ -15,6 +15,7 @@ write, which is why every write script's first write is one that grows memory (H
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -60,8 +61,13 @@ class Script:
     def plain(self) -> str:
         return self.body
 
+    @functools.cached_property
+    def _shas(self) -> tuple[str, str]:
+        # Computed once: every call sends a SHA, and hashing the source each time cost µs.
+        return _sha(self.plain), _sha(self.flagged)
+
     def sha(self, flagged: bool) -> str:
-        return _sha(self.flagged if flagged else self.plain)
+        return self._shas[flagged]
 
 
 #: Largest integer a script takes for a TTL in ms or a count: Lua numbers are doubles,
@@ -87,24 +93,27 @@ end
 
 
 # KEYS: target hash, then keys whose TTL follows it; the last is the target's tombstone.
-# ARGV: ttl_ms (0: leave TTL), version, mode, META, "1", field, value, ...
-# mode: merge | replace | merge-if-newer | replace-if-newer.
+# ARGV: ttl_ms (0: leave TTL), version, mode, then the payload:
+#   replace | replace-if-newer: one value, the whole context as one orjson object (the base);
+#   merge | merge-if-newer: field, value, ... (each value orjson).
 #
-# Every field ``f`` gets a version field ``"\254" .. f`` (0xFE never occurs in UTF-8,
-# so no user key can collide) holding the writer's clock in microseconds. Plain
-# writes set it; the ``-if-newer`` modes, used when a local journal replays a write
-# made while Redis was unreachable, skip every field whose stored version is newer,
-# so a replay never overwrites what another process wrote meanwhile.
+# The layout (one hash; 0xFE and 0xFF never occur in UTF-8, so no user key collides):
+#   "\255"         the version of the last replace (its writer's clock in microseconds),
+#                  "0" when only merges wrote the hash; its presence marks that it exists;
+#   "\255\1"       the base: the last replace's context, one orjson object;
+#   field          a merged field's value, overriding the base's field of that name;
+#   "\254" .. f    the version of merged field f.
+# A replace costs the server one HSET of two fields (no per-field bookkeeping) and a
+# read one HGETALL; merged fields keep the per-field versions a journal replay needs.
 #
-# The first write is the HSET on purpose: on Redis 6.2 the OOM check applies only to a
-# script's first write, so past maxmemory it refuses the script before anything changed.
+# Writers stamp every write with its version. The ``-if-newer`` modes, used when a local
+# journal replays a write made while Redis was unreachable, never undo a newer write: a
+# replay older than the last replace (the "\255" version) or the last delete (the
+# tombstone key, see DELETE) is dropped whole and the script returns 0 (1: written); a
+# merge replay skips each field whose own version is newer; a replace replay keeps the
+# merged fields newer than itself.
 #
-# Per-field versions only protect fields that still exist, so a replace records its
-# version in the hash ("\254\255", the version field of a name no UTF-8 key can have)
-# and a delete leaves a tombstone key holding its version (see DELETE). A ``-if-newer``
-# write older than either is dropped whole and the script returns 0 (1: written).
-#
-# The first write is the HSET on purpose: on Redis 6.2 the OOM check applies only to a
+# The first write is an HSET on purpose: on Redis 6.2 the OOM check applies only to a
 # script's first write, so past maxmemory it refuses the script before anything changed.
 WRITE_HASH = Script(
     "write_hash",
@@ -112,66 +121,78 @@ WRITE_HASH = Script(
     + """
 local bad = int_arg(1, 0, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'version')
 if bad then return bad end
-local known = {['merge'] = 1, ['replace'] = 1, ['merge-if-newer'] = 1, ['replace-if-newer'] = 1}
-if not known[ARGV[3]] or #ARGV < 5 or #ARGV % 2 == 0 then
-  return redis.error_reply('ERR agentmem: write_hash needs a known mode and field/value pairs')
-end
-local ttl = tonumber(ARGV[1])
-local version = ARGV[2]
 local mode = ARGV[3]
-local conditional = mode == 'merge-if-newer' or mode == 'replace-if-newer'
 local replace = mode == 'replace' or mode == 'replace-if-newer'
-local V = '\\254'
-local function newer_stored(name)
-  if not conditional then return false end
-  local stored = redis.call('HGET', KEYS[1], V .. name)
-  return stored ~= false and tonumber(stored) > tonumber(version)
+local conditional = mode == 'merge-if-newer' or mode == 'replace-if-newer'
+if not (replace or conditional or mode == 'merge')
+    or (replace and #ARGV ~= 4) or (not replace and (#ARGV < 5 or #ARGV % 2 == 0)) then
+  return redis.error_reply('ERR agentmem: write_hash needs a known mode and its payload '
+    .. '(replace: one base value; merge: field/value pairs)')
 end
--- replayed writes: older than the target's last replace or delete means superseded
-local REPLACED = V .. '\\255'
+local key = KEYS[1]
+local version = ARGV[2]
+local v = tonumber(version)
+local META = '\\255'
+local BASE = '\\255\\1'
+local V = '\\254'
 if conditional then
   local deleted = redis.call('GET', KEYS[#KEYS])
-  local replaced = redis.call('HGET', KEYS[1], REPLACED)
-  if (deleted and tonumber(deleted) > tonumber(version))
-      or (replaced and tonumber(replaced) > tonumber(version)) then
+  local replaced = redis.call('HGET', key, META)
+  if (deleted and tonumber(deleted) > v) or (replaced and tonumber(replaced) > v) then
     return 0
   end
 end
-local old = {}
-if replace then old = redis.call('HKEYS', KEYS[1]) end
-local args = {ARGV[4], ARGV[5]}
+local drop = {}
 if replace then
-  args[3] = REPLACED
-  args[4] = version
-end
-local keep = {}
-for i = 6, #ARGV, 2 do
-  local name = ARGV[i]
-  keep[name] = true
-  if not newer_stored(name) then
-    args[#args + 1] = name
-    args[#args + 1] = ARGV[i + 1]
-    args[#args + 1] = V .. name
-    args[#args + 1] = version
-  end
-end
-for i = 1, #args, 200 do
-  redis.call('HSET', KEYS[1], unpack(args, i, math.min(i + 199, #args)))
-end
-if replace then
-  local stale = {}
-  for _, name in ipairs(old) do
-    local byte = string.byte(name, 1)
-    if byte ~= 254 and byte ~= 255 and not keep[name] and not newer_stored(name) then
-      stale[#stale + 1] = name
-      stale[#stale + 1] = V .. name
+  if conditional then
+    -- merged fields newer than this replay survive it; older ones go with the old base
+    local flat = redis.call('HGETALL', key)
+    local stored = {}
+    for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
+    for name, _ in pairs(stored) do
+      local byte = string.byte(name, 1)
+      if byte == 254 then
+        if stored[string.sub(name, 2)] == nil then drop[#drop + 1] = name end
+      elseif byte ~= 255 then
+        local field_version = stored[V .. name]
+        if not (field_version and tonumber(field_version) > v) then
+          drop[#drop + 1] = name
+          drop[#drop + 1] = V .. name
+        end
+      end
     end
   end
-  for i = 1, #stale, 200 do
-    redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 199, #stale)))
+  redis.call('HSET', key, META, version, BASE, ARGV[4])
+  if not conditional and redis.call('HLEN', key) > 2 then
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if name ~= META and name ~= BASE then drop[#drop + 1] = name end
+    end
   end
+else
+  local args = {}
+  for i = 4, #ARGV, 2 do
+    local name = ARGV[i]
+    local newer = false
+    if conditional then
+      local stored = redis.call('HGET', key, V .. name)
+      newer = stored ~= false and tonumber(stored) > v
+    end
+    if not newer then
+      args[#args + 1] = name
+      args[#args + 1] = ARGV[i + 1]
+      args[#args + 1] = V .. name
+      args[#args + 1] = version
+    end
+  end
+  for i = 1, #args, 200 do
+    redis.call('HSET', key, unpack(args, i, math.min(i + 199, #args)))
+  end
+  redis.call('HSETNX', key, META, '0')
 end
-if ttl > 0 then
+for i = 1, #drop, 200 do
+  redis.call('HDEL', key, unpack(drop, i, math.min(i + 199, #drop)))
+end
+if tonumber(ARGV[1]) > 0 then
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1
@@ -258,33 +279,21 @@ return removed
     flags="allow-oom",
 )
 
-# Version fields (0xFE...) stay on the server: readers get the user's fields only.
-_VISIBLE = """
-local function visible(flat)
-  local out = {}
-  for i = 1, #flat, 2 do
-    if string.byte(flat[i], 1) ~= 254 then
-      out[#out + 1] = flat[i]
-      out[#out + 1] = flat[i + 1]
-    end
-  end
-  return out
-end
-"""
+# Reads return the hash as stored (markers and versions too): the client skips them,
+# which costs it less than a Lua filter costs the server.
 
 # KEYS: context, history, appends, tombstone. ARGV: refresh_ttl_ms (0: no refresh), want_context
 # (1/0), history_count (0: none). Returns {context fields, history items}.
 READ_SESSION = Script(
     "read_session",
     _CHECK_ARGS
-    + _VISIBLE
     + """
 local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms') or int_arg(2, 0, 1, 'want_context')
   or int_arg(3, 0, MAX_EXACT, 'history_count')
 if bad then return bad end
 local ctx = {}
 local hist = {}
-if ARGV[2] == '1' then ctx = visible(redis.call('HGETALL', KEYS[1])) end
+if ARGV[2] == '1' then ctx = redis.call('HGETALL', KEYS[1]) end
 if tonumber(ARGV[3]) > 0 then hist = redis.call('LRANGE', KEYS[2], '-' .. ARGV[3], -1) end
 if tonumber(ARGV[1]) > 0 then
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
@@ -298,11 +307,10 @@ return {ctx, hist}
 READ_HASH = Script(
     "read_hash",
     _CHECK_ARGS
-    + _VISIBLE
     + """
 local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms')
 if bad then return bad end
-local fields = visible(redis.call('HGETALL', KEYS[1]))
+local fields = redis.call('HGETALL', KEYS[1])
 if tonumber(ARGV[1]) > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return fields
 """,
@@ -323,21 +331,52 @@ class ScriptRunner:
     #: None until the first SCRIPT LOAD tells whether the server understands flags.
     flagged: bool | None = None
     loads: int = field(default=0)
+    #: Per server (its pool: a cluster has one per node) and script name, the value of
+    #: ``loads`` right after the script was last loaded there.
+    loaded_at: dict[tuple[int, str], int] = field(default_factory=dict)
+    _loading: dict[tuple[int, str], asyncio.Future[None]] = field(default_factory=dict, repr=False)
+
+    @staticmethod
+    def _where(client: Redis, script: Script) -> tuple[int, str]:
+        return (id(client.connection_pool), script.name)
+
+    def loaded_since(self, client: Redis, script: Script, loads: int) -> bool:
+        """Whether ``script`` was loaded on ``client``'s server after ``loads`` was read (by a
+        concurrent reload); a load on another cluster node does not count."""
+        return self.loaded_at.get(self._where(client, script), -1) > loads
 
     def sha(self, script: Script) -> str:
         return script.sha(self.flagged is not False)
 
     async def load(self, client: Redis, scripts: Sequence[Script]) -> None:
+        """Load ``scripts``; one already being loaded (by a concurrent batch that met the
+        same NOSCRIPT) is waited for instead of loaded twice."""
         for script in scripts:
-            if self.flagged is not False:
-                try:
-                    await client.script_load(script.flagged)
-                    self.flagged = True
-                    self.loads += 1
-                    continue
-                except rexc.ResponseError as exc:
-                    if not _cannot_compile_shebang(exc):
-                        raise
-                    self.flagged = False
-            await client.script_load(script.plain)
-            self.loads += 1
+            where = self._where(client, script)
+            pending = self._loading.get(where)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._loading[where] = done
+            try:
+                await self._load_one(client, script)
+            finally:
+                del self._loading[where]
+                done.set_result(None)  # waiters resend either way; a failure is theirs to meet
+
+    async def _load_one(self, client: Redis, script: Script) -> None:
+        if self.flagged is not False:
+            try:
+                await client.script_load(script.flagged)
+                self.flagged = True
+                self.loads += 1
+                self.loaded_at[self._where(client, script)] = self.loads
+                return
+            except rexc.ResponseError as exc:
+                if not _cannot_compile_shebang(exc):
+                    raise
+                self.flagged = False
+        await client.script_load(script.plain)
+        self.loads += 1
+        self.loaded_at[self._where(client, script)] = self.loads

@@ -4,10 +4,11 @@ does what it says or raises a typed :class:`~agentmem.AgentMemoryError`."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,11 +23,11 @@ from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.cluster import ClusterTransport
-from agentmem.codec import META_FIELD, decode_fields, decode_messages, encode_fields, encode_messages
+from agentmem.codec import decode_fields, decode_messages, encode_context, encode_fields, encode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
-from agentmem.keys import KeySchema
+from agentmem.keys import KeySchema, SessionKeys
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -47,8 +48,14 @@ from agentmem.topology import client_transport, cluster_transport, is_cluster_no
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
-_EXISTS = (META_FIELD, b"1")
 log = logging.getLogger("agentmem")
+
+
+def new_operation_id() -> str:
+    """An append's operation id: 96 random bits in 16 URL-safe characters (a uuid4's 122 bits
+    in 32 hex characters cost the append log twice the memory for no safety it needs: ids
+    are compared only within one session's log of recent appends)."""
+    return secrets.token_urlsafe(12)
 
 
 def write_version() -> int:
@@ -75,6 +82,9 @@ def _count(value: object, name: str) -> int:
         raise InvalidArgumentError(f"{name} must be an int in [1, {MAX_EXACT}], got {value!r}")
     return value
 
+
+#: Sessions whose keys a store keeps built (a few hundred bytes each).
+KEY_CACHE_SIZE = 4096
 
 #: The append log keeps an operation id at least this long, whatever the options say:
 #: margin for a server clock that steps (NTP, a failover to a replica with another clock).
@@ -166,6 +176,8 @@ class AgentMemoryStore:
         self._owns_client = False
         self._closed = False
         self._keys = KeySchema(self.config.prefix)
+        # Agents touch the same few sessions every turn: build (and validate) their keys once.
+        self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self._keys.session)
         self._append_window_ms = _ms(append_window(self.config))
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
@@ -193,7 +205,7 @@ class AgentMemoryStore:
         #: until from_url(cluster=None) has asked the server which it is).
         self._cluster: ClusterTransport | None = None
         self._detect_cluster: str | None = None
-        self._detect_lock = asyncio.Lock()
+        self._detecting: asyncio.Future[None] | None = None
         if cluster_client is not None:
             self._cluster = client_transport(
                 cluster_client, self._scripts, self.breaker, self.config, self._wait
@@ -252,19 +264,34 @@ class AgentMemoryStore:
         fails and is retried (and counted by the breaker) as any call; the next attempt asks
         again. Not a retried call of its own, so ``retry_stats`` count the caller's calls only.
         """
-        async with self._detect_lock:  # one INFO for a first burst of concurrent calls
-            url = self._detect_cluster
-            if url is None:
+        # One INFO for a first burst of concurrent calls, and every caller of the burst
+        # released in the same loop iteration (a lock would let them out one by one, each
+        # in a round trip of its own, instead of in one pipeline).
+        detecting = self._detecting
+        if detecting is None:
+            detecting = self._detecting = asyncio.ensure_future(self._detect())
+            detecting.add_done_callback(self._detection_done)
+        await asyncio.shield(detecting)
+
+    def _detection_done(self, detecting: asyncio.Future[None]) -> None:
+        if self._detecting is detecting:
+            self._detecting = None
+        if not detecting.cancelled():
+            detecting.exception()  # raised to its waiters; retrieved here for the one-off task
+
+    async def _detect(self) -> None:
+        url = self._detect_cluster
+        if url is None:
+            return
+        try:
+            cluster = await is_cluster_node(self._client)
+        except Exception as exc:
+            if is_transient(exc):
                 return
-            try:
-                cluster = await is_cluster_node(self._client)
-            except Exception as exc:
-                if is_transient(exc):
-                    return
-                cluster = False
-            if cluster:
-                self._use_cluster(url)
-            self._detect_cluster = None
+            cluster = False
+        if cluster:
+            self._use_cluster(url)
+        self._detect_cluster = None
 
     @classmethod
     def _owning(cls, pool: ConnectionPool, config: StoreConfig) -> AgentMemoryStore:
@@ -315,6 +342,8 @@ class AgentMemoryStore:
         self._closed = True
         try:
             await self.breaker.aclose()
+            if self._detecting is not None:  # a detection still asking: its callers fail closed
+                await asyncio.gather(self._detecting, return_exceptions=True)
             if self._pipeliner is not None:
                 await self._pipeliner.aclose()
             if self._cluster is not None:
@@ -337,8 +366,10 @@ class AgentMemoryStore:
         """After an outage: idle pooled connections predate it and are likely dead."""
         if self._cluster is not None:
             await self._cluster.drop_idle()
-        else:
-            await self._client.connection_pool.disconnect(inuse_connections=False)
+            return
+        if self._pipeliner is not None:
+            await self._pipeliner.drop_held()
+        await self._client.connection_pool.disconnect(inuse_connections=False)
 
     async def _probe(self) -> None:
         """The breaker's probe: the server (every primary of a cluster) answers."""
@@ -410,6 +441,13 @@ class AgentMemoryStore:
     async def _script(self, operation: str, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return (await self._send(operation, (Call(script, keys, args),)))[0]
 
+    def _session_keys(self, session_id: str) -> SessionKeys:
+        """The session's keys; :class:`~agentmem.InvalidKeyError` for an unusable id."""
+        if type(session_id) is str:
+            keys: SessionKeys = self._cached_session_keys(session_id)
+            return keys
+        return self._keys.session(session_id)  # not a str: raises the typed error
+
     def _session_ttl_ms(self) -> int:
         return _ms(self.config.ttl)
 
@@ -429,9 +467,10 @@ class AgentMemoryStore:
     async def _write_context(
         self, operation: str, session_id: str, encoded: Sequence[bytes], version: int, mode: str
     ) -> bool:
-        """Write context fields; ``False`` when an ``-if-newer`` write was superseded."""
-        keys = self._keys.session(session_id)
-        args = (self._session_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
+        for a merge; ``False`` when an ``-if-newer`` write was superseded."""
+        keys = self._session_keys(session_id)
+        args = (self._session_ttl_ms(), version, mode, *encoded)
         return bool(await self._script(operation, WRITE_HASH, keys.all(), args))
 
     async def _write_facts(
@@ -439,14 +478,14 @@ class AgentMemoryStore:
     ) -> bool:
         """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._keys.profile_keys(user_id)
-        args = (self._profile_ttl_ms(), version, mode, *_EXISTS, *encoded)
+        args = (self._profile_ttl_ms(), version, mode, *encoded)
         return bool(await self._script(operation, WRITE_HASH, keys, args))
 
     async def _append(
         self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str
     ) -> int:
         """Append messages once per ``operation_id``; the new length."""
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -461,7 +500,7 @@ class AgentMemoryStore:
     ) -> int | None:
         """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
         session was deleted after it."""
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -477,9 +516,9 @@ class AgentMemoryStore:
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         """Replace the session's context with ``context`` and reset the session TTL."""
-        self._keys.session(session_id)  # validate before encoding
-        encoded = encode_fields(context, limit=self.config.max_value_bytes, what="context")
-        await self._write_context("save_context", session_id, encoded, write_version(), "replace")
+        self._session_keys(session_id)  # validate before encoding
+        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
+        await self._write_context("save_context", session_id, (encoded,), write_version(), "replace")
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set the given top-level fields, keeping the others; creates the context if missing.
@@ -487,13 +526,13 @@ class AgentMemoryStore:
         Each field is its own hash field, so concurrent updates of different fields
         never lose each other.
         """
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
         await self._write_context("update_context", session_id, encoded, write_version(), "merge")
 
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         raw_context, _ = await self._script(
             "load_context", READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, 0)
         )
@@ -506,15 +545,15 @@ class AgentMemoryStore:
 
         One atomic script run; a retry after a lost reply does not append twice.
         """
-        self._keys.session(session_id)
+        self._session_keys(session_id)
         batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
         encoded = encode_messages(batch, limit=self.config.max_value_bytes)
-        return await self._append("append_messages", session_id, encoded, uuid.uuid4().hex)
+        return await self._append("append_messages", session_id, encoded, new_operation_id())
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         _, raw_history = await self._script(
             "load_history", READ_SESSION, keys.all(), (self._read_ttl_ms(), 0, last)
         )
@@ -542,7 +581,7 @@ class AgentMemoryStore:
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
-        keys = self._keys.session(session_id)
+        keys = self._session_keys(session_id)
         calls = [Call(READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, last))]
         if user_id is not None:
             calls.append(self._recall_call(user_id))  # validates before any I/O
@@ -561,7 +600,7 @@ class AgentMemoryStore:
 
         Leaves a small tombstone key with the session's TTL (see ``DELETE``).
         """
-        keys = self._keys.session(session_id).all()
+        keys = self._session_keys(session_id).all()
         args = (write_version(), self._session_ttl_ms())
         return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
@@ -608,7 +647,7 @@ class AgentMemoryStore:
                     f"PING refused by the server's ACL for this user ({ping_exc.__cause__ or ping_exc}): "
                     "latency_ms is unknown"
                 )
-        return collect_health(
+        health = collect_health(
             info=info,
             latency=latency,
             pool=self._cluster.pool_summary() if self._cluster is not None else self._client.connection_pool,
@@ -616,3 +655,7 @@ class AgentMemoryStore:
             stats=self._retrier.stats,
             skipped=tuple(skipped),
         )
+        idle_held = self._pipeliner.idle_held if self._pipeliner is not None else 0
+        if idle_held:  # kept for the next inline send, not in use by any call
+            health = dataclasses.replace(health, pool_in_use=max(0, health.pool_in_use - idle_held))
+        return health

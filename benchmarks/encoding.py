@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from agentmem.codec import decode_fields, encode_fields
+from agentmem.codec import BASE_FIELD, META_FIELD, decode_fields, encode_context, encode_fields
 from benchmarks.harness import rate_in_process
 from benchmarks.workload import CONTEXT
 
@@ -24,6 +24,9 @@ __all__ = ["CODECS", "Codec", "encoding_benchmark"]
 _JSON_BLOB = json.dumps(CONTEXT).encode()
 _ORJSON_BLOB = orjson.dumps(CONTEXT)
 _FIELDS = encode_fields(CONTEXT, limit=1 << 30, what="context")
+_BASE = encode_context(CONTEXT, limit=1 << 30, what="context")
+#: What load_context reads after a save_context: the version and the base object.
+_SAVED = [META_FIELD, b"1733400000000000", BASE_FIELD, _BASE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,13 @@ CODECS: tuple[Codec, ...] = (
         len(_ORJSON_BLOB),
     ),
     Codec(
-        "agentmem codec (orjson per field)",
+        "agentmem save/load (one base object)",
+        lambda: encode_context(CONTEXT, limit=1 << 30, what="context"),
+        lambda: decode_fields(_SAVED, what="context"),
+        len(_BASE),
+    ),
+    Codec(
+        "agentmem update/remember (per field)",
         lambda: encode_fields(CONTEXT, limit=1 << 30, what="context"),
         lambda: decode_fields(_FIELDS, what="context"),
         sum(map(len, _FIELDS)),

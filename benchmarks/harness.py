@@ -61,6 +61,11 @@ class Sample:
     seconds: float
     p50: float
     p99: float
+    #: CPU seconds per operation: this process (``time.process_time``) and the server
+    #: (``INFO cpu``); ``None`` when not measured. Throughput on a shared machine moves with
+    #: what else runs; CPU per operation is the steadier figure.
+    client_cpu: float | None = None
+    server_cpu: float | None = None
 
     @property
     def ops_per_s(self) -> float:
@@ -71,14 +76,25 @@ class Sample:
         latencies.sort()
         return cls(ops=ops, seconds=seconds, p50=percentile(latencies, 0.50), p99=percentile(latencies, 0.99))
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return {
             "ops": self.ops,
             "seconds": round(self.seconds, 6),
             "ops_per_s": round(self.ops_per_s, 1),
             "p50_ms": round(self.p50 * 1000, 4),
             "p99_ms": round(self.p99 * 1000, 4),
+            "client_cpu_us": _micros(self.client_cpu),
+            "server_cpu_us": _micros(self.server_cpu),
         }
+
+
+def _micros(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e6, 2)
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +105,16 @@ class Summary:
     p50: float
     p99: float
     samples: tuple[Sample, ...]
+    client_cpu: float | None = None
+    server_cpu: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ops_per_s": round(self.ops_per_s, 1),
             "p50_ms": round(self.p50 * 1000, 4),
             "p99_ms": round(self.p99 * 1000, 4),
+            "client_cpu_us": _micros(self.client_cpu),
+            "server_cpu_us": _micros(self.server_cpu),
             "repetitions": [s.as_dict() for s in self.samples],
         }
 
@@ -105,6 +125,8 @@ def summarize(samples: Sequence[Sample]) -> Summary:
         p50=statistics.median(s.p50 for s in samples),
         p99=statistics.median(s.p99 for s in samples),
         samples=tuple(samples),
+        client_cpu=_median([s.client_cpu for s in samples]),
+        server_cpu=_median([s.server_cpu for s in samples]),
     )
 
 

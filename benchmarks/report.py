@@ -162,6 +162,40 @@ def _operation_table(
     return lines
 
 
+def _cpu_text(scenario: Mapping[str, Any] | None) -> str:
+    if scenario is None or "error" in scenario:
+        return "-"
+    client, server = scenario.get("client_cpu_us"), scenario.get("server_cpu_us")
+    if client is None:
+        return "-"
+    return f"{client:,.0f}/" + ("?" if server is None else f"{server:,.0f}")
+
+
+def _cpu_table(
+    operations: Sequence[str],
+    contenders: Sequence[str],
+    levels: Sequence[int],
+    index: Mapping[ScenarioKey, Mapping[str, Any]],
+) -> list[str]:
+    lines = [
+        "CPU per operation, µs: client/server (this process's time.process_time and the server's "
+        "INFO cpu over each repetition, medians; the steady figure on a shared machine)"
+    ]
+    width = 12
+    lines.append(
+        "operation".ljust(11)
+        + "contender".ljust(_NAME)
+        + "".join(f"c={level}".rjust(width) for level in levels)
+    )
+    for operation in operations:
+        for name in contenders:
+            cells = [_cpu_text(index.get((operation, name, level))) for level in levels]
+            if all(cell == "-" for cell in cells):
+                continue
+            lines.append(operation.ljust(11) + name.ljust(_NAME) + "".join(c.rjust(width) for c in cells))
+    return lines
+
+
 def _ratio_table(ratios: Sequence[Mapping[str, Any]], operations: Sequence[str]) -> list[str]:
     width = max([len(r["name"]) for r in ratios] + [10]) + 2
     lines = ["ratios, this run (ops/s of the first over the second; target checked on every operation)"]
@@ -279,7 +313,7 @@ def _header(results: Mapping[str, Any]) -> list[str]:
         f"server:  {server['flavor']} {server['version']}"
         + (" (embedded, same machine)" if server["embedded"] else f" at {server['url']}"),
         f"run:     {settings['repetitions']} repetitions x {budget} per scenario after a warm-up; "
-        "medians of ops/s, p50 and p99",
+        f"medians of ops/s, p50 and p99; event loop {settings.get('event_loop', 'asyncio')}",
         f"         pool: {settings['pool_size']} connections per async contender; hand pipelines carry "
         f"{settings['pipeline_batch']} sessions"
         + (f"; load average at start {' '.join(f'{x:.2f}' for x in load)}" if load else ""),
@@ -305,6 +339,8 @@ def format_report(results: Mapping[str, Any]) -> str:
         "error" not in s and s["p99_ms"] >= starved_ms for s in results["scenarios"]
     ):
         sections.append([STARVED_NOTE])
+    if any("client_cpu_us" in s for s in results["scenarios"]):
+        sections.append(_cpu_table(list(operations), list(contenders), levels, index))
     if results.get("ratios"):
         sections.append(_ratio_table(results["ratios"], list(operations)))
     if results.get("pool_sweep"):

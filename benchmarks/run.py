@@ -12,18 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import math
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+from redis.asyncio import Redis
 
 from agentmem.embedded import NoServerBinaryError, embedded_server
 from benchmarks.chart import MISSING_MATPLOTLIB, chart_available, draw_chart
@@ -33,11 +35,13 @@ from benchmarks.contenders import (
     PIPELINE_BATCH,
     AgentMem,
     Contender,
+    Measure,
     standard_contenders,
 )
 from benchmarks.encoding import encoding_benchmark
 from benchmarks.harness import Budget, Sample, summarize
 from benchmarks.machine import machine_info, server_info
+from benchmarks.memory import format_memory, memory_per_session
 from benchmarks.probes import delete_keys, round_trips, session_memory
 from benchmarks.report import compute_ratios, format_report
 from benchmarks.telemetry import run_telemetry
@@ -69,6 +73,10 @@ FULL_ENCODING_SECONDS = 0.25
 QUICK_ENCODING_SECONDS = 0.02
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 RESULTS_NAME = "latest.json"
+MEMORY_NAME = "memory.json"
+#: Sessions ``--memory`` writes per layout (``--quick``: a smoke-sized run).
+FULL_MEMORY_RUN_SESSIONS = 10_000
+QUICK_MEMORY_RUN_SESSIONS = 200
 CHART_NAME = "latest.png"
 SCHEMA_VERSION = 1
 
@@ -157,8 +165,38 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+async def _server_cpu(admin: Redis | None) -> float | None:
+    """The server's CPU seconds so far (``INFO cpu``), or ``None`` when it will not say."""
+    if admin is None:
+        return None
+    try:
+        info: dict[str, Any] = await admin.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+
+
+async def _measured(measure: Measure, budget: Budget, admin: Redis | None) -> Sample:
+    """One repetition, with the client's and the server's CPU per operation beside it."""
+    server = await _server_cpu(admin)
+    client = time.process_time()
+    sample = await measure(budget)
+    client_cpu = time.process_time() - client
+    server_after = await _server_cpu(admin)
+    ops = max(1, sample.ops)
+    return dataclasses.replace(
+        sample,
+        client_cpu=client_cpu / ops,
+        server_cpu=None if server is None or server_after is None else (server_after - server) / ops,
+    )
+
+
 async def _measure_group(
-    contenders: Sequence[Contender], operation: str, concurrency: int, settings: Settings
+    contenders: Sequence[Contender],
+    operation: str,
+    concurrency: int,
+    settings: Settings,
+    admin: Redis | None = None,
 ) -> list[dict[str, Any]]:
     """Warm every contender up, then interleave their repetitions (rotating who goes first),
     so a disturbance from outside hits them all alike."""
@@ -178,7 +216,7 @@ async def _measure_group(
         shift = repetition % len(names)
         for name in names[shift:] + names[:shift]:
             try:
-                samples[name].append(await plans[name](settings.budget))
+                samples[name].append(await _measured(plans[name], settings.budget, admin))
             except Exception as exc:
                 errors[name] = _error_text(exc)
     rows = []
@@ -210,6 +248,7 @@ async def _side_by_side(
     contenders = standard_contenders()
     opened: list[Contender] = []
     scenarios: list[dict[str, Any]] = []
+    admin = Redis.from_url(url)
     try:
         for contender in contenders:
             await contender.open(url, f"{prefix}:{contender.name}", settings.sessions)
@@ -220,13 +259,14 @@ async def _side_by_side(
         gc.freeze()
         for operation in OPERATIONS:
             for concurrency in settings.concurrency:
-                rows = await _measure_group(contenders, operation, concurrency, settings)
+                rows = await _measure_group(contenders, operation, concurrency, settings, admin)
                 scenarios += rows
                 progress.step(f"{operation} c={concurrency}: {_rates(rows)}")
     finally:
         gc.unfreeze()
         for contender in opened:
             await contender.close()
+        await admin.aclose()
     return scenarios
 
 
@@ -319,6 +359,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster: agentmem's pair and turn scenarios on 1 node vs a 3-primary Redis Cluster "
         "(both embedded), with the pipelines per node (benchmarks/topology.py)",
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="only measure server memory per session: agentmem, raw blob and raw hash layouts "
+        f"(used_memory change over --sessions sessions, default {FULL_MEMORY_RUN_SESSIONS:,})",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        metavar="N",
+        help=f"sessions per layout for --memory (--quick: {QUICK_MEMORY_RUN_SESSIONS})",
+    )
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run every async contender on uvloop's event loop (pip install 'agentmem[uvloop]')",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
@@ -328,10 +385,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for name in ("duration", "ops", "repeat"):
+    for name in ("duration", "ops", "repeat", "sessions"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name} must be > 0")
+
+
+T = TypeVar("T")
+
+
+class MissingUvloopError(RuntimeError):
+    """--uvloop without uvloop installed."""
+
+
+def _run_loop(coroutine: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
+    """``asyncio.run``, or ``uvloop.run`` with ``--uvloop``."""
+    if not use_uvloop:
+        return asyncio.run(coroutine)
+    try:
+        import uvloop
+    except ImportError as exc:
+        coroutine.close()
+        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem[uvloop]'") from exc
+    result: T = uvloop.run(coroutine)
+    return result
+
+
+def _memory_main(args: argparse.Namespace, settings: Settings) -> int:
+    """``--memory``: bytes of server memory per session for each layout, printed and written."""
+    sessions: int = args.sessions or (
+        QUICK_MEMORY_RUN_SESSIONS if settings.quick else FULL_MEMORY_RUN_SESSIONS
+    )
+    progress = Progress(settings.progress, 1)
+    prefix = f"agentmem-bench-{secrets.token_hex(4)}"
+    try:
+        with _server(args.url, progress) as (url, embedded):
+            server = server_info(url)
+            try:
+                memory = asyncio.run(memory_per_session(url, prefix, sessions))
+            finally:
+                asyncio.run(delete_keys(url, prefix))
+    except NoServerBinaryError as exc:
+        print(f"benchmarks: {exc}", file=sys.stderr)
+        return 2
+    except (redis.RedisError, OSError) as exc:
+        print(f"benchmarks: the server failed: {_error_text(exc)}", file=sys.stderr)
+        return 2
+    progress.step(f"memory per session measured over {sessions:,} sessions per layout")
+    argv_used = list(sys.argv[1:])
+    results = {
+        "schema": SCHEMA_VERSION,
+        "machine": machine_info(server, embedded=embedded, argv=argv_used),
+        "key_prefix": prefix,
+        "memory": memory,
+    }
+    settings.out.mkdir(parents=True, exist_ok=True)
+    path = settings.out / MEMORY_NAME
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"server: {server['flavor']} {server['version']}")
+    print(format_memory(memory), end="")
+    print(f"results: {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,14 +460,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)
+    if args.memory:
+        return _memory_main(args, settings)
     groups = len(OPERATIONS) * len(settings.concurrency) + len(settings.pool_sizes) + 3
     progress = Progress(settings.progress, groups)
     started = time.perf_counter()
     try:
         with _server(args.url, progress) as (url, embedded):
             server = server_info(url)
-            on_server = asyncio.run(_run_on_server(url, settings, progress))
-    except NoServerBinaryError as exc:
+            on_server = _run_loop(_run_on_server(url, settings, progress), args.uvloop)
+    except (NoServerBinaryError, MissingUvloopError) as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 2
     except (redis.RedisError, OSError) as exc:
@@ -365,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "machine": machine_info(server, embedded=embedded, argv=list(sys.argv[1:] if argv is None else argv)),
-        "settings": settings.as_dict(),
+        "settings": {**settings.as_dict(), "event_loop": "uvloop" if args.uvloop else "asyncio"},
         "operations": dict(OPERATIONS),
         "contenders": dict(CONTENDER_NOTES),
         **on_server,

@@ -5,6 +5,7 @@ Speed is never asserted here: the numbers depend on the machine and on what else
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -21,7 +22,7 @@ from agentmem.keys import escape_glob
 from agentmem.testing.provision import ServerInfo
 from benchmarks.chart import chart_available
 from benchmarks.report import compute_ratios
-from benchmarks.run import CHART_NAME, QUICK_CONCURRENCY, RESULTS_NAME, main
+from benchmarks.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
 from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
 
 # A few seconds of benchmarking: kept out of the fast core suite (-m "not slow"), run in CI.
@@ -81,6 +82,9 @@ def test_every_scenario_is_measured(quick_run: QuickRun) -> None:
         assert scenario["ops_per_s"] > 0
         assert 0 < scenario["p50_ms"] <= scenario["p99_ms"]
         assert len(scenario["repetitions"]) == quick_run.results["settings"]["repetitions"]
+        assert scenario["client_cpu_us"] > 0
+        assert scenario["server_cpu_us"] is not None
+        assert scenario["server_cpu_us"] >= 0
 
 
 def test_ratios_are_positive_finite_numbers(quick_run: QuickRun) -> None:
@@ -120,6 +124,7 @@ def test_table_and_progress_are_printed(quick_run: QuickRun) -> None:
         "round trips",
         "server memory per session",
         "encoding",
+        "CPU per operation, µs: client/server",
     ):
         assert heading in quick_run.stdout
     assert "agentmem@64 / pipe-hash@64" in quick_run.stdout
@@ -145,6 +150,30 @@ def test_no_key_is_left_behind(quick_run: QuickRun) -> None:
     finally:
         client.close()
     assert quick_run.results["keys_deleted"] > 0
+
+
+def test_memory_run_compares_the_layouts(agentmem_server: ServerInfo, tmp_path: Path) -> None:
+    """``--memory`` writes every layout's bytes per session (agentmem's over the raw blob's),
+    prints the table and leaves no key behind."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["--memory", "--sessions", "50", "--url", agentmem_server.url, "--out", str(tmp_path)])
+    assert code == 0, stderr.getvalue()
+    written = json.loads((tmp_path / MEMORY_NAME).read_text())
+    memory = written["memory"]
+    assert set(memory["layouts"]) == {"agentmem", "raw-blob", "raw-hash"}
+    for row in memory["layouts"].values():
+        assert row["bytes_per_session"] > 1500  # at least the context's bytes
+    assert memory["layouts"]["raw-blob"]["over_raw_blob"] == 1.0
+    assert memory["context_fields"] == 12
+    assert memory["messages"] == 20
+    assert set(memory["layouts"]["agentmem"]["per_key"]) == {"context", "history", "append_log", "facts"}
+    assert "x raw-blob" in stdout.getvalue()
+    client = redis.Redis.from_url(agentmem_server.url)
+    try:
+        assert list(client.scan_iter(match=escape_glob(written["key_prefix"]) + "*", count=1000)) == []
+    finally:
+        client.close()
 
 
 def test_invalid_options_are_rejected() -> None:
@@ -174,3 +203,14 @@ def test_workload_has_the_sizes_the_issue_asks_for() -> None:
     assert 8 <= len(CONTEXT) <= 12
     assert 2000 <= len(CONTEXT["summary"]) <= 3000
     assert all(150 <= len(orjson.dumps(message)) <= 250 for message in MESSAGES)
+
+
+def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
+    """--uvloop runs the benchmark on uvloop's loop (skipped when uvloop is not installed)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def loop_type() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert _run_loop(loop_type(), True).startswith(uvloop.__name__)
+    assert _run_loop(loop_type(), False).startswith("asyncio")

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -27,6 +28,7 @@ from agentmem import (
     InvalidArgumentError,
     ReplicationTimeoutError,
 )
+from agentmem.codec import BASE_FIELD
 from agentmem.keys import KeySchema
 from agentmem.testing.cluster import ClusterGroup, move_slot
 from agentmem.testing.fixtures import StoreFactory, delete_cluster_prefix
@@ -285,7 +287,9 @@ async def test_wait_replicas_without_replicas_raises_and_the_write_is_on_the_pri
         await store.save_context("s", {"a": 1})
     assert info.value.replicas == 0
     key = KeySchema(agentmem_prefix).session("s").all()[0]
-    assert await agentmem_redis.hget(key, "a") == b"1"  # applied on the primary
+    saved = await agentmem_redis.hget(key, BASE_FIELD)  # save_context's object
+    assert saved is not None  # applied on the primary
+    assert orjson.loads(saved) == {"a": 1}
     # Reads are not affected, and the error was not retried nor fed to the breaker.
     assert await store.load_context("s") == {"a": 1}
     assert store.retry_stats.retries == 0

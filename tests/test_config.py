@@ -117,7 +117,8 @@ async def test_url_query_options_become_the_config(agentmem_server: Any, agentme
         assert pool.timeout == 4.5  # type: ignore[attr-defined]
         await store.load_context("s")
         clients = await store.client.client_list()
-        assert [c["name"] for c in clients if c["name"] == name] == [name]  # the server saw it
+        # the server saw it (on the connection the pipeliner keeps, and on client_list's own)
+        assert name in {c["name"] for c in clients}
 
 
 def test_an_option_in_the_url_and_a_keyword_is_refused() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -45,8 +46,12 @@ def _down(proxy: Any) -> None:
 
 
 async def _raw_context(redis: Redis, prefix: str, session_id: str) -> dict[bytes, bytes]:
+    """The context as stored, field by field: the base's fields (a save_context's orjson
+    object, field 0xFF 0x01), then the merged fields over them; markers and versions left out."""
     fields: dict[Any, Any] = await redis.hgetall(KeySchema(prefix).session(session_id).context)
-    return {k: v for k, v in fields.items() if k[:1] not in (b"\xfe", b"\xff")}
+    base = orjson.loads(fields.get(b"\xff\x01", b"{}"))
+    merged = {k: v for k, v in fields.items() if k[:1] not in (b"\xfe", b"\xff")}
+    return {**{k.encode(): orjson.dumps(v) for k, v in base.items()}, **merged}
 
 
 async def test_outage_writes_are_journaled_read_back_and_replayed(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -22,9 +23,35 @@ def _pipeliner(store: AgentMemoryStore) -> Any:
     return pipeliner
 
 
+async def _burst(store: AgentMemoryStore) -> None:
+    """A few concurrent calls: afterwards the pipeliner batches the next burst whole (after
+    lone calls, the first caller of a burst is sent inline, see test_lone_callers_are_sent_inline)."""
+    await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(4)))
+
+
+async def test_lone_callers_are_sent_inline(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """One caller at a time: each call is one round trip sent from the caller's own task (no
+    flush scheduled); the first caller of a burst then goes inline and the rest share batches."""
+    pipeliner = _pipeliner(agentmem_store)
+    before = pipeliner.batches
+    for i in range(3):
+        task = asyncio.ensure_future(agentmem_store.update_context(f"lone{i}", {"i": i}))
+        await asyncio.sleep(0)
+        assert not pipeliner._flush_scheduled
+        assert not pipeliner._pending
+        await task
+    assert pipeliner.batches - before == 3
+    schema = KeySchema(agentmem_prefix)
+    assert await agentmem_redis.hget(schema.session("lone2").context, "i") == b"2"
+    await asyncio.gather(*(agentmem_store.update_context(f"b{i}", {"i": i}) for i in range(MAX_BATCH + 1)))
+    assert list(pipeliner.recent_sizes)[-2:] == [1, MAX_BATCH]
+
+
 async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemoryStore) -> None:
     """64 concurrent calls go out in ceil(64 / MAX_BATCH) pipelines, not 64 round trips."""
-    await agentmem_store.load_context("warm")
+    await _burst(agentmem_store)
     pipeliner = _pipeliner(agentmem_store)
     before = pipeliner.batches
     await asyncio.gather(*(agentmem_store.update_context(f"s{i}", {"i": i}) for i in range(64)))
@@ -36,6 +63,7 @@ async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemorySto
 async def test_an_operations_calls_never_split(agentmem_store: AgentMemoryStore) -> None:
     """load_turn's two scripts ride in one pipeline even when a batch boundary falls between them."""
     await agentmem_store.remember("u", {"vip": True})
+    await _burst(agentmem_store)
     pipeliner = _pipeliner(agentmem_store)
     before = pipeliner.batches
     # MAX_BATCH - 1 single calls, then a two-call load_turn: it must start the next batch.
@@ -85,7 +113,7 @@ async def test_writes_cancelled_before_the_flush_are_never_sent(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
     """Writers cancelled before the flush reach no key on the server; the rest are written."""
-    await agentmem_store.load_context("warm")  # connection made, scripts loaded
+    await _burst(agentmem_store)  # connection made, scripts loaded, batching
     writes = [
         agentmem_store.save_context("ctx0", {"i": 0}),
         agentmem_store.update_context("ctx1", {"i": 1}),
@@ -111,6 +139,7 @@ async def test_noscript_in_a_batch_reloads_once(
     """After SCRIPT FLUSH, a batch of 30 calls reloads the script and every call succeeds."""
     store = agentmem_store_factory(url=agentmem_private_server.url)
     await store.save_context("s", {"a": 1})
+    await _burst(store)  # batching: all 30 calls below share pipelines, none goes inline
     admin = Redis.from_url(agentmem_private_server.url)
     try:
         await admin.script_flush()
@@ -139,3 +168,41 @@ async def test_same_results_with_and_without(
     store = agentmem_store_factory(auto_pipeline=auto_pipeline)
     await asyncio.gather(*(store.update_context("s", {f"f{i}": i}) for i in range(20)))
     assert await store.load_context("s") == {f"f{i}": i for i in range(20)}
+
+
+async def test_lone_callers_reuse_one_held_connection(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """Inline sends keep one connection checked out between calls (no pool round trip per
+    call); health() does not count it as in use, and aclose() returns it to the caller's pool."""
+    store = AgentMemoryStore(agentmem_redis, prefix=agentmem_prefix)
+    pool = agentmem_redis.connection_pool
+    for i in range(5):
+        await store.update_context("s", {"i": i})
+    assert _pipeliner(store).idle_held == 1
+    in_use = list(pool._in_use_connections)
+    assert len(in_use) == 1
+    await store.load_context("s")
+    assert list(pool._in_use_connections) == in_use  # the same one
+    assert (await store.health()).pool_in_use == 0
+    await store.aclose()
+    assert not pool._in_use_connections
+    assert await agentmem_redis.hget(KeySchema(agentmem_prefix).session("s").context, "i") == b"4"
+
+
+async def test_a_pool_of_one_is_never_held(
+    agentmem_store_factory: StoreFactory, agentmem_private_server: Any
+) -> None:
+    """With max_connections=1, inline sends give the connection back after each call, so a
+    burst (batches on the pool) and a script reload after SCRIPT FLUSH still get it."""
+    store = agentmem_store_factory(url=agentmem_private_server.url, max_connections=1, pool_timeout=2.0)
+    await store.save_context("s", {"a": 1})
+    assert _pipeliner(store).idle_held == 0
+    admin = Redis.from_url(agentmem_private_server.url)
+    try:
+        await admin.script_flush()
+        await store.save_context("s", {"a": 2})  # inline: NOSCRIPT, reload on the same pool
+        results = await asyncio.gather(*(store.load_context("s") for _ in range(40)))
+        assert results == [{"a": 2}] * 40
+        raw = await admin.hgetall(KeySchema(store.config.prefix).session("s").context)
+        assert orjson.loads(raw[b"\xff\x01"]) == {"a": 2}
+    finally:
+        await admin.aclose()

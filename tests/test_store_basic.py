@@ -217,12 +217,12 @@ async def test_stores_with_different_prefixes_are_isolated(
 async def test_bookkeeping_fields_never_collide_with_user_keys(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """A save's replace marker is the field 0xFE 0xFF, which no UTF-8 key can produce: a key
+    """The bookkeeping fields start with 0xFF or 0xFE, which no UTF-8 key can produce: a key
     like a soft hyphen (U+00AD, UTF-8 C2 AD) keeps its own value and version."""
     await agentmem_store.save_context("s", {"\u00ad": "soft hyphen", "a": 1})
     await agentmem_store.update_context("s", {"\u00ad": "updated"})
     raw: dict[Any, Any] = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
-    assert b"\xfe\xff" in raw  # the replace marker
+    assert set(raw) == {b"\xff", b"\xff\x01", "\u00ad".encode(), b"\xfe" + "\u00ad".encode()}
     assert raw["\u00ad".encode()] == b'"updated"'
-    assert raw[b"\xfe" + "\u00ad".encode()] != raw[b"\xfe\xff"]  # its version moved, the save's did not
+    assert raw[b"\xfe" + "\u00ad".encode()] > raw[b"\xff"]  # its version moved, the save's did not
     assert await agentmem_store.load_context("s") == {"\u00ad": "updated", "a": 1}
