@@ -28,6 +28,7 @@ __all__ = [
     "APPEND",
     "APPEND_LOG_IDS",
     "DELETE",
+    "LUA_INT_TEXT",
     "MAX_EXACT",
     "READ_HASH",
     "READ_SESSION",
@@ -78,10 +79,11 @@ MAX_EXACT = 2**53 - 1
 # error reply, so a bad argument can never leave a write half done. ``int_arg`` returns
 # nil for a decimal integer in [low, high], else the error reply. Numbers go on to
 # commands as the caller's strings: Lua would print a large double as "1e+17".
-_CHECK_ARGS = """
+#: Lua: ``int_text(text, low, high, name)`` returns an error reply unless ``text`` is an
+#: integer in [low, high] (nil when it is); shared with the adapters' scripts.
+LUA_INT_TEXT = """
 local MAX_EXACT = MAX_EXACT_VALUE
-local function int_arg(i, low, high, name)
-  local text = ARGV[i]
+local function int_text(text, low, high, name)
   local value = text and string.match(text, '^%d+$') and tonumber(text)
   if not value or value < low or value > high then
     return redis.error_reply('ERR agentmem: ' .. name .. ' must be an integer in [' .. low .. ', '
@@ -90,6 +92,16 @@ local function int_arg(i, low, high, name)
   return nil
 end
 """.replace("MAX_EXACT_VALUE", str(MAX_EXACT))
+
+# ``int_arg(i, ...)``: the same check of ARGV[i].
+_CHECK_ARGS = (
+    LUA_INT_TEXT
+    + """
+local function int_arg(i, low, high, name)
+  return int_text(ARGV[i], low, high, name)
+end
+"""
+)
 
 
 # KEYS: target hash, then keys whose TTL follows it; the last is the target's tombstone.

@@ -15,7 +15,7 @@ first write only).
 
 from __future__ import annotations
 
-from agentmem.scripts import MAX_EXACT, Script
+from agentmem.scripts import LUA_INT_TEXT, Script
 
 __all__ = [
     "ADD_RUN",
@@ -30,16 +30,9 @@ __all__ = [
     "READ_THREAD",
 ]
 
-_COMMON = """
-local MAX_EXACT = MAX_EXACT_VALUE
-local function int_arg(text, low, high, name)
-  local value = text and string.match(text, '^%d+$') and tonumber(text)
-  if not value or value < low or value > high then
-    return redis.error_reply('ERR agentmem: ' .. name .. ' must be an integer in [' .. low .. ', '
-      .. string.format('%.0f', high) .. '], got ' .. tostring(text))
-  end
-  return nil
-end
+_COMMON = (
+    LUA_INT_TEXT
+    + """
 local function chunked(command, key, items)
   for i = 1, #items, 200 do
     redis.call(command, key, unpack(items, i, math.min(i + 199, #items)))
@@ -96,7 +89,8 @@ local function collect_blobs(touched)
   end
   if #stale > 0 then chunked('HDEL', KEYS[3], stale) end
 end
-""".replace("MAX_EXACT_VALUE", str(MAX_EXACT))
+"""
+)
 
 # ARGV: ttl_ms, member, record, metadata, versions_json, run_id ("" for none),
 #       blob field, blob value, ...
@@ -104,7 +98,7 @@ PUT = Script(
     "langgraph_put",
     _COMMON
     + """
-local bad = int_arg(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
+local bad = int_text(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
 if bad then return bad end
 if #ARGV < 6 or #ARGV % 2 ~= 0 then
   return redis.error_reply('ERR agentmem: langgraph_put needs a record and blob field/value pairs')
@@ -127,7 +121,7 @@ PUT_WRITES = Script(
     "langgraph_put_writes",
     _COMMON
     + """
-local bad = int_arg(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
+local bad = int_text(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
 if bad then return bad end
 if #ARGV < 4 or (#ARGV - 1) % 3 ~= 0 then
   return redis.error_reply('ERR agentmem: langgraph_put_writes needs field/value/mode triples')
@@ -155,7 +149,7 @@ READ = Script(
     "langgraph_read",
     _COMMON
     + """
-local bad = int_arg(ARGV[1], 0, MAX_EXACT, 'refresh_ttl_ms')
+local bad = int_text(ARGV[1], 0, MAX_EXACT, 'refresh_ttl_ms')
 if bad then return bad end
 local ns = ARGV[2]
 local m
@@ -203,7 +197,7 @@ LIST = Script(
     "langgraph_list",
     _COMMON
     + """
-local bad = int_arg(ARGV[4], 0, MAX_EXACT, 'limit')
+local bad = int_text(ARGV[4], 0, MAX_EXACT, 'limit')
 if bad then return bad end
 local members
 if ARGV[2] == '1' then
@@ -306,8 +300,8 @@ COPY_INTO = Script(
     "langgraph_copy_into",
     _COMMON
     + """
-local bad = int_arg(ARGV[1], 0, MAX_EXACT, 'ttl_ms') or int_arg(ARGV[2], 0, MAX_EXACT, 'n_checkpoints')
-  or int_arg(ARGV[3], 0, MAX_EXACT, 'n_blobs')
+local bad = int_text(ARGV[1], 0, MAX_EXACT, 'ttl_ms') or int_text(ARGV[2], 0, MAX_EXACT, 'n_checkpoints')
+  or int_text(ARGV[3], 0, MAX_EXACT, 'n_blobs')
 if bad then return bad end
 local n_cp, n_blob = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cp, blob, w, members, wmembers = {}, {}, {}, {}, {}
@@ -339,7 +333,7 @@ ADD_RUN = Script(
     "langgraph_add_run",
     _COMMON
     + """
-local bad = int_arg(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
+local bad = int_text(ARGV[1], 0, MAX_EXACT, 'ttl_ms')
 if bad then return bad end
 redis.call('SADD', KEYS[1], ARGV[2])
 refresh(ARGV[1])

@@ -9,28 +9,22 @@ index member of an expired item is removed the next time a script meets it.
 
 from __future__ import annotations
 
-from agentmem.scripts import MAX_EXACT, Script
+from agentmem.scripts import LUA_INT_TEXT, Script
 
 __all__ = ["ITEM_DELETE", "ITEM_FETCH", "ITEM_PUT", "ITEM_TOUCH", "MEMBERS"]
 
-_CHECK = """
-local MAX_EXACT = MAX_EXACT_VALUE
-local function int_arg(text, low, high, name)
-  local value = text and string.match(text, '^%d+$') and tonumber(text)
-  if not value or value < low or value > high then
-    return redis.error_reply('ERR agentmem: ' .. name .. ' must be an integer in [' .. low .. ', '
-      .. string.format('%.0f', high) .. '], got ' .. tostring(text))
-  end
-  return nil
-end
-""".replace("MAX_EXACT_VALUE", str(MAX_EXACT))
+_CHECK = (
+    LUA_INT_TEXT
+    + """
+"""
+)
 
 # KEYS: index, item. ARGV: member, value JSON, now (ISO text), ttl_ms (0: never expires).
 ITEM_PUT = Script(
     "langgraph_store_put",
     _CHECK
     + """
-local bad = int_arg(ARGV[4], 0, MAX_EXACT, 'ttl_ms')
+local bad = int_text(ARGV[4], 0, MAX_EXACT, 'ttl_ms')
 if bad then return bad end
 redis.call('HSET', KEYS[2], 'v', ARGV[2], 'u', ARGV[3], 't', ARGV[4])
 redis.call('HSETNX', KEYS[2], 'c', ARGV[3])
@@ -97,7 +91,7 @@ MEMBERS = Script(
     "langgraph_store_members",
     _CHECK
     + """
-local bad = int_arg(ARGV[3], 1, MAX_EXACT, 'count')
+local bad = int_text(ARGV[3], 1, MAX_EXACT, 'count')
 if bad then return bad end
 return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 """,
