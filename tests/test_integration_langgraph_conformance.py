@@ -56,16 +56,14 @@ async def test_every_capability_passes_on_redis_cluster(
     @checkpointer_test(name="AgentMemorySaver on Redis Cluster")
     async def saver() -> AsyncIterator[AgentMemorySaver]:
         store = AgentMemoryStore.from_url(agentmem_cluster[0], prefix=f"{agentmem_prefix}-{len(stores)}")
-        stores.append(store)
-        try:
-            yield AgentMemorySaver(store)
-        finally:
-            await store.aclose()
+        stores.append(store)  # closed below, in this test's loop (not when the suite drops the generator)
+        yield AgentMemorySaver(store)
 
     try:
         report = await validate(saver, progress=ProgressCallbacks.verbose())
     finally:
         for store in stores:
+            await store.aclose()
             await delete_cluster_prefix(agentmem_cluster, store.config.prefix)
     report.print_report()
     failures = {name: result.failures for name, result in report.results.items() if result.failures}

@@ -381,6 +381,9 @@ def agentmem_tls_server(agentmem_tls_server_factory: TlsServerFactory) -> TlsSer
 # -- Redis Cluster ---------------------------------------------------------------------------
 
 
+_SHARED_CLUSTERS: list[SharedCluster] = []
+
+
 @pytest.fixture(scope="session")
 def agentmem_cluster(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """The run's shared Redis Cluster (3 primaries, 3 replicas; one for every xdist
@@ -392,6 +395,10 @@ def agentmem_cluster(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     if directory is None:  # pragma: no cover - only with pytest's tmpdir plugin off
         raise pytest.UsageError("agentmem needs pytest's tmpdir plugin (-p tmpdir)")
     shared = SharedCluster(directory / "agentmem", run.worker)
+    # Kept for the life of the process: when this worker started the cluster but leaves
+    # before the others, its Popen objects of the still-running detached nodes must not be
+    # collected mid-run (a ResourceWarning, an error under filterwarnings=error).
+    _SHARED_CLUSTERS.append(shared)
     try:
         ports = shared.acquire(binary)
     except ServerStartError as exc:
