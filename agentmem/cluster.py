@@ -347,7 +347,9 @@ class ClusterTransport:
         if self._closed:
             return
         self._closed = True
-        if self._inflight:
+        if self._flush_scheduled:  # calls queued before the close are sent, not dropped
+            self._flush()
+        while self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         for client in self._clients.values():
             with contextlib.suppress(Exception):

@@ -429,7 +429,14 @@ class AutoPipeliner:
         await self._held.drop()
 
     async def aclose(self) -> None:
-        """Wait for batches already on the wire to finish; give the held connection back."""
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        """Send what callers queued before the close, wait for every round trip on the wire
+        (batches and inline sends), then give the held connection back: a call accepted
+        before ``aclose()`` completes instead of meeting a pool closed under it."""
+        if self._flush_scheduled:
+            self._flush()  # the scheduled flush then finds nothing to send
+        while self._inflight or self._inline:
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            else:  # an inline send runs in its caller's task: wait for it to come back
+                await asyncio.sleep(0.001)
         await self._held.drop(close=True)

@@ -382,8 +382,13 @@ class AgentMemoryStore:
         """Where node-level commands (INFO, PING) go: the server, or a cluster primary."""
         return self._cluster.admin_client() if self._cluster is not None else self._client
 
-    def _check_open(self, operation: str) -> None:
+    def _check_open(self, operation: str, *, retry: bool = False) -> None:
         if self._closed:
+            if retry:
+                raise StoreClosedError(
+                    f"{operation}: the store was closed by aclose() before this call's retry; its "
+                    "earlier attempt failed and may have been applied (safe to repeat)"
+                )
             raise StoreClosedError(f"{operation}: the store was closed by aclose(); nothing was sent")
 
     async def _send(self, operation: str, calls: Sequence[Call]) -> list[Any]:
@@ -397,8 +402,12 @@ class AgentMemoryStore:
             await self._bulk_limit.check(operation, calls)
         pipeliner = self._pipeliner
 
+        attempts = 0
+
         async def attempt() -> list[Any]:
-            self._check_open(operation)
+            nonlocal attempts
+            self._check_open(operation, retry=attempts > 0)
+            attempts += 1
             if self._detect_cluster is not None:
                 await self._resolve_topology()
             if self._cluster is not None:

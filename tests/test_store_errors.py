@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -295,3 +296,23 @@ async def test_null_and_finite_floats_still_round_trip(agentmem_store: AgentMemo
     context = {"none": None, "text": "null", "f": 1.5, "nested": [None, {"g": -0.0}]}
     await agentmem_store.save_context("s", context)
     assert await agentmem_store.load_context("s") == context
+
+
+async def test_calls_accepted_before_aclose_complete(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """aclose() sends what callers queued before it and waits for it: the calls succeed and
+    their writes are on the server, instead of meeting a pool closed under them (a retry,
+    then StoreClosedError for a write that may or may not have been applied)."""
+    store = agentmem_store_factory()
+    await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(4)))  # batching, not inline
+    saves = [asyncio.ensure_future(store.save_context(f"s{i}", {"i": i})) for i in range(5)]
+    await asyncio.sleep(0)  # each call is queued in the pipeliner; its flush has not run yet
+    await store.aclose()
+    assert [await save for save in saves] == [None] * 5
+    keys = KeySchema(agentmem_prefix)
+    assert [await agentmem_redis.exists(keys.session(f"s{i}").context) for i in range(5)] == [1] * 5
+    assert store.retry_stats.retries == 0  # each went out once, on an open pool
+    with pytest.raises(StoreClosedError, match="nothing was sent"):
+        await store.save_context("late", {"i": 0})
+    assert await agentmem_redis.exists(keys.session("late").context) == 0
