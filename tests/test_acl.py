@@ -205,6 +205,8 @@ async def test_each_adapter_runs_with_only_its_rule(
     """`agentmem acl --integration X` is enough for adapter X's example, end to end, with
     default options (so CLIENT SETNAME too); an adapter running its own scripts under the
     core rule only gets MemoryPermissionError (a command inside a script refused by the ACL)."""
+    framework = {"openai-agents": "agents", "adk": "google.adk", "langgraph": "langgraph"}[integration]
+    pytest.importorskip(framework, reason=f"needs the {integration} extra (google-adk needs Python >= 3.11)")
     user = f"t{integration.replace('-', '')}"
     await _set_user(admin, user, user, client_name=True, integrations=[integration])
     url = agentmem_private_server.url.replace("redis://", f"redis://{user}:{user}-pw@", 1)
