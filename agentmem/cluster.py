@@ -38,7 +38,7 @@ from redis.crc import key_slot
 
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
-from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload
+from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload, drain
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
 from agentmem.scripts import ScriptRunner
@@ -349,8 +349,7 @@ class ClusterTransport:
         self._closed = True
         if self._flush_scheduled:  # calls queued before the close are sent, not dropped
             self._flush()
-        while self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await drain(self._inflight)
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)

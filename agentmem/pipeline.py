@@ -41,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - redis-py depends on async-timeout there
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["AutoPipeliner", "Call", "HeldConnection", "send_direct"]
+__all__ = ["AutoPipeliner", "Call", "HeldConnection", "drain", "send_direct"]
 
 #: Most calls one pipeline carries; a larger burst goes out as several pipelines at once,
 #: on several connections. Small batches let the server run one batch while the client
@@ -298,6 +298,20 @@ async def send_direct(
     return _raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait=wait))
 
 
+async def drain(tasks: set[asyncio.Task[None]], busy: Callable[[], bool] = lambda: False) -> None:
+    """Wait until none of ``tasks`` (a set that may grow meanwhile) is running and ``busy()``
+    is false. Only running tasks are awaited: a finished task stays in the set until its
+    done-callback runs, and awaiting a gather of finished tasks never yields to the loop."""
+    while True:
+        running = [task for task in tasks if not task.done()]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        elif busy():  # an inline send runs in its caller's task: let it come back
+            await asyncio.sleep(0.001)
+        else:
+            return
+
+
 class AutoPipeliner:
     """Batches calls submitted in one event-loop iteration into one round trip."""
 
@@ -434,9 +448,5 @@ class AutoPipeliner:
         before ``aclose()`` completes instead of meeting a pool closed under it."""
         if self._flush_scheduled:
             self._flush()  # the scheduled flush then finds nothing to send
-        while self._inflight or self._inline:
-            if self._inflight:
-                await asyncio.gather(*self._inflight, return_exceptions=True)
-            else:  # an inline send runs in its caller's task: wait for it to come back
-                await asyncio.sleep(0.001)
+        await drain(self._inflight, lambda: self._inline > 0)
         await self._held.drop(close=True)
