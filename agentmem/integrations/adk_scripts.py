@@ -22,8 +22,9 @@ from agentmem.scripts import _CHECK_ARGS, Script
 
 __all__ = ["ADK_APPEND", "ADK_CREATE", "ADK_DELETE", "ADK_PRUNE", "ADK_READ"]
 
-# Helpers: HSET ARGV[first..last] (field/value pairs) into a key in chunks of 200, and
-# the TTLs: session keys (1-4) live ttl_ms, user/app state profile_ttl_ms (0: never expire).
+# Helpers shared by the scripts below: HSET of ARGV ranges in chunks of 200, the state
+# deltas' layout, and the TTLs: session keys (1-4) live ttl_ms, user/app state
+# profile_ttl_ms (0: never expire).
 _HELPERS = """
 local META = '\\255'
 local function hset_range(key, first, last)
@@ -33,6 +34,29 @@ local function hset_range(key, first, last)
 end
 local function pairs_ok(count)
   return count % 2 == 0
+end
+-- The state deltas after the counts at ARGV[at] (session pairs) and ARGV[at + 1] (user
+-- pairs): session items, user items, then app items to the end. ok is false when they do
+-- not split into pairs, or app items come without the app key (KEYS[6]) or the reverse.
+local function deltas(at)
+  local ns, nu = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local first_app = at + 2 + ns + nu
+  local na = #ARGV - first_app + 1
+  local ok = pairs_ok(ns) and pairs_ok(nu) and na >= 0 and pairs_ok(na) and (na > 0) == (#KEYS == 6)
+  return ok, ns, nu, first_app, na
+end
+-- Session state into KEYS[1], user state into KEYS[5], app state into KEYS[6].
+local function write_deltas(at, ns, nu, first_app, na)
+  if ns > 0 then hset_range(KEYS[1], at + 2, at + 1 + ns) end
+  if nu > 0 then hset_range(KEYS[5], at + 2 + ns, at + 1 + ns + nu) end
+  if na > 0 then hset_range(KEYS[6], first_app, #ARGV) end
+end
+-- Session keys (1-4) live ARGV[1] ms; user/app state (5-6) ARGV[2] ms when it is not 0.
+local function expire(state_too)
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+  if ARGV[2] ~= '0' and state_too then
+    for i = 5, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+  end
 end
 """
 
@@ -47,11 +71,8 @@ ADK_CREATE = Script(
 local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'profile_ttl_ms')
   or int_arg(6, 0, MAX_EXACT, 'session_count') or int_arg(7, 0, MAX_EXACT, 'user_count')
 if bad then return bad end
-local ns, nu = tonumber(ARGV[6]), tonumber(ARGV[7])
-local first_app = 8 + ns + nu
-local na = #ARGV - first_app + 1
-if ARGV[3] == '' or not tonumber(ARGV[5]) or not pairs_ok(ns) or not pairs_ok(nu) or na < 0
-    or not pairs_ok(na) or (na > 0) ~= (#KEYS == 6) then
+local ok, ns, nu, first_app, na = deltas(6)
+if ARGV[3] == '' or not tonumber(ARGV[5]) or not ok then
   return redis.error_reply('ERR agentmem: adk_create needs an op id, a time and field/value pairs')
 end
 local meta = redis.call('HGET', KEYS[1], META)
@@ -60,15 +81,10 @@ if meta then
   return 0
 end
 redis.call('HSET', KEYS[1], META, ARGV[3])
-hset_range(KEYS[1], 8, 7 + ns)
+write_deltas(6, ns, nu, first_app, na)
 redis.call('UNLINK', KEYS[2], KEYS[3])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-if nu > 0 then hset_range(KEYS[5], 8 + ns, 7 + ns + nu) end
-if na > 0 then hset_range(KEYS[6], first_app, #ARGV) end
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-if ARGV[2] ~= '0' then
-  for i = 5, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-end
+expire(true)
 return 1
 """,
     flags="",
@@ -86,25 +102,17 @@ ADK_APPEND = Script(
 local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'profile_ttl_ms')
   or int_arg(7, 0, MAX_EXACT, 'session_count') or int_arg(8, 0, MAX_EXACT, 'user_count')
 if bad then return bad end
-local ns, nu = tonumber(ARGV[7]), tonumber(ARGV[8])
-local first_app = 9 + ns + nu
-local na = #ARGV - first_app + 1
-if ARGV[4] == '' or not tonumber(ARGV[5]) or not pairs_ok(ns) or not pairs_ok(nu) or na < 0
-    or not pairs_ok(na) or (na > 0) ~= (#KEYS == 6) then
+local ok, ns, nu, first_app, na = deltas(7)
+if ARGV[4] == '' or not tonumber(ARGV[5]) or not ok then
   return redis.error_reply('ERR agentmem: adk_append needs an event id, a time and field/value pairs')
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SISMEMBER', KEYS[3], ARGV[4]) == 1 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('SADD', KEYS[3], ARGV[4])
-if ns > 0 then hset_range(KEYS[1], 9, 8 + ns) end
-if nu > 0 then hset_range(KEYS[5], 9 + ns, 8 + ns + nu) end
-if na > 0 then hset_range(KEYS[6], first_app, #ARGV) end
+write_deltas(7, ns, nu, first_app, na)
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-if ARGV[2] ~= '0' and (nu > 0 or na > 0) then
-  for i = 5, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-end
+expire(nu > 0 or na > 0)
 return 1
 """,
     flags="",

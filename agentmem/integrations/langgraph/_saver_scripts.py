@@ -89,6 +89,13 @@ local function collect_blobs(touched)
   end
   if #stale > 0 then chunked('HDEL', KEYS[3], stale) end
 end
+-- Remove the checkpoints in doomed, then the blobs no checkpoint left in a touched
+-- namespace uses; how many checkpoints went.
+local function drop_and_collect(doomed, touched)
+  drop(doomed)
+  if #doomed > 0 then collect_blobs(touched) end
+  return #doomed
+end
 """
 )
 
@@ -248,9 +255,7 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     touched[ns_of(m)] = true
   end
 end
-drop(doomed)
-if #doomed > 0 then collect_blobs(touched) end
-return #doomed
+return drop_and_collect(doomed, touched)
 """,
     flags="allow-oom",
 )
@@ -278,9 +283,7 @@ for i, m in ipairs(members) do
     touched[ns_of(m)] = true
   end
 end
-drop(doomed)
-if #doomed > 0 then collect_blobs(touched) end
-return #doomed
+return drop_and_collect(doomed, touched)
 """,
     flags="allow-oom",
 )
