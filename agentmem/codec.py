@@ -1,11 +1,11 @@
 """orjson encoding of contexts, messages and facts, with the store's size limit.
 
-A context (or a user's facts) is stored as a Redis Hash (layout: ``WRITE_HASH`` in
-:mod:`agentmem.scripts`): ``save_context`` writes the whole context as one orjson object
-(the base), ``update_context`` and ``remember`` one field per top-level key, each value
-orjson-encoded, which override the base's field of that name. Encoding happens before
-any I/O, so a value that cannot be encoded, or is too large, raises before anything is
-written.
+Layout (``WRITE_CONTEXT`` and ``WRITE_FACTS`` in :mod:`agentmem.scripts`): ``save_context``
+writes the whole context as one orjson object (the base, a string key); ``update_context``
+and ``remember`` write one hash field per top-level key, each value orjson-encoded, which
+override the base's field of that name. The server prefixes every stored value with its
+write's 8-byte version; reads strip it. Encoding happens before any I/O, so a value that
+cannot be encoded, or is too large, raises before anything is written.
 """
 
 from __future__ import annotations
@@ -22,21 +22,41 @@ from agentmem.errors import ContextTooLargeError, MemoryCorruptedError, Serializ
 __all__ = [
     "BASE_FIELD",
     "META_FIELD",
+    "VERSION_BYTES",
+    "decode_context",
     "decode_fields",
     "decode_messages",
     "encode_context",
     "encode_fields",
     "encode_messages",
+    "stored_payload",
+    "stored_version",
 ]
 
-#: A hash field no user key can produce: 0xFF never occurs in UTF-8. It marks that a
-#: context exists (so an empty context is still "a context", not "none") and holds the
-#: version of the last ``save_context`` ("0" when only merges wrote the hash).
+#: Bytes of the version every stored value starts with (its first byte is 0, which no
+#: orjson text starts with).
+VERSION_BYTES = 8
+
+# Before 0.3 the versions sat beside the values, in fields no user key can produce (0xFE
+# and 0xFF never occur in UTF-8); reads still decode such a hash, the next write rewrites it.
+#: 0.2: the version of the last ``save_context`` ("0" when only merges wrote the hash).
 META_FIELD = b"\xff"
-#: The field holding the last ``save_context``'s whole context, one orjson object.
+#: 0.2: the field holding the last ``save_context``'s whole context, one orjson object.
 BASE_FIELD = b"\xff\x01"
-#: Fields starting with 0xFE hold per-field versions (see ``WRITE_HASH``); never user data.
+#: 0.1 and 0.2: fields starting with 0xFE held per-field versions.
 VERSION_PREFIX = b"\xfe"
+
+
+def stored_payload(value: bytes) -> bytes:
+    """A stored value without its version prefix (an older layout's plain value as it is)."""
+    return value[VERSION_BYTES:] if value[:1] == b"\x00" else value
+
+
+def stored_version(value: bytes) -> int | None:
+    """The version a stored value starts with; ``None`` for an older layout's plain value."""
+    if len(value) >= VERSION_BYTES and value[0] == 0:
+        return int.from_bytes(value[:VERSION_BYTES], "big")
+    return None
 
 
 def _non_finite(value: Any) -> bool:
@@ -123,28 +143,38 @@ def _decode_base(value: bytes, what: str) -> dict[str, Any]:
     return base
 
 
-def decode_fields(raw: Sequence[bytes], *, what: str) -> dict[str, Any]:
-    """Decode a flat HGETALL reply (field, value, ...): the base, then the merged fields
-    over it; markers and versions are skipped."""
+def decode_fields(raw: Sequence[bytes], *, what: str, base: bytes | None = None) -> dict[str, Any]:
+    """Decode a flat HGETALL reply (field, value, ...) over ``base`` (a stored base object):
+    the base, then the merged fields over it; version prefixes are stripped, an older
+    layout's markers and versions skipped (its base field used when ``base`` is None)."""
     if len(raw) % 2:
         raise MemoryCorruptedError(f"{what}: a hash reply of odd length {len(raw)}")
     result: dict[str, Any] = {}
+    if base is not None:
+        result = _decode_base(stored_payload(base), what)
     merged: list[tuple[bytes, bytes]] = []
     for index in range(0, len(raw), 2):
         field = raw[index]
         lead = field[:1]
         if lead == b"\xff":
-            if field == BASE_FIELD:
+            if field == BASE_FIELD and base is None:
                 result = _decode_base(raw[index + 1], what)
             continue
         if lead != VERSION_PREFIX:
             merged.append((field, raw[index + 1]))
     for field, value in merged:
         try:
-            result[field.decode("utf-8")] = orjson.loads(value)
+            result[field.decode("utf-8")] = orjson.loads(stored_payload(value))
         except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
             raise MemoryCorruptedError(f"{what} field {field!r} holds undecodable data: {exc}") from exc
     return result
+
+
+def decode_context(fields: Sequence[bytes], base: bytes | None) -> dict[str, Any] | None:
+    """A session's context from its merged fields and base; ``None`` when it has neither."""
+    if not fields and base is None:
+        return None
+    return decode_fields(fields, what="context", base=base)
 
 
 def encode_messages(messages: Iterable[Mapping[str, Any]], *, limit: int) -> list[bytes]:

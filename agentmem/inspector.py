@@ -6,9 +6,9 @@ scripts, which slide TTLs on read. Keys are built and parsed by :mod:`agentmem.k
 values are decoded one by one with :mod:`agentmem.codec`, so a corrupt field or message
 is shown as corrupt, with its name, next to the data that is fine.
 
-Marker and version fields of a stored hash (``0xFF``, ``0xFE...``) are bookkeeping, not
-memory: they are hidden, except the version of the last ``save_context`` (``replaced_at``)
-and a delete's tombstone, shown as metadata.
+Versions (the 8-byte prefix of every stored value; an older layout's ``0xFF``/``0xFE...``
+fields) are bookkeeping, not memory: they are hidden, except the version of the last
+``save_context`` (``replaced_at``) and a delete's tombstone, shown as metadata.
 """
 
 from __future__ import annotations
@@ -23,14 +23,21 @@ import orjson
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from agentmem.codec import BASE_FIELD, META_FIELD, VERSION_PREFIX, decode_fields, decode_messages
+from agentmem.codec import (
+    BASE_FIELD,
+    META_FIELD,
+    VERSION_PREFIX,
+    decode_fields,
+    decode_messages,
+    stored_version,
+)
 from agentmem.errors import MemoryCorruptedError
 from agentmem.keys import KeySchema
 
 __all__ = ["Inspector", "render_session", "render_sessions", "render_user"]
 
-#: Where a hash written before the base layout recorded its last ``save_context``'s version;
-#: the base layout keeps it in ``META_FIELD`` (see ``WRITE_HASH``).
+#: Where a 0.1 hash recorded its last ``save_context``'s version (0.2: ``META_FIELD``; since
+#: 0.3 the base key's version prefix, see ``WRITE_CONTEXT``).
 LEGACY_REPLACED_FIELD = VERSION_PREFIX + b"\xff"
 #: ``META_FIELD`` values that are no version: only merges wrote the hash ("1": an older layout).
 _NO_REPLACE = (b"0", b"1")
@@ -39,12 +46,18 @@ SCAN_BATCH = 500
 
 _EXPECTED_TYPE = {
     "ctx": "hash",
+    "base": "string",
     "hist": "list",
+    "log": "string",
     "appends": "zset",
     "deleted": "string",
     "facts": "hash",
     "forgotten": "string",
 }
+
+
+#: The parts that hold memory (the others are bookkeeping: logs, tombstones).
+_MEMORY_PARTS = ("ctx", "base", "hist", "facts")
 
 
 def _ttl(pttl: int) -> int | None:
@@ -61,7 +74,7 @@ def _why(exc: MemoryCorruptedError) -> str:
     return str(exc.__cause__) if exc.__cause__ is not None else str(exc)
 
 
-def _version_time(raw: bytes | None) -> str | None:
+def _version_time(raw: bytes | int | None) -> str | None:
     """A stored write version (microseconds since the epoch) as UTC ISO time."""
     if raw is None:
         return None
@@ -107,7 +120,7 @@ class Report:
 
     @property
     def exists(self) -> bool:
-        return any(key.part in ("ctx", "hist", "facts") for key in self.keys)
+        return any(key.part in _MEMORY_PARTS for key in self.keys)
 
     @property
     def size_bytes(self) -> int:
@@ -116,7 +129,7 @@ class Report:
     @property
     def ttl_ms(self) -> int | None:
         """The TTL of the memory itself (context/history/facts), the smallest if they differ."""
-        ttls = [key.ttl_ms for key in self.keys if key.part in ("ctx", "hist", "facts")]
+        ttls = [key.ttl_ms for key in self.keys if key.part in _MEMORY_PARTS]
         if not ttls:  # only a tombstone is left
             ttls = [key.ttl_ms for key in self.keys]
         finite = [ttl for ttl in ttls if ttl is not None]
@@ -201,13 +214,24 @@ class Inspector:
 
     # -- decoding ----------------------------------------------------------------------
 
-    def _fields(self, key: str, what: str, report: Report) -> dict[str, Any]:
-        """A hash's user fields (the base's, then the merged ones over them), decoded one by
-        one; corrupt ones reported, markers hidden."""
-        raw = cast("dict[bytes, bytes]", self.client.hgetall(key))
+    def _fields(
+        self, key: str | None, what: str, report: Report, base_key: str | None = None
+    ) -> dict[str, Any] | None:
+        """The base's fields, then the merged ones over them, decoded one by one; corrupt
+        ones reported, versions hidden. ``None`` when neither key exists."""
+        base = cast("bytes | None", self.client.get(base_key)) if base_key is not None else None
+        raw = cast("dict[bytes, bytes]", self.client.hgetall(key)) if key is not None else {}
+        if base is None and not raw:
+            return None
         values: dict[str, Any] = {}
+        if base is not None:
+            try:
+                values.update(decode_fields([], what=what, base=base))
+            except MemoryCorruptedError as exc:
+                report.corrupt.append({"where": f"{what} base (key {base_key})", "error": _why(exc)})
+            report.meta["replaced_at"] = _version_time(stored_version(base))
         for name, value in sorted(raw.items(), key=lambda item: item[0] != BASE_FIELD):
-            if name == BASE_FIELD:
+            if name == BASE_FIELD:  # 0.2 layout
                 try:
                     values.update(decode_fields([name, value], what=what))
                 except MemoryCorruptedError as exc:
@@ -234,9 +258,16 @@ class Inspector:
     def session(self, session_id: str, *, last: int = 20) -> Report:
         keys = self.keys.session(session_id)
         report = Report("session", session_id, self.keys.prefix, "")
-        parts = {"ctx": keys.context, "hist": keys.history, "appends": keys.appends, "deleted": keys.deleted}
+        parts = {
+            "ctx": keys.context,
+            "base": keys.base,
+            "hist": keys.history,
+            "log": keys.log,
+            "appends": keys.pops,
+            "deleted": keys.deleted,
+        }
         usable = self._keys_of(report, parts)
-        context = self._fields(usable["ctx"], "context", report) if "ctx" in usable else None
+        context = self._fields(usable.get("ctx"), "context", report, usable.get("base"))
         history: list[dict[str, Any]] = []
         length = 0
         if "hist" in usable:
@@ -259,7 +290,7 @@ class Inspector:
         facts_key, forgotten_key = self.keys.profile_keys(user_id)
         report = Report("user", user_id, self.keys.prefix, "")
         usable = self._keys_of(report, {"facts": facts_key, "forgotten": forgotten_key})
-        facts = self._fields(usable["facts"], "facts", report) if "facts" in usable else {}
+        facts = self._fields(usable.get("facts"), "facts", report) or {}
         self._tombstone(report, usable.get("forgotten"), "forgotten_at")
         report.data = {"facts": facts}
         report.size_source = self.size_source
@@ -288,7 +319,7 @@ class Inspector:
                     "id": session_id,
                     "ttl_ms": report.ttl_ms,
                     "size_bytes": report.size_bytes,
-                    "context": "ctx" in by_part,
+                    "context": "ctx" in by_part or "base" in by_part,
                     "messages": by_part["hist"].items if "hist" in by_part else 0,
                     "deleted": "deleted" in by_part and not report.exists,
                     "corrupt": report.corrupt,

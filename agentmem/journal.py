@@ -31,7 +31,7 @@ class JournalEntry:
     version: int  # writer clock in microseconds
     fields: dict[str, Any] | None = None  # save/update/remember
     messages: list[dict[str, Any]] | None = None  # append
-    operation_id: str = ""
+    operation_id: bytes = b""
 
     @property
     def scope(self) -> tuple[str, str]:

@@ -64,20 +64,31 @@ def escape_glob(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionKeys:
-    """The keys of one session, in the order the Lua scripts expect them.
+    """The keys of one session.
 
+    ``context`` is the hash of fields merged by ``update_context`` since the last
+    ``save_context``, ``base`` the string holding that save's whole context, ``log`` the
+    store's append log (operation ids of recent appends, see ``APPEND``), ``pops`` the
+    OpenAI adapter's log of popped items (kept at the name 0.2 gave its append log).
     ``deleted`` is the tombstone ``delete_session`` leaves: the delete's version, so a
     replayed journal write older than the delete is dropped. It is last on purpose:
     scripts find a target's tombstone at ``KEYS[#KEYS]``.
     """
 
     context: str
+    base: str
     history: str
-    appends: str
+    log: str
+    pops: str
     deleted: str
 
-    def all(self) -> tuple[str, str, str, str]:
-        return (self.context, self.history, self.appends, self.deleted)
+    def all(self) -> tuple[str, str, str, str, str, str]:
+        """Every key of the session, the tombstone last (what ``delete_session`` removes)."""
+        return (self.context, self.base, self.history, self.log, self.pops, self.deleted)
+
+    def core(self) -> tuple[str, str, str, str, str]:
+        """The keys the store's own scripts take: context, base, history, log, tombstone."""
+        return (self.context, self.base, self.history, self.log, self.deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +113,15 @@ class AdkSessionKeys:
 
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
-    """What one key of a store names: a session's or a user's ``part`` (``ctx``, ``hist``,
-    ``appends``, ``deleted``; ``facts``, ``forgotten``), with the id decoded."""
+    """What one key of a store names: a session's or a user's ``part`` (``ctx``, ``base``,
+    ``hist``, ``log``, ``appends``, ``deleted``; ``facts``, ``forgotten``), with the id decoded."""
 
     kind: Literal["session", "user"]
     id: str
     part: str
 
 
-_SESSION_PARTS = frozenset({"ctx", "hist", "appends", "deleted"})
+_SESSION_PARTS = frozenset({"ctx", "base", "hist", "log", "appends", "deleted"})
 _USER_PARTS = frozenset({"facts", "forgotten"})
 
 
@@ -124,8 +135,10 @@ class KeySchema:
         tag = f"{self.prefix}:{{s:{_encode(validate_id(session_id, kind='session'))}}}"
         return SessionKeys(
             context=f"{tag}:ctx",
+            base=f"{tag}:base",
             history=f"{tag}:hist",
-            appends=f"{tag}:appends",
+            log=f"{tag}:log",
+            pops=f"{tag}:appends",
             deleted=f"{tag}:deleted",
         )
 

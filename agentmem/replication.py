@@ -21,10 +21,7 @@ from agentmem.errors import ReplicationTimeoutError
 if TYPE_CHECKING:
     from agentmem.pipeline import Call
 
-__all__ = ["WRITE_SCRIPTS", "Wait", "acknowledge", "carries_writes"]
-
-#: The scripts that change data (reads refresh TTLs only, which need no replica).
-WRITE_SCRIPTS = frozenset({"write_hash", "append", "replay_append", "delete"})
+__all__ = ["Wait", "acknowledge", "carries_writes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +35,9 @@ class Wait:
 
 
 def _writes(call: Call) -> bool:
-    return call.script is not None and call.script.name in WRITE_SCRIPTS
+    """Every script but a read (which refreshes TTLs only, needing no replica) changes data,
+    the adapters' included."""
+    return call.script is not None and not call.script.read_only
 
 
 def carries_writes(calls: Sequence[Call]) -> bool:

@@ -30,10 +30,12 @@ __all__ = [
     "DELETE",
     "LUA_INT_TEXT",
     "MAX_EXACT",
+    "OPERATION_ID_BYTES",
     "READ_HASH",
     "READ_SESSION",
     "REPLAY_APPEND",
-    "WRITE_HASH",
+    "WRITE_CONTEXT",
+    "WRITE_FACTS",
     "Script",
     "ScriptRunner",
 ]
@@ -52,6 +54,8 @@ class Script:
     name: str
     body: str
     flags: str  # the #!lua flags= value; "" for a write script
+    #: Changes no data (it may refresh TTLs): no ``WAIT`` for replicas follows it.
+    read_only: bool = False
 
     @property
     def flagged(self) -> str:
@@ -104,33 +108,74 @@ end
 )
 
 
-# KEYS: target hash, then keys whose TTL follows it; the last is the target's tombstone.
-# ARGV: ttl_ms (0: leave TTL), version, mode, then the payload:
-#   replace | replace-if-newer: one value, the whole context as one orjson object (the base);
+# Versions. Every write carries its writer's clock in microseconds (an integer below
+# 2**53). A stored value carries the version of the write that stored it as an 8-byte
+# big-endian prefix; its first byte is 0, which no orjson text starts with, so a value
+# without one is told apart (an older layout's, see ``migrate``).
+_VERSIONS = r"""
+local function packed(v)
+  local bytes = {}
+  for i = 8, 1, -1 do
+    bytes[i] = v % 256
+    v = (v - bytes[i]) / 256
+  end
+  return string.char(unpack(bytes))
+end
+local function version_of(value)
+  if not value or #value < 8 or string.byte(value, 1) ~= 0 then return nil end
+  local v = 0
+  for _, byte in ipairs({string.byte(value, 1, 8)}) do v = v * 256 + byte end
+  return v
+end
+"""
+
+# Layouts before 0.3 kept versions beside the values, in the hash itself: field "\255"
+# (the last replace's version; "0" or "1" when none), "\255\1" (the base object), "\254"
+# .. f (field f's version; "\254\255" a replace's in 0.1). Every such hash has "\255". A
+# write meeting one first rewrites it in this layout (the base to its own key, each field
+# prefixed with its version), keeping its TTL; reads decode both (codec.decode_fields).
+# The first write is a SET or HSET that grows memory (the OOM rule below).
+_MIGRATE = r"""
+local function migrate(hash, base_key)
+  if redis.call('HEXISTS', hash, '\255') == 0 then return end
+  local flat = redis.call('HGETALL', hash)
+  local stored = {}
+  for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
+  local replaced = math.max(tonumber(stored['\255']) or 0, tonumber(stored['\254\255']) or 0)
+  local base = stored['\255\1']
+  if base and base_key then
+    local ttl = redis.call('PTTL', hash)
+    redis.call('SET', base_key, packed(replaced) .. base)
+    if ttl > 0 then redis.call('PEXPIRE', base_key, ttl) end
+  end
+  local set, drop = {}, {}
+  for name, value in pairs(stored) do
+    local lead = string.byte(name, 1)
+    if lead == 254 or lead == 255 then
+      drop[#drop + 1] = name
+    else
+      set[#set + 1] = name
+      set[#set + 1] = packed(tonumber(stored['\254' .. name]) or 0) .. value
+    end
+  end
+  for i = 1, #set, 200 do redis.call('HSET', hash, unpack(set, i, math.min(i + 199, #set))) end
+  for i = 1, #drop, 200 do redis.call('HDEL', hash, unpack(drop, i, math.min(i + 199, #drop))) end
+end
+"""
+
+# The head of both write scripts. ARGV: ttl_ms (0: leave TTLs), version, mode, payload:
+#   replace | replace-if-newer (contexts only): one value, the whole context as one orjson object;
 #   merge | merge-if-newer: field, value, ... (each value orjson).
-#
-# The layout (one hash; 0xFE and 0xFF never occur in UTF-8, so no user key collides):
-#   "\255"         the version of the last replace (its writer's clock in microseconds),
-#                  "0" when only merges wrote the hash; its presence marks that it exists;
-#   "\255\1"       the base: the last replace's context, one orjson object;
-#   field          a merged field's value, overriding the base's field of that name;
-#   "\254" .. f    the version of merged field f.
-# A replace costs the server one HSET of two fields (no per-field bookkeeping) and a
-# read one HGETALL; merged fields keep the per-field versions a journal replay needs.
-#
-# Writers stamp every write with its version. The ``-if-newer`` modes, used when a local
-# journal replays a write made while Redis was unreachable, never undo a newer write: a
-# replay older than the last replace (the "\255" version) or the last delete (the
-# tombstone key, see DELETE) is dropped whole and the script returns 0 (1: written); a
-# merge replay skips each field whose own version is newer; a replace replay keeps the
-# merged fields newer than itself.
-#
-# The first write is an HSET on purpose: on Redis 6.2 the OOM check applies only to a
-# script's first write, so past maxmemory it refuses the script before anything changed.
-WRITE_HASH = Script(
-    "write_hash",
+# The ``-if-newer`` modes, used when a local journal replays a write made while Redis was
+# unreachable, never undo a newer write: a replay older than the last delete (the
+# tombstone, KEYS[#KEYS], see DELETE) or the last replace is dropped whole and the script
+# returns 0 (1: written); a merge replay skips each field whose stored version is newer;
+# a replace replay keeps the merged fields newer than itself.
+_WRITE_HEAD = (
     _CHECK_ARGS
-    + """
+    + _VERSIONS
+    + _MIGRATE
+    + r"""
 local bad = int_arg(1, 0, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'version')
 if bad then return bad end
 local mode = ARGV[3]
@@ -138,72 +183,84 @@ local replace = mode == 'replace' or mode == 'replace-if-newer'
 local conditional = mode == 'merge-if-newer' or mode == 'replace-if-newer'
 if not (replace or conditional or mode == 'merge')
     or (replace and #ARGV ~= 4) or (not replace and (#ARGV < 5 or #ARGV % 2 == 0)) then
-  return redis.error_reply('ERR agentmem: write_hash needs a known mode and its payload '
+  return redis.error_reply('ERR agentmem: a write needs a known mode and its payload '
     .. '(replace: one base value; merge: field/value pairs)')
 end
-local key = KEYS[1]
-local version = ARGV[2]
-local v = tonumber(version)
-local META = '\\255'
-local BASE = '\\255\\1'
-local V = '\\254'
+local v = tonumber(ARGV[2])
+local prefix = packed(v)
 if conditional then
   local deleted = redis.call('GET', KEYS[#KEYS])
-  local replaced = redis.call('HGET', key, META)
-  if (deleted and tonumber(deleted) > v) or (replaced and tonumber(replaced) > v) then
-    return 0
-  end
+  if deleted and tonumber(deleted) > v then return 0 end
 end
-local drop = {}
-if replace then
-  if conditional then
-    -- merged fields newer than this replay survive it; older ones go with the old base
-    local flat = redis.call('HGETALL', key)
-    local stored = {}
-    for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
-    for name, _ in pairs(stored) do
-      local byte = string.byte(name, 1)
-      if byte == 254 then
-        if stored[string.sub(name, 2)] == nil then drop[#drop + 1] = name end
-      elseif byte ~= 255 then
-        local field_version = stored[V .. name]
-        if not (field_version and tonumber(field_version) > v) then
-          drop[#drop + 1] = name
-          drop[#drop + 1] = V .. name
-        end
-      end
-    end
-  end
-  redis.call('HSET', key, META, version, BASE, ARGV[4])
-  if not conditional and redis.call('HLEN', key) > 2 then
-    for _, name in ipairs(redis.call('HKEYS', key)) do
-      if name ~= META and name ~= BASE then drop[#drop + 1] = name end
-    end
-  end
-else
+local function merge(hash)
   local args = {}
   for i = 4, #ARGV, 2 do
-    local name = ARGV[i]
-    local newer = false
-    if conditional then
-      local stored = redis.call('HGET', key, V .. name)
-      newer = stored ~= false and tonumber(stored) > v
-    end
-    if not newer then
-      args[#args + 1] = name
-      args[#args + 1] = ARGV[i + 1]
-      args[#args + 1] = V .. name
-      args[#args + 1] = version
+    if not (conditional and (version_of(redis.call('HGET', hash, ARGV[i])) or -1) > v) then
+      args[#args + 1] = ARGV[i]
+      args[#args + 1] = prefix .. ARGV[i + 1]
     end
   end
   for i = 1, #args, 200 do
-    redis.call('HSET', key, unpack(args, i, math.min(i + 199, #args)))
+    redis.call('HSET', hash, unpack(args, i, math.min(i + 199, #args)))
   end
-  redis.call('HSETNX', key, META, '0')
 end
-for i = 1, #drop, 200 do
-  redis.call('HDEL', key, unpack(drop, i, math.min(i + 199, #drop)))
+"""
+)
+
+# KEYS: the session's merged-fields hash, base, history, log, tombstone (SessionKeys.core).
+# ARGV: see _WRITE_HEAD.
+#
+# The layout (see README "Storage layout"):
+#   base   a string: the last save_context's version and whole context (one orjson object);
+#   hash   the fields update_context merged since then, each prefixed with its version,
+#          overriding the base's field of that name on read.
+# A save costs the server one SET (the hash, if any, is deleted), a read one GET and one
+# HGETALL; only merged fields carry versions of their own, which a journal replay needs.
+# The first write is a SET or HSET on purpose: on Redis 6.2 the OOM check applies only to
+# a script's first write, so past maxmemory it refuses the script before anything changed.
+WRITE_CONTEXT = Script(
+    "write_context",
+    _WRITE_HEAD
+    + r"""
+local hash, base_key = KEYS[1], KEYS[2]
+migrate(hash, base_key)
+if conditional and (version_of(redis.call('GETRANGE', base_key, 0, 7)) or -1) > v then
+  return 0
 end
+if not replace then
+  merge(hash)
+elseif conditional then
+  redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
+  -- merged fields newer than this replay survive it; older ones go with the old base
+  local flat = redis.call('HGETALL', hash)
+  local drop = {}
+  for i = 1, #flat, 2 do
+    if not ((version_of(flat[i + 1]) or -1) > v) then drop[#drop + 1] = flat[i] end
+  end
+  for i = 1, #drop, 200 do
+    redis.call('HDEL', hash, unpack(drop, i, math.min(i + 199, #drop)))
+  end
+else
+  redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
+  redis.call('DEL', hash)
+end
+if tonumber(ARGV[1]) > 0 then
+  for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 1
+""",
+    flags="",
+)
+
+# KEYS: the user's facts hash, its tombstone. ARGV: see _WRITE_HEAD (merge modes only).
+# Each fact is a field of the hash, prefixed with its version.
+WRITE_FACTS = Script(
+    "write_facts",
+    _WRITE_HEAD
+    + r"""
+if replace then return redis.error_reply('ERR agentmem: facts are only merged') end
+migrate(KEYS[1], nil)
+merge(KEYS[1])
 if tonumber(ARGV[1]) > 0 then
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
@@ -213,39 +270,63 @@ return 1
 )
 
 #: The append log always keeps at least this many of a session's newest operation ids,
-#: however old (a floor under the time window below, for server clocks that step).
+#: however old, while it exists (a floor under the time window below, for server clocks
+#: that step).
 APPEND_LOG_IDS = 64
+#: Bytes of an append operation id.
+OPERATION_ID_BYTES = 8
 
-# KEYS: context, history, appends, tombstone. ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
-# The appends sorted set maps each recent operation id to the server time (microseconds)
-# it was applied, so a retry of an append the server already applied (reply lost to a
-# reset or timeout) pushes nothing twice.
+# KEYS: SessionKeys.core. ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
+# The log is a string of 12-byte records, oldest first: an operation id (8 bytes) and the
+# server time it was applied (seconds, 4 bytes big-endian). A retry of an append the server
+# already applied (its reply lost to a reset or timeout) finds its id and pushes nothing
+# twice. An id stays while a retry of its operation can still arrive (window_ms, from the
+# store's retry and timeout options), and the newest APPEND_LOG_IDS stay whatever their
+# age; ids leave by age, not by count, so any number of appends in flight is covered. The
+# log key itself expires window_ms after the last append: a session at rest keeps no log.
 _APPEND_BODY = """
 local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(2, 1, MAX_EXACT, 'max_history')
   or int_arg(4, 1, MAX_EXACT, 'window_ms')
 if bad then return bad end
-if ARGV[3] == '' then return redis.error_reply('ERR agentmem: empty operation id') end
-if redis.call('ZSCORE', KEYS[3], ARGV[3]) then
-  return redis.call('LLEN', KEYS[2])
+local id = ARGV[3]
+if #id ~= OPERATION_ID_BYTES then
+  return redis.error_reply('ERR agentmem: an operation id is OPERATION_ID_BYTES bytes')
+end
+local log = redis.call('GET', KEYS[4]) or ''
+if #log % 12 ~= 0 then
+  return redis.error_reply('ERR agentmem: the append log is corrupt (' .. #log .. ' bytes)')
+end
+local at = 1
+while true do
+  local found = string.find(log, id, at, true)
+  if not found then break end
+  if found % 12 == 1 then return redis.call('LLEN', KEYS[3]) end
+  at = found + 1
 end
 for i = 5, #ARGV, 200 do
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 199, #ARGV)))
 end
-redis.call('LTRIM', KEYS[2], '-' .. ARGV[2], -1)
--- De-duplication window: an id is kept while a retry of its operation can still arrive
--- (window_ms, from the store's retry and timeout options), and the newest APPEND_LOG_IDS
--- are kept whatever their age. Any number of appends in flight is covered, because ids
--- leave by age, not by count.
-local now = redis.call('TIME')
-local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local cutoff = string.format('(%.0f', now_us - tonumber(ARGV[4]) * 1000)
-local expired = redis.call('ZCOUNT', KEYS[3], '-inf', cutoff)
-local drop = math.min(expired, redis.call('ZCARD', KEYS[3]) - (APPEND_LOG_IDS - 1))
-if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, drop - 1) end
-redis.call('ZADD', KEYS[3], string.format('%.0f', now_us), ARGV[3])
-for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-return redis.call('LLEN', KEYS[2])
-""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS))
+redis.call('LTRIM', KEYS[3], '-' .. ARGV[2], -1)
+local now = tonumber(redis.call('TIME')[1])
+local oldest = now - math.ceil(tonumber(ARGV[4]) / 1000)
+local records = #log / 12
+local drop = 0
+while drop < records - (APPEND_LOG_IDS - 1) do
+  local a, b, c, d = string.byte(log, drop * 12 + 9, drop * 12 + 12)
+  if ((a * 256 + b) * 256 + c) * 256 + d >= oldest then break end
+  drop = drop + 1
+end
+local record = id .. string.char(math.floor(now / 16777216) % 256, math.floor(now / 65536) % 256,
+  math.floor(now / 256) % 256, now % 256)
+if drop > 0 then
+  redis.call('SET', KEYS[4], string.sub(log, drop * 12 + 1) .. record)
+else
+  redis.call('APPEND', KEYS[4], record)
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return redis.call('LLEN', KEYS[3])
+""".replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)).replace("OPERATION_ID_BYTES", str(OPERATION_ID_BYTES))
 
 APPEND = Script("append", _CHECK_ARGS + _APPEND_BODY, flags="")
 
@@ -268,7 +349,7 @@ if deleted and tonumber(deleted) > tonumber(version) then return -1 end
 
 # KEYS: the keys to delete, then the tombstone (last). ARGV: version, tombstone_ttl_ms.
 # Returns how many keys were deleted. The tombstone keeps the newest delete's version,
-# so a journal replay older than it is dropped (WRITE_HASH, REPLAY_APPEND).
+# so a journal replay older than it is dropped (WRITE_CONTEXT, WRITE_FACTS, REPLAY_APPEND).
 # allow-oom: deleting is how memory is freed, so it must work past maxmemory (the
 # tombstone is a few bytes); on Redis 6.2 the UNLINK is the first write, which the OOM
 # check lets through, and the SET after it.
@@ -291,11 +372,11 @@ return removed
     flags="allow-oom",
 )
 
-# Reads return the hash as stored (markers and versions too): the client skips them,
-# which costs it less than a Lua filter costs the server.
+# Reads return what is stored (version prefixes, an older layout's markers): the client
+# strips and skips them, which costs it less than a Lua filter costs the server.
 
-# KEYS: context, history, appends, tombstone. ARGV: refresh_ttl_ms (0: no refresh), want_context
-# (1/0), history_count (0: none). Returns {context fields, history items}.
+# KEYS: SessionKeys.core. ARGV: refresh_ttl_ms (0: no refresh), want_context (1/0),
+# history_count (0: none). Returns {merged fields (flat), base or nil, history items}.
 READ_SESSION = Script(
     "read_session",
     _CHECK_ARGS
@@ -303,16 +384,19 @@ READ_SESSION = Script(
 local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms') or int_arg(2, 0, 1, 'want_context')
   or int_arg(3, 0, MAX_EXACT, 'history_count')
 if bad then return bad end
-local ctx = {}
-local hist = {}
-if ARGV[2] == '1' then ctx = redis.call('HGETALL', KEYS[1]) end
-if tonumber(ARGV[3]) > 0 then hist = redis.call('LRANGE', KEYS[2], '-' .. ARGV[3], -1) end
-if tonumber(ARGV[1]) > 0 then
-  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+local fields, base, hist = {}, false, {}
+if ARGV[2] == '1' then
+  fields = redis.call('HGETALL', KEYS[1])
+  base = redis.call('GET', KEYS[2])
 end
-return {ctx, hist}
+if tonumber(ARGV[3]) > 0 then hist = redis.call('LRANGE', KEYS[3], '-' .. ARGV[3], -1) end
+if tonumber(ARGV[1]) > 0 then
+  for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return {fields, base, hist}
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # KEYS: hash. ARGV: refresh_ttl_ms (0: no refresh).
@@ -327,6 +411,7 @@ if tonumber(ARGV[1]) > 0 and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARG
 return fields
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 

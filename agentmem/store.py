@@ -23,7 +23,14 @@ from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.cluster import ClusterTransport
-from agentmem.codec import decode_fields, decode_messages, encode_context, encode_fields, encode_messages
+from agentmem.codec import (
+    decode_context,
+    decode_fields,
+    decode_messages,
+    encode_context,
+    encode_fields,
+    encode_messages,
+)
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
@@ -36,10 +43,12 @@ from agentmem.scripts import (
     APPEND,
     DELETE,
     MAX_EXACT,
+    OPERATION_ID_BYTES,
     READ_HASH,
     READ_SESSION,
     REPLAY_APPEND,
-    WRITE_HASH,
+    WRITE_CONTEXT,
+    WRITE_FACTS,
     Script,
     ScriptRunner,
 )
@@ -51,11 +60,11 @@ __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 log = logging.getLogger("agentmem")
 
 
-def new_operation_id() -> str:
-    """An append's operation id: 96 random bits in 16 URL-safe characters (a uuid4's 122 bits
-    in 32 hex characters cost the append log twice the memory for no safety it needs: ids
-    are compared only within one session's log of recent appends)."""
-    return secrets.token_urlsafe(12)
+def new_operation_id() -> bytes:
+    """An append's operation id: 64 random bits. Ids are compared only within one session's
+    log of recent appends (at most a few hundred), where two alike have odds of ~2**-55;
+    every byte more costs the log memory for no safety it needs."""
+    return secrets.token_bytes(OPERATION_ID_BYTES)
 
 
 def write_version() -> int:
@@ -480,7 +489,7 @@ class AgentMemoryStore:
         for a merge; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._session_keys(session_id)
         args = (self._session_ttl_ms(), version, mode, *encoded)
-        return bool(await self._script(operation, WRITE_HASH, keys.all(), args))
+        return bool(await self._script(operation, WRITE_CONTEXT, keys.core(), args))
 
     async def _write_facts(
         self, operation: str, user_id: str, encoded: Sequence[bytes], version: int, mode: str
@@ -488,13 +497,13 @@ class AgentMemoryStore:
         """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._keys.profile_keys(user_id)
         args = (self._profile_ttl_ms(), version, mode, *encoded)
-        return bool(await self._script(operation, WRITE_HASH, keys, args))
+        return bool(await self._script(operation, WRITE_FACTS, keys, args))
 
     async def _append(
-        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str
+        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: bytes
     ) -> int:
         """Append messages once per ``operation_id``; the new length."""
-        keys = self._session_keys(session_id).all()
+        keys = self._session_keys(session_id).core()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -505,11 +514,11 @@ class AgentMemoryStore:
         return int(await self._script(operation, APPEND, keys, args))
 
     async def _append_unless_deleted_after(
-        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: str, version: int
+        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: bytes, version: int
     ) -> int | None:
         """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
         session was deleted after it."""
-        keys = self._session_keys(session_id).all()
+        keys = self._session_keys(session_id).core()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -542,10 +551,10 @@ class AgentMemoryStore:
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self._session_keys(session_id)
-        raw_context, _ = await self._script(
-            "load_context", READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, 0)
+        fields, base, _ = await self._script(
+            "load_context", READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, 0)
         )
-        return decode_fields(raw_context, what="context") if raw_context else None
+        return decode_context(fields, base)
 
     # -- history ---------------------------------------------------------------------
 
@@ -563,8 +572,8 @@ class AgentMemoryStore:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
         keys = self._session_keys(session_id)
-        _, raw_history = await self._script(
-            "load_history", READ_SESSION, keys.all(), (self._read_ttl_ms(), 0, last)
+        _, _, raw_history = await self._script(
+            "load_history", READ_SESSION, keys.core(), (self._read_ttl_ms(), 0, last)
         )
         return decode_messages(raw_history)
 
@@ -591,13 +600,13 @@ class AgentMemoryStore:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
         keys = self._session_keys(session_id)
-        calls = [Call(READ_SESSION, keys.all(), (self._read_ttl_ms(), 1, last))]
+        calls = [Call(READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, last))]
         if user_id is not None:
             calls.append(self._recall_call(user_id))  # validates before any I/O
         results = await self._send("load_turn", calls)
-        raw_context, raw_history = results[0]
+        fields, base, raw_history = results[0]
         return Turn(
-            context=decode_fields(raw_context, what="context") if raw_context else None,
+            context=decode_context(fields, base),
             history=decode_messages(raw_history),
             profile=decode_fields(results[1], what="facts") if user_id is not None else {},
         )

@@ -9,6 +9,9 @@ layout's keys are deleted before the next one is written.
 
 * ``agentmem``: the store's own calls (``save_context``, ``append_messages`` per
   exchange, ``remember``), so its append log holds one operation id per exchange.
+* ``agentmem-at-rest``: the same sessions once their append logs are gone, as their TTL
+  removes them one de-duplication window (at least a minute) after a session's last
+  append: what a stored session that is not in a conversation right now costs.
 * ``raw-blob``: the context and the facts as orjson strings (``SET ... EX``), the history
   as a list.
 * ``raw-hash``: the context and the facts as hashes of orjson fields, the history as a list.
@@ -90,21 +93,32 @@ async def _used_memory(client: Redis) -> int:
 
 
 async def _per_key(client: Redis, prefix: str, ids: list[str]) -> dict[str, float]:
-    """Median ``MEMORY USAGE`` (every element sampled) of each key a session holds."""
+    """Median ``MEMORY USAGE`` (every element sampled) of each part of a session: its
+    context (agentmem: the base and the merged-fields hash), history, append log, facts."""
     schema = KeySchema(prefix)
     sample = ids[:SAMPLED]
-    parts = {
-        "context": [schema.session(sid).context for sid in sample],
-        "history": [schema.session(sid).history for sid in sample],
-        "append_log": [schema.session(sid).appends for sid in sample],
-        "facts": [schema.profile(f"user-{sid}") for sid in sample],
+    parts: dict[str, list[tuple[str, ...]]] = {
+        "context": [(schema.session(sid).context, schema.session(sid).base) for sid in sample],
+        "history": [(schema.session(sid).history,) for sid in sample],
+        "append_log": [(schema.session(sid).log,) for sid in sample],
+        "facts": [(schema.profile(f"user-{sid}"),) for sid in sample],
     }
     sizes: dict[str, float] = {}
-    for part, keys in parts.items():
-        values = [int(await client.memory_usage(key, samples=0) or 0) for key in keys]
+    for part, per_session in parts.items():
+        values = [
+            sum([int(await client.memory_usage(key, samples=0) or 0) for key in keys]) for keys in per_session
+        ]
         if any(values):
             sizes[part] = statistics.median(values)
     return sizes
+
+
+async def _log_keys_expired(client: Redis, prefix: str, ids: list[str]) -> None:
+    """Remove every session's append log, as its TTL does one de-duplication window
+    (at least a minute) after the session's last append."""
+    schema = KeySchema(prefix)
+    for start in range(0, len(ids), CHUNK):
+        await client.unlink(*(schema.session(sid).log for sid in ids[start : start + CHUNK]))
 
 
 async def memory_per_session(url: str, prefix: str, sessions: int) -> dict[str, Any]:
@@ -133,6 +147,10 @@ async def memory_per_session(url: str, prefix: str, sessions: int) -> dict[str, 
                 "bytes_per_session": round((after - before) / sessions, 1),
                 "per_key": await _per_key(client, layout_prefix, ids),
             }
+            if name == "agentmem":
+                await _log_keys_expired(client, layout_prefix, ids)
+                rest = round((await _used_memory(client) - before) / sessions, 1)
+                rows["agentmem-at-rest"] = {"bytes_per_session": rest, "per_key": {}}
             await delete_keys(url, layout_prefix)
     finally:
         await store.aclose()
@@ -161,7 +179,7 @@ def format_memory(result: dict[str, Any]) -> str:
         f"context {result['context_fields']} fields, {result['context_bytes']:,} B of orjson; "
         f"{result['messages']} messages of ~{max(result['message_bytes'])} B in "
         f"{result['messages'] // 2} appends; {result['facts']} user facts",
-        "layout".ljust(12)
+        "layout".ljust(18)
         + "per session".rjust(13)
         + "x raw-blob".rjust(12)
         + "1M sessions".rjust(13)
@@ -169,9 +187,9 @@ def format_memory(result: dict[str, Any]) -> str:
     ]
     for name, row in result["layouts"].items():
         ratio = row["over_raw_blob"]
-        keys = ", ".join(f"{part} {size:,.0f} B" for part, size in row["per_key"].items())
+        keys = ", ".join(f"{part} {size:,.0f} B" for part, size in row["per_key"].items()) or "-"
         lines.append(
-            name.ljust(12)
+            name.ljust(18)
             + f"{row['bytes_per_session']:,.0f} B".rjust(13)
             + ("-" if ratio is None else f"{ratio:.2f}x").rjust(12)
             + f"{result['million_sessions_gib'][name]:.2f} GiB".rjust(13)

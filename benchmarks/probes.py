@@ -128,9 +128,9 @@ async def session_memory(url: str, prefix: str, sessions: int) -> dict[str, Any]
                 pipe.rpush(blob.history_key, *history)
             await pipe.execute()
 
-        am_context, am_context_encoding = await _usage(client, [k.context for k in am])
+        am_context, am_context_encoding = await _usage(client, [k.base for k in am])
         am_history, history_encoding = await _usage(client, [k.history for k in am])
-        am_appends, appends_encoding = await _usage(client, [k.appends for k in am])
+        am_appends, appends_encoding = await _usage(client, [k.log for k in am])
         blob_context, blob_encoding = await _usage(client, [s.context_key for s in blob_sessions])
         json_context, _ = await _usage(client, [s.context_key for s in json_sessions])
         blob_history, _ = await _usage(client, [s.history_key for s in blob_sessions])
@@ -141,12 +141,12 @@ async def session_memory(url: str, prefix: str, sessions: int) -> dict[str, Any]
         "sessions": sessions,
         "payload_bytes": len(orjson.dumps(CONTEXT)),
         "context": {
-            "agentmem_hash": am_context,
-            "agentmem_hash_encoding": am_context_encoding,
+            "agentmem": am_context,
+            "agentmem_encoding": am_context_encoding,
             "orjson_blob": blob_context,
             "json_blob": json_context,
             "blob_encoding": blob_encoding,
-            "hash_over_blob": am_context / blob_context if blob_context else None,
+            "agentmem_over_blob": am_context / blob_context if blob_context else None,
         },
         "history": {
             "messages": MAX_HISTORY,

@@ -261,12 +261,12 @@ def _memory_lines(memory: Mapping[str, Any]) -> list[str]:
     history = memory["history"]
     log = memory["append_log"]
     total = memory["per_session_total"]
-    ratio = context["hash_over_blob"]
+    ratio = context["agentmem_over_blob"]
     return [
         f"server memory per session (MEMORY USAGE ... SAMPLES 0, median of {memory['sessions']} sessions; "
         f"context payload {memory['payload_bytes']:,} B of orjson)",
-        f"  context, agentmem hash ({context['agentmem_hash_encoding']})".ljust(46)
-        + _bytes(context["agentmem_hash"]).rjust(12)
+        f"  context, agentmem base ({context['agentmem_encoding']})".ljust(46)
+        + _bytes(context["agentmem"]).rjust(12)
         + ("" if ratio is None else f"   {ratio:.2f}x the orjson blob"),
         f"  context, orjson blob ({context['blob_encoding']})".ljust(46)
         + _bytes(context["orjson_blob"]).rjust(12),

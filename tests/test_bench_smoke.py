@@ -105,7 +105,7 @@ def test_extras_are_reported(quick_run: QuickRun) -> None:
     assert {row["max_connections"] for row in results["pool_sweep"]["rows"]} >= {1, 8}
     assert all(row["ops_per_s"] > 0 for row in results["pool_sweep"]["rows"])
     assert results["round_trips"]["load_turn"]["pipelines_per_call"] == 1.0
-    assert results["memory"]["context"]["agentmem_hash"] > 0
+    assert results["memory"]["context"]["agentmem"] > 0
     assert results["memory"]["context"]["orjson_blob"] > 0
     assert {row["codec"].split()[0] for row in results["encoding"]} >= {"json", "orjson"}
     machine = results["machine"]
@@ -161,10 +161,12 @@ def test_memory_run_compares_the_layouts(agentmem_server: ServerInfo, tmp_path: 
     assert code == 0, stderr.getvalue()
     written = json.loads((tmp_path / MEMORY_NAME).read_text())
     memory = written["memory"]
-    assert set(memory["layouts"]) == {"agentmem", "raw-blob", "raw-hash"}
+    assert set(memory["layouts"]) == {"agentmem", "agentmem-at-rest", "raw-blob", "raw-hash"}
     for row in memory["layouts"].values():
         assert row["bytes_per_session"] > 1500  # at least the context's bytes
     assert memory["layouts"]["raw-blob"]["over_raw_blob"] == 1.0
+    at_rest = memory["layouts"]["agentmem-at-rest"]["bytes_per_session"]
+    assert at_rest < memory["layouts"]["agentmem"]["bytes_per_session"]  # the append logs are gone
     assert memory["context_fields"] == 12
     assert memory["messages"] == 20
     assert set(memory["layouts"]["agentmem"]["per_key"]) == {"context", "history", "append_log", "facts"}

@@ -21,6 +21,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from stored import payload
 
 from agentmem import (
     AgentMemoryError,
@@ -28,7 +29,6 @@ from agentmem import (
     InvalidArgumentError,
     ReplicationTimeoutError,
 )
-from agentmem.codec import BASE_FIELD
 from agentmem.keys import KeySchema
 from agentmem.testing.cluster import ClusterGroup, move_slot
 from agentmem.testing.fixtures import StoreFactory, delete_cluster_prefix
@@ -120,7 +120,7 @@ async def test_a_caller_owned_redis_cluster_client(agentmem_cluster: list[str], 
         for i in range(6):
             await store.save_context(f"s{i}", {"i": i})
         assert [await store.load_context(f"s{i}") for i in range(6)] == [{"i": i} for i in range(6)]
-        key = KeySchema(agentmem_prefix).session("s3").all()[0]
+        key = KeySchema(agentmem_prefix).session("s3").base
         assert await client.exists(key) == 1  # the caller's client sees the store's writes
     finally:
         await store.aclose()
@@ -166,7 +166,7 @@ async def test_moved_after_a_slot_migration(agentmem_private_cluster: ClusterGro
         assert transport.slots.node_for(slot) == ("127.0.0.1", target)
         raw = Redis(port=target)
         try:
-            assert await raw.hget(KeySchema("mv").session("s").all()[0], "w") == b"2"
+            assert payload(await raw.hget(KeySchema("mv").session("s").context, "w") or b"") == b"2"
         finally:
             await raw.aclose()
     finally:
@@ -286,10 +286,9 @@ async def test_wait_replicas_without_replicas_raises_and_the_write_is_on_the_pri
     with pytest.raises(ReplicationTimeoutError, match="safe to repeat") as info:
         await store.save_context("s", {"a": 1})
     assert info.value.replicas == 0
-    key = KeySchema(agentmem_prefix).session("s").all()[0]
-    saved = await agentmem_redis.hget(key, BASE_FIELD)  # save_context's object
+    saved = await agentmem_redis.get(KeySchema(agentmem_prefix).session("s").base)  # save_context's object
     assert saved is not None  # applied on the primary
-    assert orjson.loads(saved) == {"a": 1}
+    assert orjson.loads(payload(saved)) == {"a": 1}
     # Reads are not affected, and the error was not retried nor fed to the breaker.
     assert await store.load_context("s") == {"a": 1}
     assert store.retry_stats.retries == 0
@@ -297,7 +296,28 @@ async def test_wait_replicas_without_replicas_raises_and_the_write_is_on_the_pri
     # Repeating is safe: an append repeated after the error does not duplicate.
     with pytest.raises(ReplicationTimeoutError):
         await store.append_messages("s", [{"role": "user", "content": "x"}])
-    assert await agentmem_redis.llen(KeySchema(agentmem_prefix).session("s").all()[1]) == 1
+    assert await agentmem_redis.llen(KeySchema(agentmem_prefix).session("s").history) == 1
+
+
+@pytest.mark.single_node
+async def test_wait_replicas_covers_adapter_writes_not_reads(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """An adapter's write script is acknowledged like the store's own (WAIT follows it); a
+    read is not."""
+    pytest.importorskip("agents")
+    from agentmem.integrations.openai_agents import AgentMemorySession
+
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
+    await agentmem_redis.rpush(KeySchema(agentmem_prefix).session("s").history, b'{"n":1}')
+    session = AgentMemorySession("s", store)
+    with pytest.raises(ReplicationTimeoutError):
+        await session.pop_item()  # applied on the primary, then WAIT found no replica
+    assert await agentmem_redis.llen(KeySchema(agentmem_prefix).session("s").history) == 0
+    before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert await session.get_items() == []
+    after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert after == before
 
 
 async def test_wait_replicas_0_sends_no_wait(

@@ -127,8 +127,9 @@ async def test_json_shapes(
     assert report["size_bytes"] == sum(key["bytes"] for key in report["keys"]) > 0
     assert {key["part"]: key["type"] for key in report["keys"]} == {
         "ctx": "hash",
+        "base": "string",
         "hist": "list",
-        "appends": "zset",
+        "log": "string",
     }
     assert set(report["meta"]) == {"replaced_at"}
 
@@ -199,7 +200,7 @@ async def test_inspect_never_refreshes_a_ttl(
     keys = KeySchema(prefix)
     watched = [
         *keys.session("call 1").all()[:3],
-        keys.session("call-2").context,
+        keys.session("call-2").base,
         keys.session("other").deleted,
     ]
     for key in watched:

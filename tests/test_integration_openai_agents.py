@@ -208,7 +208,7 @@ async def test_writes_and_reads_set_the_store_ttl(
     await agentmem_redis.pexpire(keys.history, 5_000)
     await session.pop_item()
     assert ttl_ms - 60_000 < await agentmem_redis.pttl(keys.history) <= ttl_ms
-    assert ttl_ms - 60_000 < await agentmem_redis.pttl(keys.appends) <= ttl_ms
+    assert ttl_ms - 60_000 < await agentmem_redis.pttl(keys.pops) <= ttl_ms
     await agentmem_redis.pexpire(keys.history, 5_000)
     await session.get_items()
     assert ttl_ms - 60_000 < await agentmem_redis.pttl(keys.history) <= ttl_ms

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import pytest
 from redis.asyncio import Redis
+from stored import stored_context
 
 from agentmem import (
     AgentMemoryStore,
@@ -46,12 +46,8 @@ def _down(proxy: Any) -> None:
 
 
 async def _raw_context(redis: Redis, prefix: str, session_id: str) -> dict[bytes, bytes]:
-    """The context as stored, field by field: the base's fields (a save_context's orjson
-    object, field 0xFF 0x01), then the merged fields over them; markers and versions left out."""
-    fields: dict[Any, Any] = await redis.hgetall(KeySchema(prefix).session(session_id).context)
-    base = orjson.loads(fields.get(b"\xff\x01", b"{}"))
-    merged = {k: v for k, v in fields.items() if k[:1] not in (b"\xfe", b"\xff")}
-    return {**{k.encode(): orjson.dumps(v) for k, v in base.items()}, **merged}
+    """The context as stored, field by field (see ``stored.stored_context``); {} when none."""
+    return await stored_context(redis, prefix, session_id) or {}
 
 
 async def test_outage_writes_are_journaled_read_back_and_replayed(
@@ -365,7 +361,7 @@ async def test_replay_respects_a_newer_delete_by_another_process(
     assert await a.flush_journal() == []
     keys = KeySchema(agentmem_prefix)
     session = keys.session("c1")
-    assert await agentmem_redis.exists(session.context, session.history, session.appends) == 0
+    assert await agentmem_redis.exists(*session.all()[:-1]) == 0
     assert await agentmem_redis.exists(keys.profile("u1")) == 0
     assert 0 < await agentmem_redis.pttl(session.deleted) <= 60_000
     assert a.journal_dropped == []
@@ -486,7 +482,7 @@ async def test_delete_and_forget_work_past_maxmemory_and_leave_tombstones(
             assert await store.delete_session("s") is True
             assert await store.forget_user("u") is True
         session = keys.session("s")
-        assert await admin.exists(session.context, session.history, session.appends) == 0
+        assert await admin.exists(*session.all()[:-1]) == 0
         assert await admin.exists(keys.profile("u")) == 0
         forgotten_key = keys.profile_keys("u")[1]
         assert 0 < await admin.pttl(session.deleted) <= 60_000

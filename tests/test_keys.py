@@ -86,7 +86,7 @@ def test_parse_inverts_every_key(nasty_id: str) -> None:
     """parse() gives back the id and part of every key the schema builds, whatever the id."""
     schema = KeySchema("app:v1")
     session = schema.session(nasty_id)
-    for part, key in zip(("ctx", "hist", "appends", "deleted"), session.all(), strict=True):
+    for part, key in zip(("ctx", "base", "hist", "log", "appends", "deleted"), session.all(), strict=True):
         assert schema.parse(key) == ParsedKey("session", nasty_id, part)
         assert schema.parse(key.encode()) == ParsedKey("session", nasty_id, part)
     for part, key in zip(("facts", "forgotten"), schema.profile_keys(nasty_id), strict=True):

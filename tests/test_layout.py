@@ -1,68 +1,90 @@
-"""The context hash's layout on the server: a save is one base object and its version,
-merged fields carry their own versions, and a replay never undoes a newer write."""
+"""The layout on the server: a save is one string (its version, then the context as one
+orjson object), merged fields and facts carry their own versions as a value prefix, the
+append log is a compact string that expires, a replay never undoes a newer write, and
+data written by 0.2 still reads and is rewritten by its next write."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 import pytest
 from redis.asyncio import Redis
+from stored import version
 
 from agentmem import AgentMemoryStore, MemoryCorruptedError
+from agentmem.codec import VERSION_BYTES
 from agentmem.keys import KeySchema
+from agentmem.scripts import APPEND, APPEND_LOG_IDS
+from agentmem.store import append_window
 
-META = b"\xff"
-BASE = b"\xff\x01"
+RECORD = 12  # an append log record: 8-byte operation id, 4-byte server time in seconds
 
 
-async def _stored(redis: Redis, prefix: str, session_id: str = "s") -> dict[bytes, bytes]:
-    raw: dict[Any, Any] = await redis.hgetall(KeySchema(prefix).session(session_id).context)
+def _versioned(version: int, payload: bytes) -> bytes:
+    return version.to_bytes(VERSION_BYTES, "big") + payload
+
+
+async def _hash(redis: Redis, key: str) -> dict[bytes, bytes]:
+    raw: dict[Any, Any] = await redis.hgetall(key)
     return raw
 
 
-async def test_save_stores_one_base_object_and_one_version(
+async def test_save_stores_one_string_with_its_version(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """save_context writes two fields, the version and the whole context as one orjson
-    object (no per-field versions), with the session TTL."""
+    """save_context writes one string: its 8-byte version, then the whole context as one
+    orjson object, with the session TTL; no hash, no per-field versions."""
+    keys = KeySchema(agentmem_prefix).session("s")
     context = {"phone": "138", "order": {"id": 7, "items": [1, 2]}, "turn": 3}
+    before = time.time_ns() // 1000
     await agentmem_store.save_context("s", context)
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert set(raw) == {META, BASE}
-    assert orjson.loads(raw[BASE]) == context
-    assert int(raw[META]) > 1_600_000_000 * 10**6  # a wall clock in microseconds
-    ttl = await agentmem_redis.pttl(KeySchema(agentmem_prefix).session("s").context)
-    assert 0 < ttl <= int(agentmem_store.config.ttl * 1000)
+    base = await agentmem_redis.get(keys.base)
+    assert base is not None
+    assert base[VERSION_BYTES:] == orjson.dumps(context)
+    saved = version(base)
+    assert saved is not None
+    assert before <= saved <= time.time_ns() // 1000  # the writer's clock in microseconds
+    assert await agentmem_redis.exists(keys.context) == 0
+    assert 0 < await agentmem_redis.pttl(keys.base) <= int(agentmem_store.config.ttl * 1000)
 
 
 async def test_update_adds_a_versioned_field_and_save_clears_it(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """update_context stores its field beside the base with its own version; it wins on
-    read; the next save_context leaves only its own base."""
+    """update_context stores its field in the hash, prefixed with its own version; it wins
+    on read; the next save_context deletes the hash."""
+    keys = KeySchema(agentmem_prefix).session("s")
     await agentmem_store.save_context("s", {"intent": "greet", "name": "Li"})
     await agentmem_store.update_context("s", {"intent": "refund"})
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert set(raw) == {META, BASE, b"intent", b"\xfeintent"}
-    assert raw[b"intent"] == b'"refund"'
-    assert int(raw[b"\xfeintent"]) >= int(raw[META])
+    raw = await _hash(agentmem_redis, keys.context)
+    assert set(raw) == {b"intent"}
+    assert raw[b"intent"][VERSION_BYTES:] == b'"refund"'
+    base = await agentmem_redis.get(keys.base)
+    assert (version(raw[b"intent"]) or 0) >= (version(base or b"") or 0) > 0
     assert await agentmem_store.load_context("s") == {"intent": "refund", "name": "Li"}
     await agentmem_store.save_context("s", {"intent": "bye"})
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert set(raw) == {META, BASE}
+    assert await agentmem_redis.exists(keys.context) == 0
     assert await agentmem_store.load_context("s") == {"intent": "bye"}
 
 
-async def test_merge_into_nothing_marks_no_replace(
+async def test_merge_into_nothing_writes_no_base(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """A context made by update_context alone has no base and version "0" (no replace yet)."""
+    """A context made by update_context alone is its hash; there is no base."""
+    keys = KeySchema(agentmem_prefix).session("s")
     await agentmem_store.update_context("s", {"a": 1})
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert raw[META] == b"0"
-    assert BASE not in raw
+    assert await agentmem_redis.exists(keys.base) == 0
+    assert set(await _hash(agentmem_redis, keys.context)) == {b"a"}
     assert await agentmem_store.load_context("s") == {"a": 1}
+
+
+async def test_an_empty_saved_context_is_a_context(agentmem_store: AgentMemoryStore) -> None:
+    """save_context({}) stores a base, so load_context says {} (a context), not None."""
+    await agentmem_store.save_context("s", {})
+    assert await agentmem_store.load_context("s") == {}
+    assert await agentmem_store.load_context("never") is None
 
 
 @pytest.mark.parametrize("base", [b"[1, 2]", b"{not json", b'"text"'])
@@ -71,7 +93,7 @@ async def test_corrupt_base_raises(
 ) -> None:
     """A base that is not one JSON object is corruption, never a silent empty context."""
     await agentmem_store.save_context("s", {"a": 1})
-    await agentmem_redis.hset(KeySchema(agentmem_prefix).session("s").context, BASE, base)
+    await agentmem_redis.set(KeySchema(agentmem_prefix).session("s").base, _versioned(5, base))
     with pytest.raises(MemoryCorruptedError, match="base"):
         await agentmem_store.load_context("s")
 
@@ -82,13 +104,13 @@ async def test_replayed_replace_keeps_newer_merged_fields(
     """A replace replayed from a journal with an old version keeps fields merged after it
     and drops those merged before it."""
     store = agentmem_store
+    keys = KeySchema(agentmem_prefix).session("s")
     await store._write_context("u", "s", [b"old", b"1"], 100, "merge")
     await store._write_context("u", "s", [b"new", b"2"], 300, "merge")
     written = await store._write_context("r", "s", [orjson.dumps({"base": 1})], 200, "replace-if-newer")
     assert written
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert set(raw) == {META, BASE, b"new", b"\xfenew"}
-    assert raw[META] == b"200"
+    assert await _hash(agentmem_redis, keys.context) == {b"new": _versioned(300, b"2")}
+    assert await agentmem_redis.get(keys.base) == _versioned(200, b'{"base":1}')
     assert await store.load_context("s") == {"base": 1, "new": 2}
 
 
@@ -97,10 +119,101 @@ async def test_replay_older_than_the_last_replace_is_dropped(
 ) -> None:
     """A merge or replace replayed with a version older than the stored base changes nothing."""
     store = agentmem_store
+    keys = KeySchema(agentmem_prefix).session("s")
     await store._write_context("r", "s", [orjson.dumps({"a": 1})], 500, "replace")
     assert not await store._write_context("u", "s", [b"a", b"2"], 400, "merge-if-newer")
     assert not await store._write_context("r", "s", [orjson.dumps({"b": 1})], 400, "replace-if-newer")
-    raw = await _stored(agentmem_redis, agentmem_prefix)
-    assert set(raw) == {META, BASE}
-    assert raw[META] == b"500"
+    assert await agentmem_redis.exists(keys.context) == 0
+    assert await agentmem_redis.get(keys.base) == _versioned(500, b'{"a":1}')
     assert await store.load_context("s") == {"a": 1}
+
+
+async def test_facts_are_versioned_values_and_a_replay_skips_newer_ones(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """remember stores one field per fact, prefixed with its version (no version fields);
+    a merge replayed with an older version skips the facts written after it."""
+    store = agentmem_store
+    key = KeySchema(agentmem_prefix).profile("u")
+    await store._write_facts("r", "u", [b"lang", b'"zh"', b"tier", b'"gold"'], 100, "merge")
+    await store._write_facts("r", "u", [b"tier", b'"vip"'], 300, "merge")
+    assert await store._write_facts("r", "u", [b"lang", b'"en"', b"tier", b'"free"'], 200, "merge-if-newer")
+    assert await _hash(agentmem_redis, key) == {
+        b"lang": _versioned(200, b'"en"'),
+        b"tier": _versioned(300, b'"vip"'),
+    }
+    assert await store.recall("u") == {"lang": "en", "tier": "vip"}
+
+
+async def test_the_append_log_is_a_compact_string_that_expires(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Each append adds one 12-byte record (its operation id, the server's time) to a string
+    that expires one de-duplication window after the last append; a retried id adds nothing."""
+    store = agentmem_store
+    keys = KeySchema(agentmem_prefix).session("s")
+    for n in range(3):
+        await store.append_messages("s", [{"n": n}])
+    log = await agentmem_redis.get(keys.log)
+    assert isinstance(log, bytes)
+    assert len(log) == 3 * RECORD
+    now = int(time.time())
+    for start in range(0, len(log), RECORD):
+        assert now - 5 <= int.from_bytes(log[start + 8 : start + RECORD], "big") <= now + 1
+    window_ms = int(append_window(store.config) * 1000)
+    assert window_ms - 5_000 < await agentmem_redis.pttl(keys.log) <= window_ms
+    assert await store._append("retry", "s", [orjson.dumps({"n": 9})], log[:8]) == 3  # an applied id
+    assert await agentmem_redis.llen(keys.history) == 3
+    assert await agentmem_redis.get(keys.log) == log
+
+
+async def test_old_ids_leave_the_log_but_the_newest_stay(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """Records older than the window are dropped, but never below the newest APPEND_LOG_IDS;
+    an id that only looks like one (not at a record boundary) is not taken for one."""
+    keys = KeySchema(agentmem_prefix).session("s").core()
+    old = int(time.time()) - 3600
+    records = [(n + 1).to_bytes(8, "big") + old.to_bytes(4, "big") for n in range(APPEND_LOG_IDS + 6)]
+    await agentmem_redis.set(keys[3], b"".join(records))
+    straddling = records[0][6:] + records[1][:2]  # 8 bytes across a record boundary
+    length = await agentmem_redis.evalsha(
+        await agentmem_redis.script_load(APPEND.plain), len(keys), *keys, 1000, 10, straddling, 60_000, b"{}"
+    )
+    assert length == 1  # not taken for an applied append
+    log = await agentmem_redis.get(keys[3])
+    assert log is not None
+    assert len(log) == APPEND_LOG_IDS * RECORD
+    assert log[: (APPEND_LOG_IDS - 1) * RECORD] == b"".join(records[-(APPEND_LOG_IDS - 1) :])
+    assert log[-RECORD:-4] == straddling
+
+
+async def test_layout_0_2_still_reads_and_its_next_write_rewrites_it(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A context hash and a facts hash as 0.2 wrote them (versions in 0xFF/0xFE fields, the
+    base in field 0xFF 0x01) read as before; the next write moves them to this layout with
+    their versions and TTL, and an older replay is still refused."""
+    store = agentmem_store
+    schema = KeySchema(agentmem_prefix)
+    keys = schema.session("s")
+    await agentmem_redis.hset(
+        keys.context,
+        mapping={b"\xff": b"500", b"\xff\x01": b'{"a":1,"b":2}', b"b": b"3", b"\xfeb": b"600"},
+    )
+    facts = schema.profile("u")
+    await agentmem_redis.hset(facts, mapping={b"\xff": b"0", b"lang": b'"zh"', b"\xfelang": b"700"})
+    assert await store.load_context("s") == {"a": 1, "b": 3}
+    assert await store.recall("u") == {"lang": "zh"}
+    await agentmem_redis.pexpire(keys.context, 77_000)  # after the reads, which slide it
+
+    assert not await store._write_context("u", "s", [b"a", b"9"], 400, "merge-if-newer")  # older than 500
+    assert await agentmem_redis.get(keys.base) == _versioned(500, b'{"a":1,"b":2}')
+    assert await _hash(agentmem_redis, keys.context) == {b"b": _versioned(600, b"3")}
+    assert 70_000 < await agentmem_redis.pttl(keys.base) <= 77_000
+    await store.update_context("s", {"c": 4})
+    assert await store.load_context("s") == {"a": 1, "b": 3, "c": 4}
+
+    await store.remember("u", {"vip": True})
+    stored = await _hash(agentmem_redis, facts)
+    assert set(stored) == {b"lang", b"vip"}
+    assert stored[b"lang"] == _versioned(700, b'"zh"')
+    assert await store.recall("u") == {"lang": "zh", "vip": True}

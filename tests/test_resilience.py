@@ -214,9 +214,7 @@ async def test_value_over_proto_max_bulk_len_is_refused_before_sending(
     admin = Redis.from_url(server.url)
     try:
         assert await admin.exists(*KeySchema(agentmem_prefix).session("big").all()) == 0
-        assert (
-            await admin.exists(*(KeySchema(agentmem_prefix).session(f"s{i}").context for i in range(5))) == 5
-        )
+        assert await admin.exists(*(KeySchema(agentmem_prefix).session(f"s{i}").base for i in range(5))) == 5
     finally:
         await admin.aclose()
     await store.save_context("fits", {"a": "y" * (900 * 1024)})  # under the limit: sent

@@ -14,6 +14,7 @@ import time
 import orjson
 import pytest
 from redis.asyncio import Redis
+from stored import payload
 
 from agentmem import AgentMemoryError, AgentMemoryStore, InvalidArgumentError
 from agentmem.keys import KeySchema
@@ -44,9 +45,9 @@ async def test_from_url_and_from_sentinel_write_to_the_primary(agentmem_sentinel
         primary = Redis.from_url(_primary_url(group))
         try:
             keys = KeySchema("t").session("s")
-            base = await primary.hget(keys.context, b"\xff\x01")  # save_context's base object
+            base = await primary.get(keys.base)  # save_context's base object
             assert base is not None
-            assert orjson.loads(base)["name"] == "Li Wei"
+            assert orjson.loads(payload(base))["name"] == "Li Wei"
             assert await primary.llen(keys.history) == 1
         finally:
             await primary.aclose()

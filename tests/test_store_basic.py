@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from stored import stored_fields, version
 
 from agentmem import AgentMemoryStore, InvalidArgumentError, Turn
+from agentmem.codec import VERSION_BYTES
 from agentmem.keys import KeySchema, escape_glob
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -42,8 +44,8 @@ async def test_update_of_another_field_keeps_the_first(
     """A second update_context of a different field keeps the first one, on the server."""
     await agentmem_store.update_context("s", {"name": "Li Wei"})
     await agentmem_store.update_context("s", {"phone": "138"})
-    raw = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
-    assert {k: v for k, v in raw.items() if k[:1] not in (b"\xfe", b"\xff")} == {
+    raw = await stored_fields(agentmem_redis, KeySchema(agentmem_prefix).session("s").context)
+    assert raw == {
         b"name": b'"Li Wei"',
         b"phone": b'"138"',
     }
@@ -151,7 +153,7 @@ async def test_delete_session_removes_context_and_history(
     left = {k async for k in agentmem_redis.scan_iter(match=escape_glob(agentmem_prefix) + "*")}
     tombstone = schema.session("s").deleted
     assert left == {
-        schema.session("other").context.encode(),
+        schema.session("other").base.encode(),
         schema.profile("s").encode(),
         tombstone.encode(),
     }
@@ -217,12 +219,22 @@ async def test_stores_with_different_prefixes_are_isolated(
 async def test_bookkeeping_fields_never_collide_with_user_keys(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """The bookkeeping fields start with 0xFF or 0xFE, which no UTF-8 key can produce: a key
-    like a soft hyphen (U+00AD, UTF-8 C2 AD) keeps its own value and version."""
+    """Versions are an 8-byte prefix whose first byte is 0, which no orjson value starts
+    with, and an older layout's bookkeeping fields start with 0xFF or 0xFE, which no UTF-8
+    key can produce: a key like a soft hyphen (U+00AD, UTF-8 C2 AD) keeps its own value
+    and version, and a value is never taken for bookkeeping."""
+    keys = KeySchema(agentmem_prefix).session("s")
     await agentmem_store.save_context("s", {"\u00ad": "soft hyphen", "a": 1})
     await agentmem_store.update_context("s", {"\u00ad": "updated"})
-    raw: dict[Any, Any] = await agentmem_redis.hgetall(KeySchema(agentmem_prefix).session("s").context)
-    assert set(raw) == {b"\xff", b"\xff\x01", "\u00ad".encode(), b"\xfe" + "\u00ad".encode()}
-    assert raw["\u00ad".encode()] == b'"updated"'
-    assert raw[b"\xfe" + "\u00ad".encode()] > raw[b"\xff"]  # its version moved, the save's did not
+    raw: dict[Any, Any] = await agentmem_redis.hgetall(keys.context)
+    assert set(raw) == {"\u00ad".encode()}
+    assert raw["\u00ad".encode()][VERSION_BYTES:] == b'"updated"'
+    base = await agentmem_redis.get(keys.base)
+    assert base is not None
+    saved, updated = version(base), version(raw["\u00ad".encode()])
+    assert saved is not None
+    assert updated is not None
+    assert updated > saved  # its version moved, the save's did not
     assert await agentmem_store.load_context("s") == {"\u00ad": "updated", "a": 1}
+    await agentmem_store.save_context("s", {"c": 3})
+    assert await agentmem_store.load_context("s") == {"c": 3}

@@ -22,7 +22,7 @@ from agentmem import (
     StoreClosedError,
 )
 from agentmem.keys import KeySchema, escape_glob
-from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_HASH, Script
+from agentmem.scripts import APPEND, READ_HASH, READ_SESSION, WRITE_CONTEXT, WRITE_FACTS, Script
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -231,16 +231,19 @@ async def test_closed_store_over_a_caller_client_raises(agentmem_redis: Redis, a
 
 
 _BAD_WRITES = [
-    pytest.param(WRITE_HASH, ("1e+17", "1", "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
-    pytest.param(WRITE_HASH, ("100000000000000000000", "1", "merge", b"\xff", b"1"), id="write-ttl-huge"),
-    pytest.param(WRITE_HASH, ("-5", "1", "replace", b"\xff", b"1", "f", "1"), id="write-ttl-negative"),
-    pytest.param(WRITE_HASH, ("1000", "v1", "merge", b"\xff", b"1", "f", "1"), id="write-version"),
-    pytest.param(WRITE_HASH, ("1000", "1", "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
-    pytest.param(WRITE_HASH, ("1000", "1", "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
-    pytest.param(APPEND, ("0", "10", "op", "60000", b"{}"), id="append-ttl-zero"),
-    pytest.param(APPEND, ("1000", "1e17", "op", "60000", b"{}"), id="append-max-history"),
-    pytest.param(APPEND, ("1000", "10", "op", "0", b"{}"), id="append-window"),
+    pytest.param(WRITE_CONTEXT, ("1e+17", "1", "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
+    pytest.param(WRITE_CONTEXT, ("100000000000000000000", "1", "merge", b"\xff", b"1"), id="write-ttl-huge"),
+    pytest.param(WRITE_CONTEXT, ("-5", "1", "replace", b"\xff", b"1", "f", "1"), id="write-ttl-negative"),
+    pytest.param(WRITE_CONTEXT, ("1000", "v1", "merge", b"\xff", b"1", "f", "1"), id="write-version"),
+    pytest.param(WRITE_CONTEXT, ("1000", "1", "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
+    pytest.param(WRITE_CONTEXT, ("1000", "1", "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
+    pytest.param(WRITE_FACTS, ("1000", "1", "replace", b"{}"), id="facts-replace"),
+    pytest.param(WRITE_FACTS, ("1000", "-1", "merge", b"f", b"1"), id="facts-version"),
+    pytest.param(APPEND, ("0", "10", "op-id-08", "60000", b"{}"), id="append-ttl-zero"),
+    pytest.param(APPEND, ("1000", "1e17", "op-id-08", "60000", b"{}"), id="append-max-history"),
+    pytest.param(APPEND, ("1000", "10", "op-id-08", "0", b"{}"), id="append-window"),
     pytest.param(APPEND, ("1000", "10", "", "60000", b"{}"), id="append-op-id"),
+    pytest.param(APPEND, ("1000", "10", "op-id-008", "60000", b"{}"), id="append-op-id-length"),
     pytest.param(READ_SESSION, ("1e+17", "1", "5"), id="read-session-ttl"),
     pytest.param(READ_SESSION, ("1000", "1", "-5"), id="read-session-count"),
     pytest.param(READ_HASH, ("1.5",), id="read-hash-ttl"),
@@ -253,7 +256,12 @@ async def test_scripts_check_arguments_before_writing(
 ) -> None:
     """Each script answers a bad numeric argument with an error reply and has written nothing."""
     schema = KeySchema(agentmem_prefix)
-    keys = (schema.profile("u"),) if script is READ_HASH else schema.session("s").all()
+    if script is READ_HASH:
+        keys: tuple[str, ...] = (schema.profile("u"),)
+    elif script is WRITE_FACTS:
+        keys = schema.profile_keys("u")
+    else:
+        keys = schema.session("s").core()
     await agentmem_redis.hset(schema.session("kept").context, b"k", b"1")  # a key the test must not touch
     with pytest.raises(ResponseError, match="agentmem: "):
         await agentmem_redis.eval(script.plain, len(keys), *keys, *args)
@@ -312,8 +320,8 @@ async def test_calls_accepted_before_aclose_complete(
     done, _ = await asyncio.wait(saves)
     assert all(save.exception() is None for save in done)  # each call succeeded
     keys = KeySchema(agentmem_prefix)
-    assert [await agentmem_redis.exists(keys.session(f"s{i}").context) for i in range(5)] == [1] * 5
+    assert [await agentmem_redis.exists(keys.session(f"s{i}").base) for i in range(5)] == [1] * 5
     assert store.retry_stats.retries == 0  # each went out once, on an open pool
     with pytest.raises(StoreClosedError, match="nothing was sent"):
         await store.save_context("late", {"i": 0})
-    assert await agentmem_redis.exists(keys.session("late").context) == 0
+    assert await agentmem_redis.exists(*keys.session("late").all()) == 0

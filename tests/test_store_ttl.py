@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from agentmem import AgentMemoryStore, InvalidArgumentError, StoreConfig
 from agentmem.config import MAX_TTL
 from agentmem.keys import KeySchema, escape_glob
+from agentmem.store import append_window
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -33,10 +34,10 @@ async def test_writes_to_either_key_reset_both(
     keys = KeySchema(agentmem_prefix).session("s")
     await store.save_context("s", {"a": 1})
     await store.append_messages("s", [{"n": 1}])
-    await agentmem_redis.pexpire(keys.context, 500)
+    await agentmem_redis.pexpire(keys.base, 500)
     await agentmem_redis.pexpire(keys.history, 500)
     await store.append_messages("s", [{"n": 2}])
-    assert await agentmem_redis.pttl(keys.context) > 5000
+    assert await agentmem_redis.pttl(keys.base) > 5000
     await agentmem_redis.pexpire(keys.history, 500)
     await store.update_context("s", {"b": 2})
     assert await agentmem_redis.pttl(keys.history) > 5000
@@ -93,8 +94,11 @@ async def test_longest_ttl_reaches_every_key(
     await store.append_messages("s", [{"n": 1}])
     await store.remember("u", {"b": 2})
     session = schema.session("s")
-    for key in (session.context, session.history, session.appends, schema.profile("u")):
+    for key in (session.base, session.history, schema.profile("u")):
         assert MAX_TTL * 1000 - 60_000 < await agentmem_redis.pttl(key) <= MAX_TTL * 1000
+    # the append log lives one de-duplication window past the last append, not the session's ttl
+    window_ms = append_window(store.config) * 1000
+    assert window_ms - 60_000 < await agentmem_redis.pttl(session.log) <= window_ms
 
 
 @pytest.mark.parametrize(
@@ -122,19 +126,31 @@ SESSION_WRITES: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
 async def test_every_write_sets_the_ttl_of_every_session_key(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str, write: str
 ) -> None:
-    """After each kind of write, every key of the session on the server (append log and tombstone
-    included) has the TTL."""
+    """After each kind of write, every key of the session on the server (the tombstone
+    included) has the TTL; the append log has its own, one de-duplication window, set by
+    appends and left alone by the other writes."""
     store = agentmem_store_factory(ttl=100, sliding_ttl=False)
+    session = KeySchema(agentmem_prefix).session("s")
     await store.save_context("s", {"a": 0})
     await store.delete_session("s")  # leaves the tombstone, which must follow the TTL too
+    await store.update_context("s", {"b": 0})
     await store.save_context("s", {"a": 0})
-    await store.append_messages("s", [{"n": 0}])  # the session now has all four keys
-    for key in KeySchema(agentmem_prefix).session("s").all():
+    await store.update_context("s", {"b": 1})
+    await store.append_messages("s", [{"n": 0}])  # the session now has all its keys but pops
+    assert await agentmem_redis.exists(*session.all()) == len(session.all()) - 1
+    for key in session.all():
         await agentmem_redis.persist(key)
     await SESSION_WRITES[write](store)
     ttls = await _ttls(agentmem_redis, agentmem_prefix)
-    assert sorted(ttls) == sorted(k.encode() for k in KeySchema(agentmem_prefix).session("s").all())
-    assert all(95_000 < ttl <= 100_000 for ttl in ttls.values()), ttls
+    log = session.log.encode()
+    data = {key: ttl for key, ttl in ttls.items() if key != log}
+    kept = [session.base, session.history, session.deleted]
+    if write != "save_context":  # a save drops the merged fields
+        kept.append(session.context)
+    assert sorted(data) == sorted(key.encode() for key in kept)
+    assert all(95_000 < ttl <= 100_000 for ttl in data.values()), ttls
+    window_ms = append_window(store.config) * 1000
+    assert (window_ms - 5_000 < ttls[log] <= window_ms) if write == "append_messages" else ttls[log] == -1
 
 
 SESSION_READS: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
@@ -148,19 +164,23 @@ SESSION_READS: dict[str, Callable[[AgentMemoryStore], Awaitable[object]]] = {
 async def test_sliding_reads_reset_the_ttl_of_every_key(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str, read: str
 ) -> None:
-    """With sliding_ttl, each read resets the TTL of every session key (and load_turn the facts')."""
+    """With sliding_ttl, each read resets the TTL of every session key (and load_turn the
+    facts'), the append log's excepted: it lives one window past the last append."""
     store = agentmem_store_factory(ttl=100, profile_ttl=200)
     await store.save_context("s", {"a": 0})
+    await store.update_context("s", {"b": 0})
     await store.append_messages("s", [{"n": 0}])
     await store.remember("u", {"b": 1})
     ttls = await _ttls(agentmem_redis, agentmem_prefix)
-    assert len(ttls) == 4
+    assert len(ttls) == 5
     for key in ttls:
         await agentmem_redis.pexpire(key, 10_000)
     await SESSION_READS[read](store)
     ttls = await _ttls(agentmem_redis, agentmem_prefix)
     facts = KeySchema(agentmem_prefix).profile("u").encode()
-    assert all(95_000 < ttl <= 100_000 for key, ttl in ttls.items() if key != facts), ttls
+    log = KeySchema(agentmem_prefix).session("s").log.encode()
+    assert ttls[log] <= 10_000
+    assert all(95_000 < ttl <= 100_000 for key, ttl in ttls.items() if key not in (facts, log)), ttls
     assert (195_000 < ttls[facts] <= 200_000) if read == "load_turn" else ttls[facts] <= 10_000
 
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 import redis
 from redis.exceptions import ResponseError
+from stored import payload
 
 from agentmem import (
     AgentMemoryError,
@@ -79,7 +80,7 @@ def test_every_operation(store: SyncAgentMemoryStore, raw: redis.Redis, agentmem
     store.save_context("call 1", {"phone": "13800138000", "intent": "return"})
     store.update_context("call 1", {"name": "Li Wei"})
     assert store.load_context("call 1") == {"phone": "13800138000", "intent": "return", "name": "Li Wei"}
-    assert orjson.loads(raw.hget(session.context, "name") or b"") == "Li Wei"
+    assert orjson.loads(payload(raw.hget(session.context, "name") or b"")) == "Li Wei"
     assert store.load_context("nobody") is None
 
     assert store.append_messages("call 1", [{"role": "user", "content": "hi"}]) == 1
@@ -106,7 +107,7 @@ def test_every_operation(store: SyncAgentMemoryStore, raw: redis.Redis, agentmem
 
     assert store.delete_session("call 1") is True
     assert store.delete_session("call 1") is False
-    assert raw.exists(session.context, session.history) == 0
+    assert raw.exists(session.context, session.base, session.history) == 0
     assert store.forget_user("user-42") is True
     assert raw.exists(keys.profile("user-42")) == 0
 
@@ -175,7 +176,7 @@ def test_threads_share_one_store(agentmem_server: ServerInfo, agentmem_prefix: s
     for worker in range(THREADS):
         history = [orjson.loads(item) for item in raw.lrange(keys.session(f"own-{worker}").history, 0, -1)]
         assert history == [{"n": n} for n in range(CALLS_PER_THREAD)]
-        assert orjson.loads(raw.hget(keys.session(f"own-{worker}").context, "last") or b"") == (
+        assert orjson.loads(payload(raw.hget(keys.session(f"own-{worker}").context, "last") or b"")) == (
             CALLS_PER_THREAD - 1
         )
     shared = [orjson.loads(item) for item in raw.lrange(keys.session("shared").history, 0, -1)]
@@ -183,7 +184,7 @@ def test_threads_share_one_store(agentmem_server: ServerInfo, agentmem_prefix: s
     for worker in range(THREADS):
         assert [m["n"] for m in shared if m["worker"] == worker] == list(range(CALLS_PER_THREAD))
         field = raw.hget(keys.session("shared").context, f"worker-{worker}")
-        assert orjson.loads(field or b"") == CALLS_PER_THREAD - 1
+        assert orjson.loads(payload(field or b"")) == CALLS_PER_THREAD - 1
 
 
 def test_close(agentmem_server: ServerInfo, agentmem_prefix: str, raw: redis.Redis) -> None:
@@ -287,7 +288,7 @@ def test_journal_extras(agentmem_private_server: EmbeddedServer) -> None:
         assert store.journal_backlog == 0
     admin = redis.Redis.from_url(url)
     try:
-        assert orjson.loads(admin.hget(KeySchema("j").session("s").context, "b") or b"") == 2
+        assert orjson.loads(payload(admin.hget(KeySchema("j").session("s").context, "b") or b"")) == 2
     finally:
         admin.close()
     typed = SyncJournaledStore.from_url(url, prefix="j")

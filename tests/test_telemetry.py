@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.asyncio import Redis
+from stored import payload
 
 import agentmem.telemetry
 from agentmem import (
@@ -32,7 +33,6 @@ from agentmem import (
     StoreConfig,
     SyncAgentMemoryStore,
 )
-from agentmem.codec import BASE_FIELD
 from agentmem.keys import KeySchema
 from agentmem.testing.fixtures import StoreFactory, delete_prefix
 from benchmarks.run import main as bench_main
@@ -154,9 +154,9 @@ async def test_every_operation_has_a_client_span_with_db_attributes(
     _no_secrets(spans, reader)
     # what the spans describe really reached the server
     keys = KeySchema(agentmem_prefix)
-    saved = await agentmem_redis.hget(keys.session(SESSION).context, BASE_FIELD)  # save_context's object
+    saved = await agentmem_redis.get(keys.session(SESSION).base)  # save_context's object
     assert saved is not None
-    assert orjson.loads(saved) == {"note": VALUE}
+    assert orjson.loads(payload(saved)) == {"note": VALUE}
     assert await agentmem_redis.llen(keys.session(SESSION).history) == 1
 
 
@@ -168,7 +168,7 @@ async def test_a_store_without_telemetry_is_not_wrapped_and_emits_nothing(
     assert "_send" not in vars(agentmem_store)
     await agentmem_store.save_context(SESSION, {"a": 1})
     assert spans.get_finished_spans() == ()
-    assert await agentmem_redis.exists(KeySchema(agentmem_prefix).session(SESSION).context) == 1
+    assert await agentmem_redis.exists(KeySchema(agentmem_prefix).session(SESSION).base) == 1
 
 
 async def test_concurrent_operations_report_the_pipeline_that_carried_them(
@@ -186,7 +186,7 @@ async def test_concurrent_operations_report_the_pipeline_that_carried_them(
     saves = _by_name(spans)["save_context"]
     assert [_attrs(s)["agentmem.batch_size"] for s in saves] == [10] * 10
     keys = KeySchema(agentmem_prefix)
-    assert sum([await agentmem_redis.exists(keys.session(f"s{i}").context) for i in range(10)]) == 10
+    assert sum([await agentmem_redis.exists(keys.session(f"s{i}").base) for i in range(10)]) == 10
 
 
 async def test_a_retried_call_counts_its_retries(
@@ -331,7 +331,7 @@ async def test_journaled_writes_are_marked_and_the_backlog_observed(
     assert backlog() == [0]
     (replay,) = _by_name(spans)["replay update"]
     assert _attrs(replay)["db.operation.name"] == "replay update"
-    assert await agentmem_redis.hget(context, "b") == f'"{VALUE}"'.encode()
+    assert payload(await agentmem_redis.hget(context, "b") or b"") == f'"{VALUE}"'.encode()
     _no_secrets(spans, reader)
 
 
@@ -387,9 +387,9 @@ def test_the_sync_store_passes_telemetry_through(
     assert [span.name for span in spans.get_finished_spans()] == ["save_context", "load_context"]
     client = redis.Redis.from_url(agentmem_server.url)
     try:
-        saved = client.hget(KeySchema(agentmem_prefix).session(SESSION).context, BASE_FIELD)
-        assert saved is not None
-        assert orjson.loads(saved) == {"a": 1}
+        saved = client.get(KeySchema(agentmem_prefix).session(SESSION).base)
+        assert isinstance(saved, bytes)
+        assert orjson.loads(payload(saved)) == {"a": 1}
     finally:
         client.close()
         asyncio.run(delete_prefix(agentmem_server.url, agentmem_prefix))

@@ -137,6 +137,7 @@ end
 return {1, state, events, redis.call('HGETALL', KEYS[5]), updated}
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # ARGV: session_id. Returns 1 if the session was there. allow-oom: deleting frees memory.

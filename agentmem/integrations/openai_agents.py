@@ -53,10 +53,10 @@ if TYPE_CHECKING:
 
 __all__ = ["POP_LAST", "AgentMemorySession"]
 
-# KEYS: the session's context, history, append log, tombstone. ARGV: ttl_ms, op_id, window_ms.
+# KEYS: the session's context, base, history, pop log, tombstone. ARGV: ttl_ms, op_id, window_ms.
 # Replies: {0} empty; {1, item} popped; {2, item} newest item is not a JSON object, left in place.
 #
-# The operation id goes into the append log (the store's de-duplication set) as a member
+# The operation id goes into the session's pop log (a sorted set) as a member
 # "pop:<id>" (looked up in O(log n) by every pop) beside "pop:<id>:<item>", so a retry
 # whose first attempt was applied (its reply lost) finds it and returns the same item
 # without popping another (the slower scan for the item runs only then). Ids leave the
@@ -73,28 +73,28 @@ if ARGV[2] == '' or string.find(ARGV[2], '[^%w]') then
   return redis.error_reply('ERR agentmem: the operation id must be alphanumeric')
 end
 local mark = 'pop:' .. ARGV[2]
-if redis.call('ZSCORE', KEYS[3], mark) then
+if redis.call('ZSCORE', KEYS[4], mark) then
   local cursor = '0'
   repeat
-    local page = redis.call('ZSCAN', KEYS[3], cursor, 'MATCH', mark .. ':*', 'COUNT', 1000)
+    local page = redis.call('ZSCAN', KEYS[4], cursor, 'MATCH', mark .. ':*', 'COUNT', 1000)
     cursor = page[1]
     if #page[2] > 0 then return {1, string.sub(page[2][1], #mark + 2)} end
   until cursor == '0'
   return redis.error_reply('ERR agentmem: pop ' .. ARGV[2] .. ' was applied but its item has left the log')
 end
-local item = redis.call('LINDEX', KEYS[2], -1)
+local item = redis.call('LINDEX', KEYS[3], -1)
 if not item then return {0} end
 local ok, value = pcall(cjson.decode, item)
 if not ok or type(value) ~= 'table' or not string.find(item, '^%s*{') then return {2, item} end
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local score = string.format('%.0f', now_us)
-redis.call('ZADD', KEYS[3], score, mark .. ':' .. item, score, mark)
-redis.call('RPOP', KEYS[2])
+redis.call('ZADD', KEYS[4], score, mark .. ':' .. item, score, mark)
+redis.call('RPOP', KEYS[3])
 local cutoff = string.format('(%.0f', now_us - tonumber(ARGV[3]) * 1000)
-local expired = redis.call('ZCOUNT', KEYS[3], '-inf', cutoff)
-local drop = math.min(expired, redis.call('ZCARD', KEYS[3]) - APPEND_LOG_IDS)
-if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, drop - 1) end
+local expired = redis.call('ZCOUNT', KEYS[4], '-inf', cutoff)
+local drop = math.min(expired, redis.call('ZCARD', KEYS[4]) - APPEND_LOG_IDS)
+if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, drop - 1) end
 for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 return {1, item}
 """.replace("APPEND_LOG_IDS", str(APPEND_LOG_IDS)),
@@ -158,7 +158,9 @@ class AgentMemorySession(SessionABC):
             await self._flush_appends(store)
         args = (store._session_ttl_ms(), uuid.uuid4().hex, store._append_window_ms)
         try:
-            reply = await store._script("pop_item", POP_LAST, self._keys.all(), args)
+            keys = self._keys
+            script_keys = (keys.context, keys.base, keys.history, keys.pops, keys.deleted)
+            reply = await store._script("pop_item", POP_LAST, script_keys, args)
         finally:
             if isinstance(store, JournaledStore):
                 store._known.drop(("hist", self.session_id))  # what it knew may hold the popped item

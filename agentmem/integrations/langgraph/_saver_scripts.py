@@ -195,6 +195,7 @@ refresh(ARGV[1])
 return {string.sub(m, #ns + 2), stored[1], stored[2] or false, blobs, writes}
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # KEYS: index, checkpoints. ARGV: ns ("" with all_ns "1": every namespace), all_ns,
@@ -227,6 +228,7 @@ end
 return out
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # No ARGV. Returns how many keys existed.
@@ -295,6 +297,7 @@ READ_THREAD = Script(
 return {redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # ARGV: ttl_ms, n_checkpoint_items, n_blob_items, then the three hashes' field/value items

@@ -71,6 +71,7 @@ end
 return out
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # KEYS: item, ... Renews each item's own TTL (an item without one is left alone).
@@ -84,6 +85,7 @@ end
 return #KEYS
 """,
     flags="allow-oom",
+    read_only=True,
 )
 
 # KEYS: index. ARGV: min, max (ZRANGEBYLEX bounds), count. Members in lex order.
@@ -96,4 +98,5 @@ if bad then return bad end
 return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 """,
     flags="allow-oom",
+    read_only=True,
 )
