@@ -29,6 +29,7 @@ __all__ = [
     "encode_context",
     "encode_fields",
     "encode_messages",
+    "packed_version",
     "stored_payload",
     "stored_version",
 ]
@@ -45,6 +46,11 @@ META_FIELD = b"\xff"
 BASE_FIELD = b"\xff\x01"
 #: 0.1 and 0.2: fields starting with 0xFE held per-field versions.
 VERSION_PREFIX = b"\xfe"
+
+
+def packed_version(version: int) -> bytes:
+    """A write's version as the 8 bytes that prefix every value it stores."""
+    return version.to_bytes(VERSION_BYTES, "big")
 
 
 def stored_payload(value: bytes) -> bytes:

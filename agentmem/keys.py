@@ -86,8 +86,12 @@ class SessionKeys:
         """Every key of the session, the tombstone last (what ``delete_session`` removes)."""
         return (self.context, self.base, self.history, self.log, self.pops, self.deleted)
 
-    def core(self) -> tuple[str, str, str, str, str]:
-        """The keys the store's own scripts take: context, base, history, log, tombstone."""
+    def core(self) -> tuple[str, str, str, str]:
+        """The keys the store's reads and context writes take: context, base, history, tombstone."""
+        return (self.context, self.base, self.history, self.deleted)
+
+    def appending(self) -> tuple[str, str, str, str, str]:
+        """The keys an append takes: context, base, history, append log, tombstone."""
         return (self.context, self.base, self.history, self.log, self.deleted)
 
 

@@ -163,7 +163,8 @@ local function migrate(hash, base_key)
 end
 """
 
-# The head of both write scripts. ARGV: ttl_ms (0: leave TTLs), version, mode, payload:
+# The head of both write scripts. ARGV: ttl_ms (0: leave TTLs), version (the 8 bytes that
+# prefix every value it stores), mode, payload:
 #   replace | replace-if-newer (contexts only): one value, the whole context as one orjson object;
 #   merge | merge-if-newer: field, value, ... (each value orjson).
 # The ``-if-newer`` modes, used when a local journal replays a write made while Redis was
@@ -176,8 +177,12 @@ _WRITE_HEAD = (
     + _VERSIONS
     + _MIGRATE
     + r"""
-local bad = int_arg(1, 0, MAX_EXACT, 'ttl_ms') or int_arg(2, 0, MAX_EXACT, 'version')
+local bad = int_arg(1, 0, MAX_EXACT, 'ttl_ms')
 if bad then return bad end
+local prefix = ARGV[2]
+if #prefix ~= 8 or string.byte(prefix, 1) ~= 0 or string.byte(prefix, 2) > 31 then
+  return redis.error_reply('ERR agentmem: the version must be 8 bytes, big-endian, below 2^53')
+end
 local mode = ARGV[3]
 local replace = mode == 'replace' or mode == 'replace-if-newer'
 local conditional = mode == 'merge-if-newer' or mode == 'replace-if-newer'
@@ -186,8 +191,7 @@ if not (replace or conditional or mode == 'merge')
   return redis.error_reply('ERR agentmem: a write needs a known mode and its payload '
     .. '(replace: one base value; merge: field/value pairs)')
 end
-local v = tonumber(ARGV[2])
-local prefix = packed(v)
+local v = conditional and version_of(prefix)
 if conditional then
   local deleted = redis.call('GET', KEYS[#KEYS])
   if deleted and tonumber(deleted) > v then return 0 end
@@ -207,7 +211,7 @@ end
 """
 )
 
-# KEYS: the session's merged-fields hash, base, history, log, tombstone (SessionKeys.core).
+# KEYS: the session's merged-fields hash, base, history, tombstone (SessionKeys.core).
 # ARGV: see _WRITE_HEAD.
 #
 # The layout (see README "Storage layout"):
@@ -223,13 +227,25 @@ WRITE_CONTEXT = Script(
     _WRITE_HEAD
     + r"""
 local hash, base_key = KEYS[1], KEYS[2]
+if mode == 'replace' then  -- the hot path: a save, as few calls as it takes
+  if tonumber(ARGV[1]) > 0 then
+    redis.call('SET', base_key, prefix .. ARGV[4], 'PX', ARGV[1])
+    redis.call('DEL', hash)
+    redis.call('PEXPIRE', KEYS[3], ARGV[1])
+    redis.call('PEXPIRE', KEYS[#KEYS], ARGV[1])
+  else
+    redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
+    redis.call('DEL', hash)
+  end
+  return 1
+end
 migrate(hash, base_key)
 if conditional and (version_of(redis.call('GETRANGE', base_key, 0, 7)) or -1) > v then
   return 0
 end
 if not replace then
   merge(hash)
-elseif conditional then
+else
   redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
   -- merged fields newer than this replay survive it; older ones go with the old base
   local flat = redis.call('HGETALL', hash)
@@ -240,9 +256,6 @@ elseif conditional then
   for i = 1, #drop, 200 do
     redis.call('HDEL', hash, unpack(drop, i, math.min(i + 199, #drop)))
   end
-else
-  redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
-  redis.call('DEL', hash)
 end
 if tonumber(ARGV[1]) > 0 then
   for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
@@ -276,7 +289,8 @@ APPEND_LOG_IDS = 64
 #: Bytes of an append operation id.
 OPERATION_ID_BYTES = 8
 
-# KEYS: SessionKeys.core. ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
+# KEYS: SessionKeys.appending (context, base, history, log, tombstone).
+# ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
 # The log is a string of 12-byte records, oldest first: an operation id (8 bytes) and the
 # server time it was applied (seconds, 4 bytes big-endian). A retry of an append the server
 # already applied (its reply lost to a reset or timeout) finds its id and pushes nothing
@@ -385,13 +399,21 @@ local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms') or int_arg(2, 0, 1, 'want
   or int_arg(3, 0, MAX_EXACT, 'history_count')
 if bad then return bad end
 local fields, base, hist = {}, false, {}
+local refresh = tonumber(ARGV[1]) > 0
 if ARGV[2] == '1' then
   fields = redis.call('HGETALL', KEYS[1])
   base = redis.call('GET', KEYS[2])
+  -- a key just read as missing needs no refresh (one call fewer for most loads)
+  if refresh and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+  if refresh and base then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+elseif refresh then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
 end
 if tonumber(ARGV[3]) > 0 then hist = redis.call('LRANGE', KEYS[3], '-' .. ARGV[3], -1) end
-if tonumber(ARGV[1]) > 0 then
-  for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+if refresh then
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[#KEYS], ARGV[1])
 end
 return {fields, base, hist}
 """,

@@ -30,6 +30,7 @@ from agentmem.codec import (
     encode_context,
     encode_fields,
     encode_messages,
+    packed_version,
 )
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
@@ -488,7 +489,7 @@ class AgentMemoryStore:
         """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
         for a merge; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._session_keys(session_id)
-        args = (self._session_ttl_ms(), version, mode, *encoded)
+        args = (self._session_ttl_ms(), packed_version(version), mode, *encoded)
         return bool(await self._script(operation, WRITE_CONTEXT, keys.core(), args))
 
     async def _write_facts(
@@ -496,14 +497,14 @@ class AgentMemoryStore:
     ) -> bool:
         """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
         keys = self._keys.profile_keys(user_id)
-        args = (self._profile_ttl_ms(), version, mode, *encoded)
+        args = (self._profile_ttl_ms(), packed_version(version), mode, *encoded)
         return bool(await self._script(operation, WRITE_FACTS, keys, args))
 
     async def _append(
         self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: bytes
     ) -> int:
         """Append messages once per ``operation_id``; the new length."""
-        keys = self._session_keys(session_id).core()
+        keys = self._session_keys(session_id).appending()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,
@@ -518,7 +519,7 @@ class AgentMemoryStore:
     ) -> int | None:
         """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
         session was deleted after it."""
-        keys = self._session_keys(session_id).core()
+        keys = self._session_keys(session_id).appending()
         args = (
             self._session_ttl_ms(),
             self.config.max_history,

@@ -170,7 +170,7 @@ async def test_the_append_log_is_a_compact_string_that_expires(
 async def test_old_ids_leave_the_log_but_the_newest_stay(agentmem_redis: Redis, agentmem_prefix: str) -> None:
     """Records older than the window are dropped, but never below the newest APPEND_LOG_IDS;
     an id that only looks like one (not at a record boundary) is not taken for one."""
-    keys = KeySchema(agentmem_prefix).session("s").core()
+    keys = KeySchema(agentmem_prefix).session("s").appending()
     old = int(time.time()) - 3600
     records = [(n + 1).to_bytes(8, "big") + old.to_bytes(4, "big") for n in range(APPEND_LOG_IDS + 6)]
     await agentmem_redis.set(keys[3], b"".join(records))

@@ -230,15 +230,19 @@ async def test_closed_store_over_a_caller_client_raises(agentmem_redis: Redis, a
     assert await agentmem_redis.ping() is True
 
 
+V1 = (1).to_bytes(8, "big")  # a valid version
 _BAD_WRITES = [
-    pytest.param(WRITE_CONTEXT, ("1e+17", "1", "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
-    pytest.param(WRITE_CONTEXT, ("100000000000000000000", "1", "merge", b"\xff", b"1"), id="write-ttl-huge"),
-    pytest.param(WRITE_CONTEXT, ("-5", "1", "replace", b"\xff", b"1", "f", "1"), id="write-ttl-negative"),
-    pytest.param(WRITE_CONTEXT, ("1000", "v1", "merge", b"\xff", b"1", "f", "1"), id="write-version"),
-    pytest.param(WRITE_CONTEXT, ("1000", "1", "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
-    pytest.param(WRITE_CONTEXT, ("1000", "1", "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
-    pytest.param(WRITE_FACTS, ("1000", "1", "replace", b"{}"), id="facts-replace"),
-    pytest.param(WRITE_FACTS, ("1000", "-1", "merge", b"f", b"1"), id="facts-version"),
+    pytest.param(WRITE_CONTEXT, ("1e+17", V1, "merge", b"\xff", b"1", "f", "1"), id="write-ttl-exponent"),
+    pytest.param(WRITE_CONTEXT, ("100000000000000000000", V1, "merge", b"\xff", b"1"), id="write-ttl-huge"),
+    pytest.param(WRITE_CONTEXT, ("-5", V1, "replace", b"{}"), id="write-ttl-negative"),
+    pytest.param(WRITE_CONTEXT, ("1000", "1", "merge", b"f", b"1"), id="write-version-text"),
+    pytest.param(WRITE_CONTEXT, ("1000", b"\x01" + V1[1:], "replace", b"{}"), id="write-version-2-64"),
+    pytest.param(WRITE_CONTEXT, ("1000", b"\x00\x20" + V1[2:], "replace", b"{}"), id="write-version-2-53"),
+    pytest.param(WRITE_CONTEXT, ("1000", V1, "upsert", b"\xff", b"1", "f", "1"), id="write-mode"),
+    pytest.param(WRITE_CONTEXT, ("1000", V1, "merge", b"\xff", b"1", "f"), id="write-odd-pairs"),
+    pytest.param(WRITE_CONTEXT, ("1000", V1, "replace", b"{}", b"{}"), id="write-two-bases"),
+    pytest.param(WRITE_FACTS, ("1000", V1, "replace", b"{}"), id="facts-replace"),
+    pytest.param(WRITE_FACTS, ("1000", V1[:7], "merge", b"f", b"1"), id="facts-version"),
     pytest.param(APPEND, ("0", "10", "op-id-08", "60000", b"{}"), id="append-ttl-zero"),
     pytest.param(APPEND, ("1000", "1e17", "op-id-08", "60000", b"{}"), id="append-max-history"),
     pytest.param(APPEND, ("1000", "10", "op-id-08", "0", b"{}"), id="append-window"),
@@ -260,6 +264,8 @@ async def test_scripts_check_arguments_before_writing(
         keys: tuple[str, ...] = (schema.profile("u"),)
     elif script is WRITE_FACTS:
         keys = schema.profile_keys("u")
+    elif script is APPEND:
+        keys = schema.session("s").appending()
     else:
         keys = schema.session("s").core()
     await agentmem_redis.hset(schema.session("kept").context, b"k", b"1")  # a key the test must not touch
