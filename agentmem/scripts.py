@@ -402,10 +402,13 @@ local fields, base, hist = {}, false, {}
 local refresh = tonumber(ARGV[1]) > 0
 if ARGV[2] == '1' then
   fields = redis.call('HGETALL', KEYS[1])
-  base = redis.call('GET', KEYS[2])
   -- a key just read as missing needs no refresh (one call fewer for most loads)
   if refresh and #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-  if refresh and base then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+  if refresh then
+    base = redis.call('GETEX', KEYS[2], 'PX', ARGV[1])
+  else
+    base = redis.call('GET', KEYS[2])
+  end
 elseif refresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ARGV[1])
