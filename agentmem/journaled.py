@@ -13,8 +13,8 @@ knows nothing of it. The rules:
   so a session's writes reach Redis in the order they were made.
 * **A replay never undoes a newer write.** It carries the write's original version (and
   an append its operation id): fields written later, a later ``save_context`` (replace)
-  and a later ``delete_session``/``forget_user`` (tombstone) all win; see ``WRITE_HASH``,
-  ``REPLAY_APPEND`` and ``DELETE`` in :mod:`agentmem.scripts`.
+  and a later ``delete_session``/``forget_user`` (tombstone) all win; see ``WRITE_CONTEXT``,
+  ``WRITE_FACTS``, ``REPLAY_APPEND`` and ``DELETE`` in :mod:`agentmem.scripts`.
 * **Reads while Redis is down answer only from what this process knows**: the last state
   it read from Redis or wrote there itself, with the journal merged over it. A session or
   user it does not know (for ``load_history``: not at least the ``last`` messages asked
