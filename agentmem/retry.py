@@ -56,18 +56,35 @@ class Retrier:
         self.breaker = breaker
         self.stats = RetryStats()
 
-    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        operation: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        failed: Exception | None = None,
+        started: float | None = None,
+    ) -> T:
         """Run ``attempt`` until it succeeds, fails for good, or retries/deadline run out.
 
         Every call site passes an operation that is safe to send twice (the append
         script de-duplicates by an operation id), so a timeout that hid an applied
         write is harmless to retry. While the breaker is open the caller does not
         back off on its own: it waits for the breaker's probe, up to the deadline.
+
+        ``failed``: the caller already made the first attempt (counted in ``stats``),
+        started at ``started`` (``time.monotonic()``, the clock of asyncio's loop), and it
+        raised this: go on from there, under the same deadline.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.policy.deadline
+        deadline = (loop.time() if started is None else started) + self.policy.deadline
         attempts = 0
         last: Exception | None = None
+        if failed is not None:
+            attempts, last = 1, failed
+            if not self.breaker.is_open:
+                await asyncio.sleep(self._after_failure(operation, failed, attempts, deadline))
+            else:
+                self._after_failure(operation, failed, attempts, deadline)
         while True:
             # Closed breaker: no admission to wait for (the common case, kept cheap).
             admission = (
@@ -85,27 +102,35 @@ class Retrier:
             except AgentMemoryError:
                 raise
             except Exception as exc:
-                # The breaker was told by the exchange itself: one failure per round trip,
-                # however many callers shared it.
-                if not is_transient(exc):
-                    raise translate(exc, operation=operation) from exc
                 last = exc
-                delay = backoff_delay(self.policy, attempts - 1)
-                if attempts > self.policy.retries or loop.time() + delay > deadline:
-                    self.stats.failures += 1
-                    raise translate(exc, operation=operation, attempts=attempts) from exc
-                self.stats.retries += 1
-                log.warning(
-                    "agentmem %s: %s: %s; retry %d/%d%s",
-                    operation,
-                    type(exc).__name__,
-                    exc,
-                    attempts,
-                    self.policy.retries,
-                    " when the server answers" if self.breaker.is_open else f" in {delay:.3f}s",
-                )
+                delay = self._after_failure(operation, exc, attempts, deadline)
                 if not self.breaker.is_open:
                     await asyncio.sleep(delay)
+
+    def _after_failure(self, operation: str, exc: Exception, attempts: int, deadline: float) -> float:
+        """After attempt number ``attempts`` raised ``exc``: the delay before the next one, or
+        the typed error raised when there is none (not transient, retries or deadline spent).
+
+        The breaker was told by the exchange itself: one failure per round trip, however
+        many callers shared it.
+        """
+        if not is_transient(exc):
+            raise translate(exc, operation=operation) from exc
+        delay = backoff_delay(self.policy, attempts - 1)
+        if attempts > self.policy.retries or asyncio.get_running_loop().time() + delay > deadline:
+            self.stats.failures += 1
+            raise translate(exc, operation=operation, attempts=attempts) from exc
+        self.stats.retries += 1
+        log.warning(
+            "agentmem %s: %s: %s; retry %d/%d%s",
+            operation,
+            type(exc).__name__,
+            exc,
+            attempts,
+            self.policy.retries,
+            " when the server answers" if self.breaker.is_open else f" in {delay:.3f}s",
+        )
+        return delay
 
     def _refused(
         self, operation: str, attempts: int, last: Exception | None, *, waited: bool

@@ -33,7 +33,7 @@ from agentmem.codec import (
     packed_version,
 )
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
-from agentmem.errors import InvalidArgumentError, MemoryPermissionError, StoreClosedError
+from agentmem.errors import AgentMemoryError, InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
@@ -411,8 +411,22 @@ class AgentMemoryStore:
         if self.config.max_value_bytes > MIN_BULK_LIMIT:
             await self._bulk_limit.check(operation, calls)
         pipeliner = self._pipeliner
-
         attempts = 0
+        failed: Exception | None = None
+        started: float | None = None
+        if pipeliner is not None and self._detect_cluster is None and not self.breaker.is_open:
+            # The common case, one attempt that succeeds, without the Retrier's coroutine and
+            # this closure (µs per call at 64 agents); a failure goes on through the Retrier
+            # as its first attempt, under the same deadline.
+            started = time.monotonic()
+            attempts = 1
+            self._retrier.stats.attempts += 1
+            try:
+                return await pipeliner.send(calls)
+            except AgentMemoryError:
+                raise
+            except Exception as exc:
+                failed = exc
 
         async def attempt() -> list[Any]:
             nonlocal attempts
@@ -426,7 +440,7 @@ class AgentMemoryStore:
                 return await pipeliner.send(calls)
             return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
 
-        return await self._retrier.run(operation, attempt)
+        return await self._retrier.run(operation, attempt, failed=failed, started=started)
 
     async def _scan(self, operation: str, match: str, *, count: int = 500) -> set[bytes]:
         """Every key matching ``match``, by ``SCAN`` (never ``KEYS``): on the server, or on

@@ -203,16 +203,25 @@ class _CountingRetrier(Retrier):
         super().__init__(retrier.policy, retrier.breaker)
         self.stats = retrier.stats  # one set of counters, as before
 
-    async def run(self, operation: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        operation: str,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        failed: Exception | None = None,
+        started: float | None = None,
+    ) -> T:
         current = _CURRENT.get()
         if current is None:  # health(), or a call outside a traced operation
-            return await super().run(operation, attempt)
+            return await super().run(operation, attempt, failed=failed, started=started)
+        if failed is not None:  # the store's first attempt, made without the retrier
+            current.attempts += 1
 
         async def counted() -> T:
             current.attempts += 1
             return await attempt()
 
-        return await super().run(operation, counted)
+        return await super().run(operation, counted, failed=failed, started=started)
 
 
 class StoreTelemetry:
