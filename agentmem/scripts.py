@@ -218,8 +218,9 @@ end
 #   base   a string: the last save_context's version and whole context (one orjson object);
 #   hash   the fields update_context merged since then, each prefixed with its version,
 #          overriding the base's field of that name on read.
-# A save costs the server one SET (the hash, if any, is deleted), a read one GET and one
-# HGETALL; only merged fields carry versions of their own, which a journal replay needs.
+# A save costs the server one SET (with the TTL), one DEL (of the hash, if any) and two
+# PEXPIREs; a read one GETEX and one HGETALL (READ_SESSION). Only merged fields carry
+# versions of their own, which a journal replay needs.
 # The first write is a SET or HSET on purpose: on Redis 6.2 the OOM check applies only to
 # a script's first write, so past maxmemory it refuses the script before anything changed.
 WRITE_CONTEXT = Script(

@@ -105,9 +105,12 @@ async def _per_key(client: Redis, prefix: str, ids: list[str]) -> dict[str, floa
     }
     sizes: dict[str, float] = {}
     for part, per_session in parts.items():
-        values = [
-            sum([int(await client.memory_usage(key, samples=0) or 0) for key in keys]) for keys in per_session
-        ]
+        values = []
+        for keys in per_session:  # loops, not nested comprehensions: Python 3.10 refuses await there
+            total = 0
+            for key in keys:
+                total += int(await client.memory_usage(key, samples=0) or 0)
+            values.append(total)
         if any(values):
             sizes[part] = statistics.median(values)
     return sizes
