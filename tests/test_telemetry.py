@@ -380,11 +380,19 @@ def test_bench_telemetry_measures_cpu_per_operation_and_cleans_up(
 def test_the_sync_store_passes_telemetry_through(
     agentmem_server: Any, agentmem_prefix: str, spans: InMemorySpanExporter
 ) -> None:
-    """SyncAgentMemoryStore(telemetry=True) makes the same spans, from its event-loop thread."""
+    """SyncAgentMemoryStore(telemetry=True) makes the same spans, from its event-loop thread,
+    each a child of the calling thread's current span (the portal carries the context)."""
     with SyncAgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, telemetry=True) as store:
-        store.save_context(SESSION, {"a": 1})
-        assert store.load_context(SESSION) == {"a": 1}
-    assert [span.name for span in spans.get_finished_spans()] == ["save_context", "load_context"]
+        with trace.get_tracer("test").start_as_current_span("agent turn") as turn:
+            store.save_context(SESSION, {"a": 1})
+        assert store.load_context(SESSION) == {"a": 1}  # no current span: a root
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    assert list(finished) == ["save_context", "agent turn", "load_context"]
+    parent = finished["save_context"].parent
+    assert parent is not None
+    assert parent.span_id == turn.get_span_context().span_id
+    assert finished["save_context"].context.trace_id == turn.get_span_context().trace_id
+    assert finished["load_context"].parent is None
     client = redis.Redis.from_url(agentmem_server.url)
     try:
         saved = client.get(KeySchema(agentmem_prefix).session(SESSION).base)
