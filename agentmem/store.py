@@ -63,7 +63,7 @@ log = logging.getLogger("agentmem")
 
 def new_operation_id() -> bytes:
     """An append's operation id: 64 random bits. Ids are compared only within one session's
-    log of recent appends (at most a few hundred), where two alike have odds of ~2**-55;
+    log of recent appends (a few hundred), which a new id matches with odds of ~2**-55;
     every byte more costs the log memory for no safety it needs."""
     return secrets.token_bytes(OPERATION_ID_BYTES)
 
