@@ -512,3 +512,40 @@ async def test_listing_every_users_sessions_on_a_cluster_reads_every_primary(
     assert len(nodes) == 3
     everyone = (await service.list_sessions(app_name=APP)).sessions
     assert sorted(session.user_id for session in everyone) == sorted(users)
+
+
+@pytest.mark.cluster
+async def test_app_state_on_a_redis_cluster(
+    agentmem_cluster_store: AgentMemoryStore, agentmem_cluster: list[str], agentmem_prefix: str
+) -> None:
+    """On a Redis Cluster the app: state is in another slot than the session: create and
+    append_event write it in a script of its own after the session's (one script over both
+    is CROSSSLOT there). The event and every scope's state are stored; the same event
+    appended again stores nothing twice and leaves the app: state as it is."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.crc import key_slot
+
+    service = AgentMemorySessionService(agentmem_cluster_store)
+    schema = KeySchema(agentmem_prefix)
+    app_key = schema.adk_app_state(APP)
+    keys = _keys(agentmem_prefix, "u1", "s1")
+    assert key_slot(app_key.encode()) != key_slot(keys.state.encode())  # the case at hand
+    session = await service.create_session(
+        app_name=APP, user_id="u1", session_id="s1", state={"a": 1, "user:b": 2, "app:c": 3}
+    )
+    assert session.state == {"a": 1, "user:b": 2, "app:c": 3}
+    event = _event("hello", {"a": 2, "user:b": 3, "app:c": 4, "app:d": [1, 2]})
+    await service.append_event(session, event)
+    await service.append_event(session, event)  # a retry of the same event
+    got = await service.get_session(app_name=APP, user_id="u1", session_id="s1")
+    assert got is not None
+    assert got.state == {"a": 2, "user:b": 3, "app:c": 4, "app:d": [1, 2]}
+    assert _texts(got) == ["hello"]
+    client = RedisCluster.from_url(agentmem_cluster[0])
+    try:
+        stored: dict[Any, Any] = await client.hgetall(app_key)
+        assert stored == {b"c": b"4", b"d": b"[1,2]"}
+        assert await client.llen(keys.events) == 1
+        assert await client.pttl(app_key) == -1  # profile_ttl unset: app: state never expires
+    finally:
+        await client.aclose()

@@ -6,7 +6,8 @@ auto-pipeliner, retries, circuit breaker and typed errors.
 
 * ``append_event`` is one Lua script (:data:`~agentmem.integrations.adk_scripts.ADK_APPEND`):
   the event, its session-state delta, its ``user:`` delta, its ``app:`` delta and the
-  session's update time are written together or not at all. State is merged per key on
+  session's update time are written together or not at all (on a Redis Cluster the
+  ``app:`` delta follows in a second script: see "Cluster slots"). State is merged per key on
   the server (``HSET``), never read-modified-written by the client, so concurrent events
   updating different keys of the same ``user:``/``app:`` state lose nothing. ``temp:`` keys
   are applied to the in-memory session and never stored, as in ADK. An event whose id is
@@ -32,10 +33,14 @@ auto-pipeliner, retries, circuit breaker and typed errors.
 
 Cluster slots: a session's keys, the user's ``user:`` state and the user's session index
 share one hash tag per (app, user). The ``app:`` state is shared by all users of the app
-and has its own tag: an event (or a create) that writes ``app:`` keys runs one script over
-both slots, which is atomic on a single server or a Sentinel-managed primary (what
-agentmem supports today) but would be refused with ``CROSSSLOT`` by a Redis Cluster.
-Events without ``app:`` keys touch one slot only.
+and has its own tag. On a single server or a Sentinel-managed primary an event (or a
+create) that writes ``app:`` keys runs one script over both, atomic. On a Redis Cluster,
+which would refuse that with ``CROSSSLOT``, the event's script runs first and the ``app:``
+delta in a second script on the app's slot: each atomic, not the pair. If the second one
+fails (the call raises), the event is stored without its ``app:`` delta; calling
+``append_event`` again with the same event stores nothing twice and applies the delta
+(also when the first event script's reply was lost). Events without ``app:`` keys touch
+one slot only.
 """
 
 from __future__ import annotations
@@ -64,7 +69,14 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from agentmem.codec import decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, SerializationError
-from agentmem.integrations.adk_scripts import ADK_APPEND, ADK_CREATE, ADK_DELETE, ADK_PRUNE, ADK_READ
+from agentmem.integrations.adk_scripts import (
+    ADK_APP_STATE,
+    ADK_APPEND,
+    ADK_CREATE,
+    ADK_DELETE,
+    ADK_PRUNE,
+    ADK_READ,
+)
 from agentmem.keys import AdkSessionKeys
 from agentmem.pipeline import Call
 from agentmem.scripts import MAX_EXACT, READ_HASH
@@ -154,6 +166,22 @@ class AgentMemorySessionService(BaseSessionService):
             encode_fields(_jsonable(app, what), limit=limit, what=f"{what} (app:)"),
         )
 
+    async def _app_state_apart(self, app_items: Sequence[bytes]) -> bool:
+        """Whether ``app:`` items go in a script of their own, after the session's: on a
+        Redis Cluster, where the app's state is in another slot (one script over both would
+        be refused with ``CROSSSLOT``)."""
+        if not app_items:
+            return False
+        store = self._store
+        if store._detect_cluster is not None:
+            await store._resolve_topology()
+        return store._cluster is not None
+
+    async def _write_app_state(self, operation: str, app_name: str, app_items: Sequence[bytes]) -> None:
+        store = self._store
+        key = store._keys.adk_app_state(app_name)
+        await store._script(operation, ADK_APP_STATE, (key,), (store._profile_ttl_ms(), *app_items))
+
     def _keys(self, app_name: str, user_id: str, session_id: str) -> AdkSessionKeys:
         return self._store._keys.adk_session(app_name, user_id, session_id)
 
@@ -205,7 +233,9 @@ class AgentMemorySessionService(BaseSessionService):
         keys = self._keys(app_name, user_id, session_id)
         session_items, user_items, app_items = self._encode_deltas(state, "session state")
         store = self._store
-        script_keys = keys.all() + ((store._keys.adk_app_state(app_name),) if app_items else ())
+        apart = await self._app_state_apart(app_items)
+        together = app_items if not apart else []
+        script_keys = keys.all() + ((store._keys.adk_app_state(app_name),) if together else ())
         args = (
             store._session_ttl_ms(),
             store._profile_ttl_ms(),
@@ -216,11 +246,13 @@ class AgentMemorySessionService(BaseSessionService):
             len(user_items),
             *session_items,
             *user_items,
-            *app_items,
+            *together,
         )
         created = await store._script("adk_create_session", ADK_CREATE, script_keys, args)
         if int(created) == 0:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
+        if apart:
+            await self._write_app_state("adk_create_session", app_name, app_items)
         # A second round trip, not a read queued behind the create in one operation: calls
         # of one operation can run out of order when some of them must be resent after
         # NOSCRIPT, so a read there could miss the create.
@@ -322,7 +354,9 @@ class AgentMemorySessionService(BaseSessionService):
         data = event.model_dump(mode="json", exclude_none=True, by_alias=True)
         (encoded_event,) = encode_messages([data], limit=self._store.config.max_value_bytes)
         store = self._store
-        script_keys = keys.all() + ((store._keys.adk_app_state(session.app_name),) if app_items else ())
+        apart = await self._app_state_apart(app_items)
+        together = app_items if not apart else []
+        script_keys = keys.all() + ((store._keys.adk_app_state(session.app_name),) if together else ())
         args = (
             store._session_ttl_ms(),
             store._profile_ttl_ms(),
@@ -334,11 +368,13 @@ class AgentMemorySessionService(BaseSessionService):
             len(user_items),
             *session_items,
             *user_items,
-            *app_items,
+            *together,
         )
         applied = int(await store._script("adk_append_event", ADK_APPEND, script_keys, args))
         if applied < 0:
             raise SessionNotFoundError(f"Session {session.id} not found.")
+        if apart:  # also when the event was already there: its first try may have stopped here
+            await self._write_app_state("adk_append_event", session.app_name, app_items)
         if not any(stored.id == event.id for stored in session.events):
             self._commit_event_to_session(session, event)
         session.last_update_time = event.timestamp

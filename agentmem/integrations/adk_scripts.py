@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from agentmem.scripts import _CHECK_ARGS, Script
 
-__all__ = ["ADK_APPEND", "ADK_CREATE", "ADK_DELETE", "ADK_PRUNE", "ADK_READ"]
+__all__ = ["ADK_APPEND", "ADK_APP_STATE", "ADK_CREATE", "ADK_DELETE", "ADK_PRUNE", "ADK_READ"]
 
 # Helpers shared by the scripts below: HSET of ARGV ranges in chunks of 200, the state
 # deltas' layout, and the TTLs: session keys (1-4) live ttl_ms, user/app state
@@ -113,6 +113,29 @@ redis.call('SADD', KEYS[3], ARGV[4])
 write_deltas(7, ns, nu, first_app, na)
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
 expire(nu > 0 or na > 0)
+return 1
+""",
+    flags="",
+)
+
+# On a Redis Cluster the app's state is in another slot than the session's keys, so a
+# create or an event that writes ``app:`` keys writes them with this script, after the
+# session's own script. KEYS: the app's state. ARGV: profile_ttl_ms (0: never expire), then
+# field/value items. Merged per field with HSET, so applying it twice (a retry) changes
+# nothing more. Returns 1.
+ADK_APP_STATE = Script(
+    "adk_app_state",
+    _CHECK_ARGS
+    + """
+local bad = int_arg(1, 0, MAX_EXACT, 'profile_ttl_ms')
+if bad then return bad end
+if #ARGV < 3 or #ARGV % 2 == 0 then
+  return redis.error_reply('ERR agentmem: adk_app_state needs field/value pairs')
+end
+for i = 2, #ARGV, 200 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
+end
+if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """,
     flags="",
