@@ -175,7 +175,8 @@ class AgentMemorySessionService(BaseSessionService):
         store = self._store
         if store._detect_cluster is not None:
             await store._resolve_topology()
-        return store._cluster is not None
+        # Still unknown (the server did not answer): apart works on either topology.
+        return store._cluster is not None or store._detect_cluster is not None
 
     async def _write_app_state(self, operation: str, app_name: str, app_items: Sequence[bytes]) -> None:
         store = self._store
