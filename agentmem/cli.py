@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
@@ -19,6 +20,10 @@ from agentmem.demo import DemoFailed, run_conversation
 from agentmem.embedded import NoServerBinaryError, embedded_server
 from agentmem.errors import AgentMemoryError
 from agentmem.store import AgentMemoryStore
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.cluster import RedisCluster
 
 __all__ = ["main"]
 
@@ -148,15 +153,39 @@ def _cmd_acl(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
+def _inspect_client(url: str) -> Redis | RedisCluster:
+    """A sync client for ``url``: a ``RedisCluster`` when the server is a cluster node (its
+    keys are on several nodes, and SCAN must visit every primary), else a plain client. A
+    user not allowed INFO is taken to be on a single server."""
     from redis import Redis
+    from redis.cluster import RedisCluster
+    from redis.exceptions import ResponseError
 
+    client = Redis.from_url(url, decode_responses=False)
+    try:
+        info: Any = client.info("cluster")
+    except ResponseError:  # NOPERM: INFO not allowed
+        return client
+    except BaseException:
+        client.close()
+        raise
+    if not int(info.get("cluster_enabled", 0) or 0):
+        return client
+    client.close()
+    return RedisCluster.from_url(url, decode_responses=False)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
     from agentmem.inspector import Inspector, render_session, render_sessions, render_user
 
     if (args.target == "sessions" and args.count < 1) or (args.target == "session" and args.last < 1):
         print("agentmem inspect: --count and --last must be at least 1", file=sys.stderr)
         return 2
-    client = Redis.from_url(args.url, decode_responses=False)
+    try:
+        client = _inspect_client(args.url)
+    except (RedisError, OSError) as exc:
+        print(f"agentmem inspect: could not read the server: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         inspector = Inspector(client, args.prefix)
         if args.target == "sessions":

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import orjson
 from redis import Redis
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from agentmem.codec import (
@@ -152,9 +153,10 @@ class Report:
 
 
 class Inspector:
-    """Reads a store's memory with plain commands on a sync client (``decode_responses=False``)."""
+    """Reads a store's memory with plain commands on a sync client (``decode_responses=False``):
+    a ``Redis``, or a ``RedisCluster`` (keys read where they live, SCAN on every primary)."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
+    def __init__(self, client: Redis | RedisCluster, prefix: str) -> None:
         self.client = client
         self.keys = KeySchema(prefix)
         self._memory_usage: bool | None = None

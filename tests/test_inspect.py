@@ -259,3 +259,42 @@ def test_unreachable_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """A server that does not answer is exit code 2 with one line on stderr."""
     assert main(["inspect", "--url", "redis://127.0.0.1:1", "sessions"]) == 2
     assert "could not read the server" in capsys.readouterr().err
+
+
+@pytest.mark.cluster
+async def test_inspect_on_a_redis_cluster(
+    agentmem_cluster_store: AgentMemoryStore,
+    agentmem_cluster: list[str],
+    agentmem_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a cluster node inspect reads every key where it lives and lists the sessions of
+    every primary (a plain client would meet MOVED, and SCAN would see one node)."""
+    from redis.cluster import RedisCluster
+
+    store = agentmem_cluster_store
+    ids = [f"call-{i}" for i in range(12)]
+    for sid in ids:
+        await store.save_context(sid, {"n": sid})
+        await store.append_messages(sid, [{"role": "user", "content": sid}])
+    await store.remember("user-42", {"lang": "zh"})
+    keys = KeySchema(agentmem_prefix)
+    cluster = RedisCluster.from_url(agentmem_cluster[0])
+    try:
+        nodes = {cluster.get_node_from_key(keys.session(sid).base).name for sid in ids}  # type: ignore[no-untyped-call]
+    finally:
+        cluster.close()
+    assert len(nodes) > 1  # the case at hand: sessions on several primaries
+
+    code, out = inspect(capsys, agentmem_cluster[0], agentmem_prefix, "--json", "sessions", "--count", "50")
+    assert code == 0
+    assert sorted(entry["id"] for entry in json.loads(out)["sessions"]) == sorted(ids)
+    for sid in ids:
+        code, out = inspect(capsys, agentmem_cluster[0], agentmem_prefix, "--json", "session", sid)
+        assert code == 0
+        report = json.loads(out)
+        assert report["context"] == {"n": sid}
+        assert report["history"] == [{"index": 0, "message": {"role": "user", "content": sid}}]
+    code, out = inspect(capsys, agentmem_cluster[0], agentmem_prefix, "--json", "user", "user-42")
+    assert code == 0
+    assert json.loads(out)["facts"] == {"lang": "zh"}
