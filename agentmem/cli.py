@@ -161,6 +161,8 @@ def _inspect_client(url: str) -> Redis | RedisCluster:
     from redis.cluster import RedisCluster
     from redis.exceptions import ResponseError
 
+    from agentmem.topology import cluster_enabled
+
     client = Redis.from_url(url, decode_responses=False)
     try:
         info: Any = client.info("cluster")
@@ -169,7 +171,7 @@ def _inspect_client(url: str) -> Redis | RedisCluster:
     except BaseException:
         client.close()
         raise
-    if not int(info.get("cluster_enabled", 0) or 0):
+    if not cluster_enabled(info):
         return client
     client.close()
     return RedisCluster.from_url(url, decode_responses=False)

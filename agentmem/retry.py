@@ -81,10 +81,9 @@ class Retrier:
         last: Exception | None = None
         if failed is not None:
             attempts, last = 1, failed
+            delay = self._after_failure(operation, failed, attempts, deadline)
             if not self.breaker.is_open:
-                await asyncio.sleep(self._after_failure(operation, failed, attempts, deadline))
-            else:
-                self._after_failure(operation, failed, attempts, deadline)
+                await asyncio.sleep(delay)
         while True:
             # Closed breaker: no admission to wait for (the common case, kept cheap).
             admission = (

@@ -229,14 +229,16 @@ WRITE_CONTEXT = Script(
     + r"""
 local hash, base_key = KEYS[1], KEYS[2]
 if mode == 'replace' then  -- the hot path: a save, as few calls as it takes
-  if tonumber(ARGV[1]) > 0 then
+  local ttl = tonumber(ARGV[1]) > 0
+  if ttl then
     redis.call('SET', base_key, prefix .. ARGV[4], 'PX', ARGV[1])
-    redis.call('DEL', hash)
-    redis.call('PEXPIRE', KEYS[3], ARGV[1])
-    redis.call('PEXPIRE', KEYS[#KEYS], ARGV[1])
   else
     redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
-    redis.call('DEL', hash)
+  end
+  redis.call('DEL', hash)
+  if ttl then
+    redis.call('PEXPIRE', KEYS[3], ARGV[1])
+    redis.call('PEXPIRE', KEYS[#KEYS], ARGV[1])
   end
   return 1
 end

@@ -55,6 +55,11 @@ _NODE_SETTINGS = (
 )
 
 
+def cluster_enabled(info: Any) -> bool:
+    """Whether an ``INFO cluster`` reply says ``cluster_enabled:1``."""
+    return bool(isinstance(info, dict) and int(info.get("cluster_enabled", 0) or 0))
+
+
 async def is_cluster_node(client: Redis) -> bool:
     """Whether the server says ``cluster_enabled:1``; ``False`` when INFO is not allowed."""
     try:
@@ -63,7 +68,7 @@ async def is_cluster_node(client: Redis) -> bool:
         if is_permission(exc):
             return False
         raise
-    return bool(isinstance(info, dict) and int(info.get("cluster_enabled", 0) or 0))
+    return cluster_enabled(info)
 
 
 def _node_url(url: str, host: str, port: int) -> str:

@@ -166,17 +166,22 @@ class AgentMemorySessionService(BaseSessionService):
             encode_fields(_jsonable(app, what), limit=limit, what=f"{what} (app:)"),
         )
 
-    async def _app_state_apart(self, app_items: Sequence[bytes]) -> bool:
-        """Whether ``app:`` items go in a script of their own, after the session's: on a
-        Redis Cluster, where the app's state is in another slot (one script over both would
-        be refused with ``CROSSSLOT``)."""
+    async def _session_script_scope(
+        self, app_name: str, keys: AdkSessionKeys, app_items: list[bytes]
+    ) -> tuple[tuple[str, ...], list[bytes]]:
+        """The keys and the ``app:`` items of the session's own script: with the app's state
+        key and items, unless they must go in a script of their own after it (then ``[]``):
+        on a Redis Cluster, where the app's state is in another slot (one script over both
+        would be refused with ``CROSSSLOT``)."""
         if not app_items:
-            return False
+            return keys.all(), []
         store = self._store
         if store._detect_cluster is not None:
             await store._resolve_topology()
         # Still unknown (the server did not answer): apart works on either topology.
-        return store._cluster is not None or store._detect_cluster is not None
+        if store._cluster is not None or store._detect_cluster is not None:
+            return keys.all(), []
+        return (*keys.all(), store._keys.adk_app_state(app_name)), app_items
 
     async def _write_app_state(self, operation: str, app_name: str, app_items: Sequence[bytes]) -> None:
         store = self._store
@@ -234,9 +239,7 @@ class AgentMemorySessionService(BaseSessionService):
         keys = self._keys(app_name, user_id, session_id)
         session_items, user_items, app_items = self._encode_deltas(state, "session state")
         store = self._store
-        apart = await self._app_state_apart(app_items)
-        together = app_items if not apart else []
-        script_keys = keys.all() + ((store._keys.adk_app_state(app_name),) if together else ())
+        script_keys, together = await self._session_script_scope(app_name, keys, app_items)
         args = (
             store._session_ttl_ms(),
             store._profile_ttl_ms(),
@@ -252,7 +255,7 @@ class AgentMemorySessionService(BaseSessionService):
         created = await store._script("adk_create_session", ADK_CREATE, script_keys, args)
         if int(created) == 0:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
-        if apart:
+        if app_items and not together:
             await self._write_app_state("adk_create_session", app_name, app_items)
         # A second round trip, not a read queued behind the create in one operation: calls
         # of one operation can run out of order when some of them must be resent after
@@ -355,9 +358,7 @@ class AgentMemorySessionService(BaseSessionService):
         data = event.model_dump(mode="json", exclude_none=True, by_alias=True)
         (encoded_event,) = encode_messages([data], limit=self._store.config.max_value_bytes)
         store = self._store
-        apart = await self._app_state_apart(app_items)
-        together = app_items if not apart else []
-        script_keys = keys.all() + ((store._keys.adk_app_state(session.app_name),) if together else ())
+        script_keys, together = await self._session_script_scope(session.app_name, keys, app_items)
         args = (
             store._session_ttl_ms(),
             store._profile_ttl_ms(),
@@ -374,7 +375,9 @@ class AgentMemorySessionService(BaseSessionService):
         applied = int(await store._script("adk_append_event", ADK_APPEND, script_keys, args))
         if applied < 0:
             raise SessionNotFoundError(f"Session {session.id} not found.")
-        if apart:  # also when the event was already there: its first try may have stopped here
+        if (
+            app_items and not together
+        ):  # also when the event was already there: its first try may have stopped here
             await self._write_app_state("adk_append_event", session.app_name, app_items)
         if not any(stored.id == event.id for stored in session.events):
             self._commit_event_to_session(session, event)

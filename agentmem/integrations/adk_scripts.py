@@ -126,15 +126,14 @@ return 1
 ADK_APP_STATE = Script(
     "adk_app_state",
     _CHECK_ARGS
+    + _HELPERS
     + """
 local bad = int_arg(1, 0, MAX_EXACT, 'profile_ttl_ms')
 if bad then return bad end
-if #ARGV < 3 or #ARGV % 2 == 0 then
+if #ARGV < 3 or not pairs_ok(#ARGV - 1) then
   return redis.error_reply('ERR agentmem: adk_app_state needs field/value pairs')
 end
-for i = 2, #ARGV, 200 do
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 199, #ARGV)))
-end
+hset_range(KEYS[1], 2, #ARGV)
 if ARGV[1] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """,
