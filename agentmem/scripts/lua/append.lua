@@ -1,0 +1,4 @@
+
+--- @include "lib/check_args"
+
+--- @include "lib/append_body"
