@@ -1,6 +1,6 @@
 --- KEYS: the keys to delete, then the tombstone (last). ARGV: version, tombstone_ttl_ms.
 --- Returns how many keys were deleted. The tombstone keeps the newest delete's version,
---- so a journal replay older than it is dropped (WRITE_CONTEXT, WRITE_FACTS, REPLAY_APPEND).
+--- so a journal replay older than it is dropped (write_context.lua, write_facts.lua, replay_append.lua).
 --- allow-oom: deleting is how memory is freed, so it must work past maxmemory (the
 --- tombstone is a few bytes); on Redis 6.2 the UNLINK is the first write, which the OOM
 --- check lets through, and the SET after it.

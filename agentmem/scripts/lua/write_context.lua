@@ -1,12 +1,12 @@
 --- KEYS: the session's merged-fields hash, base, history, tombstone (SessionKeys.core).
---- ARGV: see _WRITE_HEAD.
+--- ARGV: see lib/write_head.lua.
 ---
 --- The layout (see README "Storage layout"):
 ---   base   a string: the last save_context's version and whole context (one orjson object);
 ---   hash   the fields update_context merged since then, each prefixed with its version,
 ---          overriding the base's field of that name on read.
 --- A save costs the server one SET (with the TTL), one DEL (of the hash, if any) and two
---- PEXPIREs; a read one GETEX and one HGETALL (READ_SESSION). Only merged fields carry
+--- PEXPIREs; a read one GETEX and one HGETALL (read_session.lua). Only merged fields carry
 --- versions of their own, which a journal replay needs.
 --- The first write is a SET or HSET on purpose: on Redis 6.2 the OOM check applies only to
 --- a script's first write, so past maxmemory it refuses the script before anything changed.

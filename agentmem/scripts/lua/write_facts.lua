@@ -1,4 +1,4 @@
---- KEYS: the user's facts hash, its tombstone. ARGV: see _WRITE_HEAD (merge modes only).
+--- KEYS: the user's facts hash, its tombstone. ARGV: see lib/write_head.lua (merge modes only).
 --- Each fact is a field of the hash, prefixed with its version.
 
 --- @include "lib/write_head"

@@ -1,5 +1,5 @@
 --- ARGV: ttl_ms, profile_ttl_ms, session_id, event_id, timestamp, event, session_count,
---- user_count, then the state deltas as in ADK_CREATE (from ARGV[9]).
+--- user_count, then the state deltas as in adk/create.lua (from ARGV[9]).
 --- Returns 1 appended, 0 an event with this id is already there (a retry, or the same
 --- event appended twice): nothing changed, -1 no such session: nothing written.
 

@@ -1,8 +1,9 @@
---- Helpers shared by the scripts below: HSET of ARGV ranges in chunks of 200, the state
+--- Helpers shared by the ADK scripts (adk/*.lua): HSET of ARGV ranges in chunks of 200, the state
 --- deltas' layout, and the TTLs: session keys (1-4) live ttl_ms, user/app state
 --- profile_ttl_ms (0: never expire).
 local META = '\255'
 local function hset_range(key, first, last)
+  --- chunks of 200: why in agentmem/scripts/lua/lib/migrate.lua
   for i = first, last, 200 do
     redis.call('HSET', key, unpack(ARGV, i, math.min(i + 199, last)))
   end

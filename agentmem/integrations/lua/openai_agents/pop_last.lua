@@ -5,8 +5,8 @@
 --- "pop:<id>" (looked up in O(log n) by every pop) beside "pop:<id>:<item>", so a retry
 --- whose first attempt was applied (its reply lost) finds it and returns the same item
 --- without popping another (the slower scan for the item runs only then). Ids leave the
---- log by age like the store's append ids (its window covers every retry of a call). The ZADD is the first
---- write on purpose: it grows memory, so on Redis 6.2 past maxmemory the script is refused
+--- log by age like the store's append ids (its window covers every retry of a call). The ZADD
+--- is the first write on purpose: it grows memory, so on Redis 6.2 past maxmemory the script is refused
 --- before anything changed (on Redis 7 / Valkey the #!lua line refuses it whole).
 
 --- @include "lib/check_args"

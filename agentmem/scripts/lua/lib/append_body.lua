@@ -1,10 +1,11 @@
+--- The body of append.lua and replay_append.lua.
 --- KEYS: SessionKeys.appending (context, base, history, log, tombstone).
 --- ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
 --- The log is a string of 12-byte records, oldest first: an operation id (8 bytes) and the
 --- server time it was applied (seconds, 4 bytes big-endian). A retry of an append the server
 --- already applied (its reply lost to a reset or timeout) finds its id and pushes nothing
 --- twice. An id stays while a retry of its operation can still arrive (window_ms, from the
---- store's retry and timeout options), and the newest APPEND_LOG_IDS stay whatever their
+--- store's retry and timeout options), and the newest @APPEND_LOG_IDS@ stay whatever their
 --- age; ids leave by age, not by count, so any number of appends in flight is covered. The
 --- log key itself expires window_ms after the last append: a session at rest keeps no log.
 local bad = int_arg(1, 1, MAX_EXACT, 'ttl_ms') or int_arg(2, 1, MAX_EXACT, 'max_history')
@@ -25,6 +26,7 @@ while true do
   if found % 12 == 1 then return redis.call('LLEN', KEYS[3]) end
   at = found + 1
 end
+--- chunks of 200: why in lib/migrate.lua
 for i = 5, #ARGV, 200 do
   redis.call('RPUSH', KEYS[3], unpack(ARGV, i, math.min(i + 199, #ARGV)))
 end

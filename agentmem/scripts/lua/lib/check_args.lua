@@ -1,4 +1,4 @@
---- ``int_arg(i, ...)``: the same check of ARGV[i].
+--- int_arg(i, low, high, name): int_text's check of ARGV[i].
 --- @include "lib/int_text"
 
 local function int_arg(i, low, high, name)

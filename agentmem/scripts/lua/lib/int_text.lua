@@ -1,9 +1,8 @@
---- Every script checks its numeric arguments before its first write and answers with an
---- error reply, so a bad argument can never leave a write half done. ``int_arg`` returns
---- nil for a decimal integer in [low, high], else the error reply. Numbers go on to
+--- int_text(text, low, high, name): nil when text is a decimal integer in [low, high], else an
+--- error reply naming the argument. Every script checks its numeric arguments this way before
+--- its first write, so a bad argument can never leave a write half done. Numbers go on to
 --- commands as the caller's strings: Lua would print a large double as "1e+17".
---- Lua: ``int_text(text, low, high, name)`` returns an error reply unless ``text`` is an
---- integer in [low, high] (nil when it is); shared with the adapters' scripts.
+--- MAX_EXACT (2^53 - 1) is the largest integer a Lua number (a double) holds exactly.
 local MAX_EXACT = @MAX_EXACT@
 local function int_text(text, low, high, name)
   local value = text and string.match(text, '^%d+$') and tonumber(text)

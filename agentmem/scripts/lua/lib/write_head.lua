@@ -1,10 +1,10 @@
---- The head of both write scripts. ARGV: ttl_ms (0: leave TTLs), version (the 8 bytes that
+--- The head of both write scripts (write_context.lua, write_facts.lua). ARGV: ttl_ms (0: leave TTLs), version (the 8 bytes that
 --- prefix every value it stores), mode, payload:
 ---   replace | replace-if-newer (contexts only): one value, the whole context as one orjson object;
 ---   merge | merge-if-newer: field, value, ... (each value orjson).
 --- The ``-if-newer`` modes, used when a local journal replays a write made while Redis was
 --- unreachable, never undo a newer write: a replay older than the last delete (the
---- tombstone, KEYS[#KEYS], see DELETE) or the last replace is dropped whole and the script
+--- tombstone, KEYS[#KEYS], see delete.lua) or the last replace is dropped whole and the script
 --- returns 0 (1: written); a merge replay skips each field whose stored version is newer;
 --- a replace replay keeps the merged fields newer than itself.
 --- @include "lib/check_args"
@@ -40,6 +40,7 @@ local function merge(hash)
       args[#args + 1] = prefix .. ARGV[i + 1]
     end
   end
+  --- chunks of 200: why in lib/migrate.lua
   for i = 1, #args, 200 do
     redis.call('HSET', hash, unpack(args, i, math.min(i + 199, #args)))
   end

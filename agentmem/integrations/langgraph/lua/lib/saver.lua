@@ -1,6 +1,9 @@
+--- Helpers shared by the saver's scripts (saver/*.lua): chunked redis.call, TTL refresh, and
+--- dropping checkpoints with their writes and the blobs no checkpoint uses any more.
 --- @include "lib/int_text"
 
 local function chunked(command, key, items)
+  --- chunks of 200: why in agentmem/scripts/lua/lib/migrate.lua
   for i = 1, #items, 200 do
     redis.call(command, key, unpack(items, i, math.min(i + 199, #items)))
   end
