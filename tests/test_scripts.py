@@ -1,15 +1,21 @@
-"""The Lua scripts' texts: every script the package defines is pinned by its SHA1, so a move of
-the sources (Python strings to ``.lua`` files, a new include, a renamed constant) that changes a
-single byte fails here, and a change of a script's behaviour is a deliberate edit of this table."""
+"""The Lua scripts' texts and their loader. Every script the package defines is pinned by its
+SHA1, so a move of the sources (Python strings to ``.lua`` files, a new include, a renamed
+constant) that changes a single byte fails here, and a change of a script's behaviour is a
+deliberate edit of this table."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import agentmem
-from agentmem.scripts import Script
+from agentmem.config import MAX_EXACT
+from agentmem.scripts import APPEND, CONSTANTS, WRITE_CONTEXT, LuaSourceError, Script, load
 
 #: Per script name: the SHA1 of its text without the ``#!lua`` line (Redis 6.2) and with it.
 #: A script whose text changes on purpose gets its new SHAs here (and a word in the commit on why);
@@ -165,3 +171,87 @@ def test_every_script_text_is_pinned_by_its_sha() -> None:
     assert scripts, "no Script found in the package"
     actual = {name: (script.sha(False), script.sha(True)) for name, script in scripts.items()}
     assert actual == PINNED_SHAS
+
+
+@pytest.fixture
+def lua_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], str]:
+    """Makes an importable package whose ``lua/`` directory holds the given files; returns its name."""
+    made = 0
+
+    def make(sources: dict[str, str]) -> str:
+        nonlocal made
+        made += 1
+        name = f"agentmem_lua_test_{made}"
+        package = tmp_path / name
+        for relative, text in sources.items():
+            path = package / "lua" / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        (package / "__init__.py").write_text("", encoding="utf-8")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return name
+
+    return make
+
+
+def test_load_resolves_includes_and_constants_and_leaves_out_comment_lines(
+    lua_package: Callable[[dict[str, str]], str],
+) -> None:
+    """An include is looked up in the script's own ``lua/`` first, then in agentmem's (its
+    ``lib/int_text``), a part included twice lands once, ``@NAME@`` becomes the constant and
+    ``---`` lines are left out."""
+    package = lua_package(
+        {
+            "main.lua": '--- what main takes\n\n--- @include "lib/own"\n--- @include "lib/own"\n'
+            '--- @include "lib/int_text"\nreturn @LIMIT@ + own()\n',
+            "lib/own.lua": "local function own()\n  --- a comment for the reader only\n  return 1\nend\n",
+        }
+    )
+    text = load("main", package=package, constants={"LIMIT": 7, "MAX_EXACT": 9})
+    int_text = load("lib/int_text", constants={"MAX_EXACT": 9})
+    assert text == "\nlocal function own()\n  return 1\nend\n" + int_text + "return 7 + own()\n"
+    assert int_text.startswith("local MAX_EXACT = 9\n")
+
+
+def test_load_refuses_an_unreplaced_constant(lua_package: Callable[[dict[str, str]], str]) -> None:
+    """An ``@NAME@`` that names no constant raises at load, naming the file and line, instead of
+    reaching the server as Lua that fails (or, worse, runs) with the token in it."""
+    package = lua_package({"main.lua": "local a = @MAX_EXACT@\nlocal b = @MAX_EXCAT@\nreturn a\n"})
+    with pytest.raises(LuaSourceError, match=r"main\.lua:2: @MAX_EXCAT@ is not a constant"):
+        load("main", package=package)
+
+
+def test_load_refuses_a_missing_include(lua_package: Callable[[dict[str, str]], str]) -> None:
+    """An include found neither beside the script nor in agentmem's ``lua/`` raises, naming it and
+    the file that asked for it."""
+    package = lua_package({"main.lua": '--- @include "lib/missing"\nreturn 1\n'})
+    with pytest.raises(LuaSourceError, match=r"lib/missing\.lua \(included by main\.lua\) is not in"):
+        load("main", package=package)
+
+
+def test_load_refuses_an_unknown_directive_and_a_circular_include(
+    lua_package: Callable[[dict[str, str]], str],
+) -> None:
+    """A misspelt ``--- @include`` is an error, not a silently dropped comment; includes that
+    include each other are an error, not a recursion."""
+    package = lua_package(
+        {
+            "typo.lua": '--- @inlcude "lib/a"\nreturn 1\n',
+            "loop.lua": '--- @include "lib/a"\nreturn 1\n',
+            "lib/a.lua": '--- @include "lib/b"\n',
+            "lib/b.lua": '--- @include "lib/a"\n',
+        }
+    )
+    with pytest.raises(LuaSourceError, match=r"typo\.lua:1: unknown directive @inlcude"):
+        load("typo", package=package)
+    with pytest.raises(LuaSourceError, match=r"circular include: loop -> lib/a -> lib/b -> lib/a"):
+        load("loop", package=package)
+
+
+def test_constants_reach_the_scripts() -> None:
+    """The Python side's limits are the ones the scripts check: each constant's value is in the
+    text of a script that uses it."""
+    assert f"local MAX_EXACT = {MAX_EXACT}\n" in WRITE_CONTEXT.body
+    assert f"while drop < records - ({CONSTANTS['APPEND_LOG_IDS']} - 1) do" in APPEND.body
+    assert f"if #id ~= {CONSTANTS['OPERATION_ID_BYTES']} then" in APPEND.body

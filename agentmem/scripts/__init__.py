@@ -130,8 +130,6 @@ def _expand(
     stack: tuple[str, ...],
     seen: set[str],
 ) -> str:
-    if name in stack:
-        raise LuaSourceError(f"circular include: {' -> '.join((*stack, name))}")
     text = _find(name, roots, stack[-1] if stack else None).read_text(encoding="utf-8")
     out: list[str] = []
     for number, line in enumerate(text.splitlines(keepends=True), 1):
@@ -141,6 +139,8 @@ def _expand(
             continue
         include = _INCLUDE.fullmatch(loader_line[1])
         if include is not None:
+            if include[1] in (*stack, name):
+                raise LuaSourceError(f"circular include: {' -> '.join((*stack, name, include[1]))}")
             if include[1] not in seen:
                 seen.add(include[1])
                 out.append(_expand(include[1], roots, constants, (*stack, name), seen))
