@@ -376,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every async contender on uvloop's event loop (pip install 'agentmem[uvloop]')",
     )
+    parser.add_argument(
+        "--server-cost",
+        action="store_true",
+        help="only measure what the server pays per operation, from INFO (benchmarks/server_cost.py)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
@@ -457,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.topology import run as run_topology
 
         return run_topology(args)
+    if args.server_cost:
+        from benchmarks.server_cost import run as run_server_cost
+
+        return run_server_cost(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)
