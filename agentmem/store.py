@@ -38,6 +38,7 @@ from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
 from agentmem.probe import ping_fresh_connection
+from agentmem.refresh import RefreshCoalescer
 from agentmem.replication import Wait
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
 from agentmem.scripts import (
@@ -189,6 +190,8 @@ class AgentMemoryStore:
         # Agents touch the same few sessions every turn: build (and validate) their keys once.
         self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self._keys.session)
         self._append_window_ms = _ms(append_window(self.config))
+        #: When this store's reads last refreshed each session's (user's) TTLs (agentmem.refresh).
+        self._refresh = RefreshCoalescer()
         self._scripts = ScriptRunner()
         self.breaker = CircuitBreaker(
             threshold=self.config.breaker_threshold,
@@ -490,6 +493,17 @@ class AgentMemoryStore:
     def _profile_ttl_ms(self) -> int:
         return _ms(self.config.profile_ttl)
 
+    def _read_refresh_ms(self, key: tuple[str, str], ttl: float | None) -> int:
+        """The TTL a sliding read of ``key`` (``("s", session)`` or ``("u", user)``) refreshes:
+        0 without ``sliding_ttl`` or a TTL, or when this store's reads refreshed it recently."""
+        if not self.config.sliding_ttl or ttl is None or not self._refresh.due(key, ttl):
+            return 0
+        return _ms(ttl)
+
+    def _refreshed(self, key: tuple[str, str], refresh_ms: int, sent: float) -> None:
+        if refresh_ms:
+            self._refresh.refreshed(key, sent)
+
     # -- writes of encoded data --------------------------------------------------------
     #
     # Each public write encodes (raising before any I/O), picks its version or operation
@@ -566,9 +580,9 @@ class AgentMemoryStore:
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self._session_keys(session_id)
-        fields, base, _ = await self._script(
-            "load_context", READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, 0)
-        )
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        fields, base, _ = await self._script("load_context", READ_SESSION, keys.core(), (refresh, 1, 0))
+        self._refreshed(("s", session_id), refresh, sent)
         return decode_context(fields, base)
 
     # -- history ---------------------------------------------------------------------
@@ -587,9 +601,9 @@ class AgentMemoryStore:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
         keys = self._session_keys(session_id)
-        _, _, raw_history = await self._script(
-            "load_history", READ_SESSION, keys.core(), (self._read_ttl_ms(), 0, last)
-        )
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        _, _, raw_history = await self._script("load_history", READ_SESSION, keys.core(), (refresh, 0, last))
+        self._refreshed(("s", session_id), refresh, sent)
         return decode_messages(raw_history)
 
     # -- long-term facts -------------------------------------------------------------
@@ -600,13 +614,18 @@ class AgentMemoryStore:
         encoded = encode_fields(facts, limit=self.config.max_value_bytes, what="facts")
         await self._write_facts("remember", user_id, encoded, write_version(), "merge")
 
-    def _recall_call(self, user_id: str) -> Call:
-        refresh = self._profile_ttl_ms() if self.config.sliding_ttl else 0
-        return Call(READ_HASH, (self._keys.profile(user_id),), (refresh,))
+    def _recall_call(self, user_id: str) -> tuple[Call, int]:
+        """The read of the user's facts (the id validated first) and the TTL it refreshes."""
+        key = self._keys.profile(user_id)
+        refresh = self._read_refresh_ms(("u", user_id), self.config.profile_ttl)
+        return Call(READ_HASH, (key,), (refresh,)), refresh
 
     async def recall(self, user_id: str) -> dict[str, Any]:
         """The user's long-term facts (``{}`` when there are none)."""
-        (raw,) = await self._send("recall", (self._recall_call(user_id),))
+        sent = time.monotonic()
+        call, refresh = self._recall_call(user_id)
+        (raw,) = await self._send("recall", (call,))
+        self._refreshed(("u", user_id), refresh, sent)
         return decode_fields(raw, what="facts")
 
     # -- both at once ----------------------------------------------------------------
@@ -615,10 +634,16 @@ class AgentMemoryStore:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
         keys = self._session_keys(session_id)
-        calls = [Call(READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, last))]
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        calls = [Call(READ_SESSION, keys.core(), (refresh, 1, last))]
+        facts_refresh = 0
         if user_id is not None:
-            calls.append(self._recall_call(user_id))  # validates before any I/O
+            facts_call, facts_refresh = self._recall_call(user_id)  # validates before any I/O
+            calls.append(facts_call)
         results = await self._send("load_turn", calls)
+        self._refreshed(("s", session_id), refresh, sent)
+        if user_id is not None:
+            self._refreshed(("u", user_id), facts_refresh, sent)
         fields, base, raw_history = results[0]
         return Turn(
             context=decode_context(fields, base),
@@ -635,6 +660,7 @@ class AgentMemoryStore:
         """
         keys = self._session_keys(session_id).all()
         args = (write_version(), self._session_ttl_ms())
+        self._refresh.forget(("s", session_id))
         return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
@@ -643,6 +669,7 @@ class AgentMemoryStore:
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
         keys = self._keys.profile_keys(user_id)
+        self._refresh.forget(("u", user_id))
         tombstone_ttl = self._profile_ttl_ms() or self._session_ttl_ms()
         args = (write_version(), tombstone_ttl)
         return int(await self._script("forget_user", DELETE, keys, args)) > 0
