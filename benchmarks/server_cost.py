@@ -47,6 +47,7 @@ from benchmarks.contenders import AgentMem, Contender, PipelinedBlob, RawBlob, R
 from benchmarks.harness import Budget
 from benchmarks.machine import machine_info, server_info
 from benchmarks.probes import delete_keys
+from benchmarks.script_cost import format_shapes, script_shapes
 from benchmarks.workload import CONTEXT, CONTEXT_UPDATE, HISTORY_LAST, MAX_HISTORY, MESSAGES, SESSION_TTL
 
 __all__ = ["AGENTS", "AgentMemOps", "RawTurn", "ServerCounters", "run", "server_cost"]
@@ -58,6 +59,9 @@ FULL_SECONDS = 1.5
 QUICK_SECONDS = 0.3
 FULL_REPETITIONS = 5
 QUICK_REPETITIONS = 3
+#: Pipelines of benchmarks.script_cost.BATCH operations per repetition of each shape.
+FULL_SHAPE_ROUNDS = 200
+QUICK_SHAPE_ROUNDS = 30
 #: Commands that are the measurement, not the workload.
 _NOT_COUNTED = frozenset({"info"})
 
@@ -325,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
             info = server_info(url)
             try:
                 rows = asyncio.run(server_cost(url, prefix, budget, repetitions, progress=not args.quiet))
+                rounds = QUICK_SHAPE_ROUNDS if args.quick else FULL_SHAPE_ROUNDS
+                shapes = asyncio.run(script_shapes(url, prefix, rounds, repetitions))
             finally:
                 asyncio.run(delete_keys(url, prefix))
     except NoServerBinaryError as exc:
@@ -339,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds_per_scenario": seconds,
         "rows": rows,
         "targets": targets(rows),
+        "shapes": shapes,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     out = Path(args.out)
@@ -346,5 +353,6 @@ def run(args: argparse.Namespace) -> int:
     (out / RESULTS_NAME).write_text(json.dumps(results, indent=2) + "\n")
     print(f"server: {info['flavor']} {info['version']}; medians of {repetitions} repetitions")
     print(format_server_cost(rows), end="")
+    print(format_shapes(shapes), end="")
     print(f"results: {out / RESULTS_NAME}")
     return 0
