@@ -87,6 +87,14 @@ def _ms(value: float | None) -> int:
     return 0 if value is None else max(1, int(value * 1000))
 
 
+def _flat(reply: Any) -> Any:
+    """An HGETALL reply as the flat list (field, value, ...) a script returns: a RESP3
+    connection (``protocol=3``) answers a plain HGETALL with a map."""
+    if isinstance(reply, dict):
+        return [item for pair in reply.items() for item in pair]
+    return reply
+
+
 def _count(value: object, name: str) -> int:
     """A count argument (``last``) as the scripts take it, or InvalidArgumentError before any I/O."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXACT:
@@ -602,6 +610,9 @@ class AgentMemoryStore:
         last = _count(last, "last")
         keys = self._session_keys(session_id)
         refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        if not refresh:  # one command is atomic by itself: no script run (issue 21)
+            lrange = Call(None, (keys.history,), (-last, -1), command="LRANGE")
+            return decode_messages((await self._send("load_history", (lrange,)))[0])
         _, _, raw_history = await self._script("load_history", READ_SESSION, keys.core(), (refresh, 0, last))
         self._refreshed(("s", session_id), refresh, sent)
         return decode_messages(raw_history)
@@ -618,6 +629,8 @@ class AgentMemoryStore:
         """The read of the user's facts (the id validated first) and the TTL it refreshes."""
         key = self._keys.profile(user_id)
         refresh = self._read_refresh_ms(("u", user_id), self.config.profile_ttl)
+        if not refresh:  # one command is atomic by itself: no script run (issue 21)
+            return Call(None, (key,), command="HGETALL"), 0
         return Call(READ_HASH, (key,), (refresh,)), refresh
 
     async def recall(self, user_id: str) -> dict[str, Any]:
@@ -626,7 +639,7 @@ class AgentMemoryStore:
         call, refresh = self._recall_call(user_id)
         (raw,) = await self._send("recall", (call,))
         self._refreshed(("u", user_id), refresh, sent)
-        return decode_fields(raw, what="facts")
+        return decode_fields(_flat(raw), what="facts")
 
     # -- both at once ----------------------------------------------------------------
 
@@ -648,7 +661,7 @@ class AgentMemoryStore:
         return Turn(
             context=decode_context(fields, base),
             history=decode_messages(raw_history),
-            profile=decode_fields(results[1], what="facts") if user_id is not None else {},
+            profile=decode_fields(_flat(results[1]), what="facts") if user_id is not None else {},
         )
 
     # -- erasure ---------------------------------------------------------------------
