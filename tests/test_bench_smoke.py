@@ -23,6 +23,9 @@ from agentmem.testing.provision import ServerInfo
 from benchmarks.chart import chart_available
 from benchmarks.report import compute_ratios
 from benchmarks.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
+from benchmarks.script_cost import SHAPES
+from benchmarks.server_cost import AGENTS, UNITS
+from benchmarks.server_cost import RESULTS_NAME as COST_NAME
 from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
 
 # A few seconds of benchmarking: kept out of the fast core suite (-m "not slow"), run in CI.
@@ -216,3 +219,31 @@ def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
 
     assert _run_loop(loop_type(), True).startswith(uvloop.__name__)
     assert _run_loop(loop_type(), False).startswith("asyncio")
+
+
+def test_server_cost_run_prices_every_unit(agentmem_server: ServerInfo, tmp_path: Path) -> None:
+    """``--server-cost`` measures every unit of work at 1 and 64 agents for its contenders from
+    the server's counters, prices every save/load shape, prints the turns-per-core lines and
+    leaves no key behind (figures not asserted: other workers share this server)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(
+            ["--server-cost", "--quick", "--quiet", "--url", agentmem_server.url, "--out", str(tmp_path)]
+        )
+    assert code == 0, stderr.getvalue()
+    written = json.loads((tmp_path / COST_NAME).read_text())
+    measured = {(row["unit"], row["agents"], row["contender"]): row for row in written["rows"]}
+    expected = {(unit, agents, name) for unit, names in UNITS for agents in AGENTS for name in names}
+    assert set(measured) == expected
+    for row in measured.values():
+        assert row["commands"] >= 1
+        assert row["server_cpu_us"] > 0
+        assert row["ops_per_s"] > 0
+    assert {(row["operation"], row["shape"]) for row in written["shapes"]} == set(SHAPES)
+    assert len(written["targets"]) == 5
+    assert "one Redis core carries about" in stdout.getvalue()
+    client = redis.Redis.from_url(agentmem_server.url)
+    try:
+        assert list(client.scan_iter(match="agentmem-bench-*:shapes*", count=1000)) == []
+    finally:
+        client.close()
