@@ -25,7 +25,7 @@ from agentmem.store import AgentMemoryStore, Turn
 from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
 
 try:
-    __version__ = version("agentmem")
+    __version__ = version("agentmem-redis")  # the distribution name (PyPI); the import name is agentmem
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 

@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--uvloop",
         action="store_true",
-        help="run every async contender on uvloop's event loop (pip install 'agentmem[uvloop]')",
+        help="run every async contender on uvloop's event loop (pip install 'agentmem-redis[uvloop]')",
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -406,7 +406,7 @@ def _run_loop(coroutine: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
         import uvloop
     except ImportError as exc:
         coroutine.close()
-        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem[uvloop]'") from exc
+        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem-redis[uvloop]'") from exc
     result: T = uvloop.run(coroutine)
     return result
 

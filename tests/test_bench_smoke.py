@@ -138,7 +138,7 @@ def test_chart_is_drawn_when_matplotlib_is_installed(quick_run: QuickRun) -> Non
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert not chart.exists()
-        assert "agentmem[bench]" in quick_run.stdout
+        assert "agentmem-redis[bench]" in quick_run.stdout
 
 
 def test_no_key_is_left_behind(quick_run: QuickRun) -> None:

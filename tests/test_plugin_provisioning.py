@@ -277,7 +277,7 @@ import sys
 
 sys.modules["filelock"] = None  # `import filelock` now raises ImportError
 """
-MISSING_EXTRA = "pip install 'agentmem[testing]'"
+MISSING_EXTRA = "pip install 'agentmem-redis[testing]'"
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])

@@ -345,7 +345,7 @@ async def test_a_missing_otel_extra_names_the_pip_install(
     agentmem_server: Any, agentmem_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without opentelemetry installed, telemetry=True raises MissingDependencyError (an
-    ImportError) naming agentmem[otel], before any connection is made."""
+    ImportError) naming agentmem-redis[otel], before any connection is made."""
     monkeypatch.setattr(agentmem.telemetry, "_instruments", None)
     for module in ("opentelemetry", "opentelemetry.trace", "opentelemetry.metrics"):
         monkeypatch.setitem(sys.modules, module, None)

@@ -57,7 +57,7 @@ class SharedServer:
             from filelock import FileLock
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "sharing a test server needs filelock: pip install 'agentmem[testing]'"
+                "sharing a test server needs filelock: pip install 'agentmem-redis[testing]'"
             ) from exc
 
         self.directory.mkdir(parents=True, exist_ok=True)
