@@ -167,7 +167,9 @@ async def test_the_password_in_the_url_is_never_printed(
     async with _acl_user(agentmem_private_server.url, "+@all") as url:
         password = urlsplit(url).password
         assert password
-        codes = [await asyncio.to_thread(main, ["doctor", "--url", url, *extra]) for extra in ([], ["--json"])]
+        codes = [
+            await asyncio.to_thread(main, ["doctor", "--url", url, *extra]) for extra in ([], ["--json"])
+        ]
     assert codes == [1, 1]  # the private server runs without persistence
     captured = capsys.readouterr()
     assert password not in captured.out + captured.err
