@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -281,15 +280,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(bench_args: list[str]) -> int:
-    try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
-        bench_main = importlib.import_module("benchmarks.run").main
-    except ImportError as exc:
-        print(
-            f"agentmem bench needs the benchmarks package from a source checkout ({exc}); "
-            "run it from the repository root",
-            file=sys.stderr,
-        )
-        return 2
+    from agentmem.bench.run import main as bench_main  # the comparison ships in the package
+
     code: int = bench_main(bench_args)
     return code
 
@@ -386,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after "bench" to the benchmarks.
     commands.add_parser(
-        "bench", help="benchmarks side by side (options: agentmem bench --help)", add_help=False
+        "bench",
+        help="agentmem vs hand-written redis-py code on your server (--url) or an embedded one "
+        "(options: agentmem bench --help)",
+        add_help=False,
     )
     return parser
 

@@ -130,4 +130,4 @@ def test_plugin_example_passes_in_a_new_project(
     result.assert_outcomes(passed=1)
     output = result.stdout.str() + result.stderr.str()
     assert "PytestDeprecationWarning" not in output
-    assert "asyncio_default_fixture_loop_scope\" is unset" not in output
+    assert 'asyncio_default_fixture_loop_scope" is unset' not in output

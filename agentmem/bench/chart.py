@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import scenario_index
+from agentmem.bench.report import scenario_index
 
 __all__ = ["MISSING_MATPLOTLIB", "chart_available", "draw_chart"]
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import AgentMemoryStore
+from agentmem.bench.probes import delete_keys
+from agentmem.bench.workload import CONTEXT
 from agentmem.embedded import embedded_server
-from benchmarks.probes import delete_keys
-from benchmarks.workload import CONTEXT
 
 __all__ = ["format_telemetry", "run_telemetry", "telemetry_overhead"]
 
