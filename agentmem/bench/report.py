@@ -197,7 +197,7 @@ def _cpu_table(
 
 
 #: What a ``--quick`` run says instead of judging targets: a few seconds prove nothing.
-SMOKE_NOTE = "smoke run (--quick): too short to judge, targets not checked"
+SMOKE_NOTE = "a smoke run (--quick), too short to judge: targets not checked"
 
 
 def _ratio_table(
