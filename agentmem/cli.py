@@ -363,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         usage="agentmem inspect --url URL [--prefix PREFIX] [--json] {session ID,user ID,sessions} ...",
     )
     _inspect_options(inspect, defaults=True)
-    targets = inspect.add_subparsers(dest="target", required=True, metavar="{session,user,sessions}")
+    targets = inspect.add_subparsers(
+        dest="target", required=True, metavar="{session,user,sessions}", prog="agentmem inspect"
+    )
     session = targets.add_parser("session", help="a session: context, last messages, TTL, size")
     session.add_argument("id", help="session id")
     session.add_argument("--last", type=int, default=20, help="messages to show (default 20)")
