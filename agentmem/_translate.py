@@ -122,9 +122,9 @@ def connection_refused(exc: BaseException) -> str | None:
             match = _CONNECTING_TO.search(str(exc))
             where = match.group(1) if match else "the address in the URL"
             return (
-                f"connection refused: is a server running at {where}? Start one (redis-server or "
-                "valkey-server; with no install, agentmem.embedded.embedded_server() starts a "
-                "throwaway one) or pass the URL of yours"
+                f"connection refused: is a server running at {where}? Start one (redis-server, "
+                "valkey-server, or with no install the throwaway embedded server of the README's "
+                "Quickstart) or pass the URL of yours"
             )
         seen = seen.__cause__ or seen.__context__
     return None
