@@ -18,6 +18,7 @@ import orjson
 import pytest
 import redis
 
+import agentmem
 from agentmem.bench.chart import chart_available
 from agentmem.bench.report import SMOKE_NOTE, compute_ratios
 from agentmem.bench.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
@@ -113,6 +114,7 @@ def test_extras_are_reported(quick_run: QuickRun) -> None:
     assert machine["cores"] >= 1
     assert machine["server"]["flavor"] in ("redis", "valkey")
     assert machine["redis_py"] == redis.__version__
+    assert machine["agentmem"] == agentmem.__version__ != "0.0.0"  # from agentmem-redis's metadata
 
 
 def test_table_and_progress_are_printed(quick_run: QuickRun) -> None:
