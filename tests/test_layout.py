@@ -230,7 +230,12 @@ async def test_layout_0_2_values_longer_than_a_version_read_whole_before_and_aft
     note, bio = b'"a note well over eight bytes long"', b'"likes long walks on the beach"'
     await agentmem_redis.hset(
         keys.context,
-        mapping={b"\xff": b"500", b"\xff\x01": b'{"k":"a base value, long too"}', b"note": note, b"\xfenote": b"600"},
+        mapping={
+            b"\xff": b"500",
+            b"\xff\x01": b'{"k":"a base value, long too"}',
+            b"note": note,
+            b"\xfenote": b"600",
+        },
     )
     facts = schema.profile("u")
     await agentmem_redis.hset(facts, mapping={b"\xff": b"0", b"bio": bio, b"\xfebio": b"700"})
