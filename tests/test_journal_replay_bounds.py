@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, JournaledStore
@@ -50,6 +51,7 @@ async def _delete_at(store: AgentMemoryStore, session_id: str, version: int) -> 
     return int(await store._script("delete_session", DELETE, keys, (version, store._session_ttl_ms())))
 
 
+@pytest.mark.single_node  # a proxy in front of the shared single server
 async def test_deletes_out_of_version_order_keep_the_newer_tombstone(
     agentmem_store_factory: StoreFactory,
     agentmem_proxy_factory: Any,
