@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from redis.exceptions import RedisError
 
-from agentmem import __version__
+from agentmem._version import __version__
 from agentmem.config import StoreConfig
 from agentmem.demo import DemoFailed, run_conversation
 from agentmem.embedded import NoServerBinaryError, embedded_server
