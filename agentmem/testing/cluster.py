@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from agentmem.testing.server import EmbeddedServer, ServerBinary, ServerStartError, stop_process
+from agentmem.testing.shared import DRAIN_TIMEOUT
 
 __all__ = ["ClusterGroup", "SharedCluster", "move_slot"]
 
@@ -331,8 +332,6 @@ class SharedCluster:
 
     STATE = "agentmem-cluster.json"
     LOCK = "agentmem-cluster.lock"
-    #: Seconds the worker that started the nodes waits, when it leaves, for the other users.
-    DRAIN_TIMEOUT = 600.0
 
     def __init__(self, directory: Path, worker: str) -> None:
         self.directory = directory
@@ -382,7 +381,7 @@ class SharedCluster:
         if not self._joined:
             return
         self._joined = False
-        deadline = time.monotonic() + self.DRAIN_TIMEOUT
+        deadline = time.monotonic() + DRAIN_TIMEOUT  # as long as the shared server's owner waits
         while True:
             with self._locked() as state:
                 if self.worker in state["users"]:
