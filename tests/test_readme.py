@@ -10,6 +10,7 @@ another language tag (or none) and are not run.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -87,6 +88,21 @@ def test_every_python_block_runs_or_says_why_not() -> None:
         assert NOT_RUN.fullmatch(block.marker), f"README.md:{block.line}: unknown marker {block.marker!r}"
     assert len(RUNNABLE) >= 2
     assert len(_python("<!-- pytest-example -->")) == 1
+
+
+NOT_RUNNABLE = [b for b in _python(None) if NOT_RUN.fullmatch(b.marker)]
+
+
+@pytest.mark.parametrize("block", NOT_RUNNABLE, ids=[f"line{b.line}" for b in NOT_RUNNABLE])
+def test_a_block_that_cannot_run_still_compiles_and_imports(block: Block, tmp_path: Path) -> None:
+    """A block marked not-run (it needs a cluster, a model, ...) is still valid Python and
+    every name it imports exists, so a renamed module or class fails here."""
+    tree = compile(
+        block.code, f"README.md:{block.line}", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    )
+    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    done = _run("\n".join(ast.unparse(node) for node in imports) + "\n", tmp_path, None)
+    assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[f"line{b.line}" for b in RUNNABLE])
