@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 from redis import exceptions as rexc
@@ -14,7 +15,7 @@ from agentmem.errors import (
     MemoryUnavailableError,
 )
 
-__all__ = ["is_permission", "is_transient", "translate"]
+__all__ = ["connection_refused", "is_permission", "is_transient", "translate"]
 
 # Errors after which the same call can succeed if it is sent again: the network
 # dropped, the server is restarting (LOADING), a failover made it a replica
@@ -103,6 +104,32 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT) and not is_permission(exc) and _tls_refused(exc) is None
 
 
+_CONNECTING_TO = re.compile(r"connecting to (\S+?:\d+)")
+
+
+def connection_refused(exc: BaseException) -> str | None:
+    """What to tell a caller whose connection was refused (nothing listens at the address),
+    or ``None`` for any other failure: a refusal is not a server that "did not answer"."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # redis-py raises ConnectionError from the socket's OSError
+        if seen is None:
+            return None
+        if (
+            isinstance(seen, ConnectionRefusedError)
+            or "Connection refused" in str(seen)
+            or (isinstance(seen, rexc.ConnectionError) and str(seen).startswith("Error 111 "))
+        ):
+            match = _CONNECTING_TO.search(str(exc))
+            where = match.group(1) if match else "the address in the URL"
+            return (
+                f"connection refused: is a server running at {where}? Start one (redis-server, "
+                "valkey-server, or with no install the throwaway embedded server of the README's "
+                "Quickstart) or pass the URL of yours"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _is_oom(exc: BaseException) -> bool:
     # Redis >= 7 replies -OOM (redis-py: OutOfMemoryError); Redis 6.2 wraps a script's
     # OOM as "ERR Error running script ... -OOM command not allowed ...".
@@ -135,6 +162,9 @@ def translate(exc: BaseException, *, operation: str, attempts: int = 1) -> Agent
         )
     if is_transient(exc):
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        refused = connection_refused(exc)
+        if refused is not None:
+            return MemoryUnavailableError(f"{operation}: {refused} ({tries}: {type(exc).__name__}: {exc})")
         return MemoryUnavailableError(
             f"{operation}: Redis unavailable after {tries}: {type(exc).__name__}: {exc}"
         )

@@ -6,6 +6,6 @@ from importlib.metadata import PackageNotFoundError, version
 __all__ = ["__version__"]
 
 try:
-    __version__ = version("agentmem")
+    __version__ = version("agentmem-redis")  # the distribution name (PyPI); the import name is agentmem
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"

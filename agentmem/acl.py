@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from agentmem import scripts
+from agentmem.config import validate_prefix
 from agentmem.keys import escape_glob
 
 __all__ = [
@@ -92,7 +93,7 @@ def integration_commands(name: str) -> tuple[str, ...]:
     except ImportError as exc:
         raise ValueError(
             f"the {name} adapter's scripts cannot be read without its framework: "
-            f"pip install 'agentmem[{name}]' ({exc})"
+            f"pip install 'agentmem-redis[{name}]' ({exc})"
         ) from exc
     return tuple(sorted(set(_script_commands(*modules)) | set(direct)))
 
@@ -141,6 +142,7 @@ def acl_setuser_args(
     ``reset`` first, so running the rule again replaces what the user had instead of
     adding to it. The password goes in as its SHA-256 (``#...``), never in clear text.
     """
+    validate_prefix(prefix)
     if not user or any(ch.isspace() for ch in user):
         raise ValueError(f"user must be a non-empty name without spaces, got {user!r}")
     args = [user, "reset", "on"]

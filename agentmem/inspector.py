@@ -14,6 +14,7 @@ fields) are bookkeeping, not memory: they are hidden, except the version of the 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -44,6 +45,10 @@ LEGACY_REPLACED_FIELD = VERSION_PREFIX + b"\xff"
 _NO_REPLACE = (b"0", b"1")
 #: Keys SCAN is asked to look at per round trip (a hint to the server).
 SCAN_BATCH = 500
+#: Most keys :meth:`Inspector.prefixes_seen` looks at before it answers with what it found.
+PREFIX_SCAN_LIMIT = 10_000
+#: A SCAN pattern for keys shaped like a store's: ``<prefix>:{s:<id>}:<part>`` or ``{u:...}``.
+_STORE_SHAPED = "*:{[su]:*}:*"
 
 _EXPECTED_TYPE = {
     "ctx": "hash",
@@ -298,6 +303,25 @@ class Inspector:
         report.size_source = self.size_source
         return report
 
+    def holds_keys(self) -> bool:
+        """Whether any key of this prefix exists (SCAN stops at the first one found)."""
+        return (
+            next(iter(self.client.scan_iter(match=self.keys.match_all(), count=SCAN_BATCH)), None) is not None
+        )
+
+    def prefixes_seen(self, *, limit: int = PREFIX_SCAN_LIMIT) -> list[str]:
+        """The prefixes of keys a store could have written (``<prefix>:{s:<id>}:ctx`` ...),
+        from a SCAN of at most ``limit`` such keys: where the memory is when this prefix is
+        empty."""
+        seen: set[str] = set()
+        for number, raw_key in enumerate(self.client.scan_iter(match=_STORE_SHAPED, count=SCAN_BATCH)):
+            if number >= limit:
+                break
+            prefix = raw_key.partition(b":{")[0].decode("utf-8", "backslashreplace")
+            if prefix and KeySchema(prefix).parse(raw_key) is not None:
+                seen.add(prefix)
+        return sorted(seen)
+
     def sessions(self, *, match: str = "*", count: int = 50) -> tuple[list[dict[str, Any]], bool]:
         """Sessions whose id matches ``match`` (fnmatch), at most ``count``, found with SCAN;
         and whether the listing stopped before the scan was complete."""
@@ -337,6 +361,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _name(name: str) -> str:
+    """A field name as shown: as is when every character prints, else JSON-quoted with its
+    control characters escaped, so a name cannot forge a line or send a terminal escape."""
+    return name if name.isprintable() else json.dumps(name)
+
+
 def _ttl_text(ttl_ms: int | None) -> str:
     return "no expiry" if ttl_ms is None else f"{ttl_ms / 1000:.1f} s"
 
@@ -370,7 +400,7 @@ def render_session(report: Report) -> str:
             lines.append("  context    none")
         else:
             lines.append(f"  context    {len(context)} field{'s' if len(context) != 1 else ''}")
-            lines += [f"    {name}: {_json(value)}" for name, value in context.items()]
+            lines += [f"    {_name(name)}: {_json(value)}" for name, value in context.items()]
         history = report.data["history"]
         length = report.data["history_length"]
         shown = f", last {len(history)}:" if len(history) < length else ":" if length else ""
@@ -386,7 +416,7 @@ def render_user(report: Report) -> str:
     facts = report.data.get("facts", {})
     if report.keys:
         lines.append(f"  facts      {len(facts)} field{'s' if len(facts) != 1 else ''}")
-        lines += [f"    {name}: {_json(value)}" for name, value in facts.items()]
+        lines += [f"    {_name(name)}: {_json(value)}" for name, value in facts.items()]
     return "\n".join(lines + _corrupt(report))
 
 

@@ -147,9 +147,10 @@ class Retrier:
                 f"The store keeps probing and resumes by itself when the server answers"
             )
         error = translate(last, operation=operation, attempts=attempts) if last else None
-        detail = f": {error}" if error is not None else ""
+        # The operation is named once, at the head: not again in the translated cause.
+        detail = f": {str(error).removeprefix(f'{operation}: ')}" if error is not None else ""
         refused = MemoryUnavailableError(
-            f"{operation}: Redis did not answer within retry_deadline={self.policy.deadline:g}s "
+            f"{operation}: Redis unreachable within retry_deadline={self.policy.deadline:g}s "
             f"({attempts} attempts, then waited for the server){detail}"
         )
         refused.__cause__ = last

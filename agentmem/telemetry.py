@@ -83,7 +83,7 @@ def _import_otel() -> Any:
         import opentelemetry.trace
     except ImportError as exc:
         raise MissingDependencyError(
-            "telemetry=True needs the OpenTelemetry API: pip install 'agentmem[otel]' "
+            "telemetry=True needs the OpenTelemetry API: pip install 'agentmem-redis[otel]' "
             f"(and an SDK to export with, e.g. opentelemetry-sdk) ({exc})"
         ) from exc
     return opentelemetry

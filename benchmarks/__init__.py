@@ -1,7 +1,5 @@
-"""agentmem's benchmarks: ``python -m benchmarks`` or ``agentmem bench`` (entry: :func:`benchmarks.run.main`).
+"""The repository's heavier benchmark scripts (``topology``: 1 node vs a six-node cluster).
 
-Modules, one concept each: ``workload`` (the data moved), ``contenders`` (agentmem and the
-hand-written alternatives), ``harness`` (timing, repetitions, medians), ``probes`` (round
-trips and server memory), ``encoding`` (json vs orjson), ``machine`` (what ran it),
-``report`` (ratios and the table), ``chart`` (the optional PNG), ``run`` (the command).
+The comparison a user runs against their own server ships in the package, as
+:mod:`agentmem.bench` (``agentmem bench``); ``python -m benchmarks`` runs the same.
 """

@@ -1,5 +1,5 @@
-"""``python -m benchmarks``: see :mod:`benchmarks.run`."""
+"""``python -m benchmarks``: the same as ``agentmem bench`` (see :mod:`agentmem.bench.run`)."""
 
-from benchmarks.run import main
+from agentmem.bench.run import main
 
 raise SystemExit(main())

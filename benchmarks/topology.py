@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentmem.bench.contenders import AgentMem
+from agentmem.bench.harness import Budget, Sample, summarize
 from agentmem.store import AgentMemoryStore
 from agentmem.testing.cluster import ClusterGroup
 from agentmem.testing.server import EmbeddedServer, find_server_binaries, probe_binary, resolve_binary
-from benchmarks.contenders import AgentMem
-from benchmarks.harness import Budget, Sample, summarize
 
 __all__ = ["run"]
 

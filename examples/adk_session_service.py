@@ -1,6 +1,6 @@
 """A Google ADK agent whose sessions, events and state live in agentmem.
 
-    pip install 'agentmem[adk]'
+    pip install 'agentmem-redis[adk]'
     python examples/adk_session_service.py redis://localhost:6379/0
 
 The agent's reply goes to ``user:last_reply`` (its ``output_key``), a user-scoped state

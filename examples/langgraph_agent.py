@@ -1,7 +1,7 @@
 """A minimal LangGraph chat agent whose memory is agentmem: the thread's checkpoints in
 ``AgentMemorySaver``, what it learns about the user in ``LangGraphStore``.
 
-    pip install 'agentmem[langgraph]'
+    pip install 'agentmem-redis[langgraph]'
     python examples/langgraph_agent.py redis://localhost:6379/0
 
 The model is LangChain's ``GenericFakeChatModel`` answering from a script, so the

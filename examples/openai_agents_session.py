@@ -1,6 +1,6 @@
 """An OpenAI Agents SDK agent whose conversation memory is agentmem.
 
-    pip install 'agentmem[openai-agents]'
+    pip install 'agentmem-redis[openai-agents]'
     python examples/openai_agents_session.py redis://localhost:6379/0
 
 Two runs of one agent share a session: the second run is a new ``Runner.run`` that is

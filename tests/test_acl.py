@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore, MemoryPermissionError
+from agentmem import AgentMemoryStore, InvalidArgumentError, MemoryPermissionError
 from agentmem.acl import (
     INTEGRATIONS,
     SCRIPT_COMMANDS,
@@ -180,6 +180,28 @@ def test_acl_command_prints_the_rule(
     assert "s3cret" not in out
     monkeypatch.delenv("TENANT_PW")
     assert main(["acl", "--prefix", "tenantA", "--user", "tenantA", "--password-env", "TENANT_PW"]) == 2
+
+
+@pytest.mark.parametrize("prefix", ["support bot", "support\tbot", "bot\n", "bot\x1b[2K", "bot\u00a0x"])
+async def test_a_prefix_no_acl_rule_can_carry_is_refused_at_construction(
+    prefix: str, agentmem_redis: Any, admin: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whitespace or a non-printable character in a prefix: the store refuses it when it is
+    built (InvalidArgumentError, nothing sent), and so do acl_rule and `agentmem acl` (exit 2),
+    instead of printing a rule the server refuses (issue 19, finding 12)."""
+    with pytest.raises(InvalidArgumentError, match="prefix"):
+        AgentMemoryStore(agentmem_redis, prefix=prefix)
+    with pytest.raises(InvalidArgumentError, match="prefix"):
+        AgentMemoryStore.from_url("redis://127.0.0.1:1/0", prefix=prefix)
+    with pytest.raises(InvalidArgumentError, match="ACL rule"):
+        acl_rule(prefix, "bot")
+    assert main(["acl", "--prefix", prefix, "--user", "bot"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "prefix" in captured.err
+    # a prefix the store accepts, punctuation and all, gives a rule the server takes
+    await _set_user(admin, "t.e-n_a~n*t'\"x\\y", "punctuated")
+    assert await admin.acl_getuser("punctuated")
 
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -18,15 +18,17 @@ import orjson
 import pytest
 import redis
 
+import agentmem
+from agentmem.bench.chart import chart_available
+from agentmem.bench.report import SMOKE_NOTE, compute_ratios
+from agentmem.bench.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
+from agentmem.bench.script_cost import SHAPES
+from agentmem.bench.server_cost import AGENTS, UNITS
+from agentmem.bench.server_cost import RESULTS_NAME as COST_NAME
+from agentmem.bench.workload import CONTEXT, MESSAGES, OPERATIONS
+from agentmem.cli import main as cli_main
 from agentmem.keys import escape_glob
 from agentmem.testing.provision import ServerInfo
-from benchmarks.chart import chart_available
-from benchmarks.report import compute_ratios
-from benchmarks.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
-from benchmarks.script_cost import SHAPES
-from benchmarks.server_cost import AGENTS, UNITS
-from benchmarks.server_cost import RESULTS_NAME as COST_NAME
-from benchmarks.workload import CONTEXT, MESSAGES, OPERATIONS
 
 # A few seconds of benchmarking: kept out of the fast core suite (-m "not slow"), run in CI.
 pytestmark = pytest.mark.slow
@@ -115,6 +117,7 @@ def test_extras_are_reported(quick_run: QuickRun) -> None:
     assert machine["cores"] >= 1
     assert machine["server"]["flavor"] in ("redis", "valkey")
     assert machine["redis_py"] == redis.__version__
+    assert machine["agentmem"] == agentmem.__version__ != "0.0.0"  # from agentmem-redis's metadata
 
 
 def test_table_and_progress_are_printed(quick_run: QuickRun) -> None:
@@ -141,7 +144,7 @@ def test_chart_is_drawn_when_matplotlib_is_installed(quick_run: QuickRun) -> Non
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert not chart.exists()
-        assert "agentmem[bench]" in quick_run.stdout
+        assert "agentmem-redis[bench]" in quick_run.stdout
 
 
 def test_no_key_is_left_behind(quick_run: QuickRun) -> None:
@@ -179,6 +182,27 @@ def test_memory_run_compares_the_layouts(agentmem_server: ServerInfo, tmp_path: 
         assert list(client.scan_iter(match=escape_glob(written["key_prefix"]) + "*", count=1000)) == []
     finally:
         client.close()
+
+
+def test_a_quick_run_says_it_is_a_smoke_run_and_judges_no_target(quick_run: QuickRun) -> None:
+    """--quick is a smoke run: its header and ratio table say so, and no ratio is called
+    met or NOT met (a few seconds cannot judge a target)."""
+    assert SMOKE_NOTE in quick_run.stdout.splitlines()[0]
+    assert "NOT met" not in quick_run.stdout
+    assert ": met" not in quick_run.stdout
+    assert ">= 3x" in quick_run.stdout  # the targets are still shown
+
+
+def test_bench_help_is_the_installed_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`agentmem bench --help` names itself `agentmem bench` and runs from the package
+    (agentmem.bench, in the wheel), not from the repository's benchmarks/."""
+    with pytest.raises(SystemExit) as raised:
+        cli_main(["bench", "--help"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: agentmem bench ")
+    assert "python -m benchmarks" not in out
+    assert "no target is checked" in " ".join(out.split())
 
 
 def test_invalid_options_are_rejected() -> None:

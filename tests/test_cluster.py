@@ -382,7 +382,7 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
 def test_bench_topology_cluster_reports_pipelines_per_node(tmp_path: Path) -> None:
     """``agentmem bench --topology cluster`` runs both topologies and shows each primary's
     pipelines (speed is never asserted)."""
-    from benchmarks.run import main
+    from agentmem.bench.run import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

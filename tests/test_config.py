@@ -57,6 +57,8 @@ def test_durations_accept_timedelta() -> None:
         ({"retries": -1}, "retries"),
         ({"prefix": ""}, "prefix"),
         ({"prefix": "a{b"}, "prefix"),
+        ({"prefix": "support bot"}, "prefix"),
+        ({"prefix": "bot\x1b"}, "prefix"),
         ({"fallback": "ignore"}, "fallback"),
         ({"max_history": True}, "max_history"),
     ],

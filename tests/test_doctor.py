@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
 from agentmem.cli import main
-from agentmem.doctor import Report, diagnose
+from agentmem.doctor import Report, diagnose, redact_url
 from agentmem.testing import memory_pressure
 
 StoreFactory = Callable[..., AgentMemoryStore]
@@ -157,3 +157,47 @@ def test_doctor_says_which_checks_a_least_privilege_user_could_not_run(
     assert report["complete"] is False
     assert report["version"] != "unknown"  # from HELLO, which the user may run
     assert {s["check"] for s in report["skipped"]} >= {"INFO", "CONFIG GET", "evicted_keys"}
+
+
+async def test_the_password_in_the_url_is_never_printed(
+    agentmem_private_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """doctor --url redis://user:password@host prints the URL with *** for the password, in text
+    and --json (issue 19, finding 11)."""
+    async with _acl_user(agentmem_private_server.url, "+@all") as url:
+        password = urlsplit(url).password
+        assert password
+        codes = [
+            await asyncio.to_thread(main, ["doctor", "--url", url, *extra]) for extra in ([], ["--json"])
+        ]
+    assert codes == [1, 1]  # the private server runs without persistence
+    captured = capsys.readouterr()
+    assert password not in captured.out + captured.err
+    user = urlsplit(url).username
+    assert f"at redis://{user}:***@127.0.0.1:" in captured.out
+    report = json.loads(captured.out[captured.out.index("\n{") :])
+    assert report["url"].startswith(f"redis://{user}:***@")
+    assert redact_url("redis://h:1/0?password=pw&db=0") == "redis://h:1/0?password=***&db=0"
+
+
+def test_doctor_without_url_says_it_checked_its_own_throwaway_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No --url: the report says plainly it is about a throwaway embedded server agentmem
+    started, does not call that server's deliberate settings (no persistence) dangerous, and
+    is printed whole after the check (no "stopping the embedded server" line first)."""
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("no --url given: this checked a throwaway embedded ")
+    assert "agentmem doctor --url redis://HOST:PORT" in lines[0]
+    assert "DANGER" not in out
+    assert "stopping the embedded server" not in out
+    persistence = next(line for line in lines if "persistence" in line)
+    assert persistence.startswith("  [OK    ] persistence: ")
+    assert "on purpose: a throwaway server" in persistence
+    assert lines[-1] == "no dangerous settings found"
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["throwaway_server"] is True
+    assert report["dangerous"] is False

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
 from agentmem.cli import main
+from agentmem.config import StoreConfig
 from agentmem.keys import KeySchema
 from agentmem.testing import ServerInfo
 from agentmem.testing.server import EmbeddedServer
@@ -252,7 +253,7 @@ def test_python_m_agentmem_inspect(agentmem_server: ServerInfo, agentmem_prefix:
         [sys.executable, "-m", "agentmem", *command], capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "no sessions found"
+    assert done.stdout.splitlines()[0] == "no sessions found"
 
 
 def test_unreachable_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,3 +299,74 @@ async def test_inspect_on_a_redis_cluster(
     code, out = inspect(capsys, agentmem_cluster[0], agentmem_prefix, "--json", "user", "user-42")
     assert code == 0
     assert json.loads(out)["facts"] == {"lang": "zh"}
+
+
+async def test_field_names_cannot_forge_lines_or_send_terminal_escapes(
+    agentmem_store: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A context or fact name holding a newline or an escape is printed quoted and escaped, one
+    line per field, like values and ids are (issue 19, finding 10)."""
+    forged = "note\n  CORRUPT    nothing, all fine"
+    escape = "\x1b[2K\rname"
+    await agentmem_store.update_context("call-1", {forged: 1, escape: "Li", "plain name": 2})
+    await agentmem_store.remember("u", {forged: 1})
+    prefix = agentmem_store.config.prefix
+    code, out = inspect(capsys, agentmem_server.url, prefix, "session", "call-1")
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\r" not in out
+    assert "CORRUPT" not in [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert '    "note\\n  CORRUPT    nothing, all fine": 1' in out
+    assert '    "\\u001b[2K\\rname": "Li"' in out
+    assert "    plain name: 2" in out  # printable names stay as they are
+    code, out = inspect(capsys, agentmem_server.url, prefix, "user", "u")
+    assert code == 0
+    assert '    "note\\n  CORRUPT    nothing, all fine": 1' in out
+
+
+async def test_options_after_the_target(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--url, --prefix and --json are accepted after the target as well as before it (issue 19,
+    finding 14), and one given after is not reset by the default before."""
+    prefix = remembered.config.prefix
+    code = main(["inspect", "session", "call 1", "--url", agentmem_server.url, "--prefix", prefix, "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prefix"] == prefix
+    assert report["context"]["name"] == "Li Wei"
+    code = main(["inspect", "--url", agentmem_server.url, "--prefix", prefix, "sessions", "--json"])
+    assert code == 0
+    assert len(json.loads(capsys.readouterr().out)["sessions"]) == 3
+    assert main(["inspect", "sessions"]) == 2
+    assert "--url is required" in capsys.readouterr().err
+
+
+def test_help_shows_the_default_prefix_and_the_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    """inspect --help names its default prefix (the store's) and every target with its arguments."""
+    with pytest.raises(SystemExit):
+        main(["inspect", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {StoreConfig().prefix})" in text
+    for target in ("session ID [--last N]", "user ID", "sessions [--match GLOB] [--count N]"):
+        assert target in text
+
+
+async def test_an_empty_prefix_says_so_and_names_the_prefixes_it_sees(
+    remembered: AgentMemoryStore, agentmem_server: ServerInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing under the prefix at all: inspect says so, and lists the prefixes whose keys look
+    like a store's (here the test store's), instead of a bare "no memory stored"."""
+    empty = remembered.config.prefix + "-unused"
+    code, out = inspect(capsys, agentmem_server.url, empty, "session", "call 1")
+    assert code == 0
+    assert "no memory stored" in out
+    assert f"prefix {empty!r} holds no keys at all on this server" in out
+    seen = next(line for line in out.splitlines() if line.startswith("prefixes with agentmem keys here:"))
+    assert repr(remembered.config.prefix) in seen
+    code, out = inspect(capsys, agentmem_server.url, empty, "sessions")
+    assert "holds no keys at all" in out
+    # a prefix that holds keys, just not this session's: no such note
+    code, out = inspect(capsys, agentmem_server.url, remembered.config.prefix, "session", "nobody")
+    assert "no memory stored" in out
+    assert "holds no keys" not in out

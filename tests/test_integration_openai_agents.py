@@ -363,7 +363,7 @@ def test_missing_framework_names_the_extra(module: str, framework: str, extra: s
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 1
-    assert f"pip install 'agentmem[{extra}]'" in result.stderr
+    assert f"pip install 'agentmem-redis[{extra}]'" in result.stderr
 
 
 #: A journaled store that notices an outage at once (as tests/test_journal.py uses).

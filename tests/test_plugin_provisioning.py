@@ -223,6 +223,31 @@ def test_prefix_isolation_and_cleanup(inner: pytest.Pytester, agentmem_server: S
             assert client.keys(prefix + "*") == []
 
 
+def test_store_factory_deletes_the_tests_keys(inner: pytest.Pytester, agentmem_server: ServerInfo) -> None:
+    """Keys written through agentmem_store_factory's stores (and no other fixture) are gone after the test."""
+    record = inner.path / "prefixes.txt"
+    inner.makepyfile(
+        f"""
+        import redis
+
+        async def test_writes(agentmem_store_factory):
+            store = agentmem_store_factory()
+            with open({str(record)!r}, "a") as f:
+                f.write(store.config.prefix + "\\n")
+            await store.save_context("s", {{"a": 1}})
+            await store.append_messages("s", [{{"role": "user", "content": "hi"}}])
+            await store.remember("u", {{"lang": "fr"}})
+            await store.delete_session("gone")  # a tombstone key too
+            with redis.Redis.from_url({agentmem_server.url!r}) as client:
+                assert len(client.keys(store.config.prefix + ":*")) >= 4
+        """
+    )
+    run_inner(inner, f"--redis-url={agentmem_server.url}").assert_outcomes(passed=1)
+    (prefix,) = record.read_text().split()
+    with redis.Redis.from_url(agentmem_server.url) as client:
+        assert client.keys(prefix + ":*") == []
+
+
 def test_real_redis_option_selects_server_tests(inner: pytest.Pytester) -> None:
     """--real-redis runs only the tests that need a server and deselects the rest."""
     inner.makepyfile(
@@ -271,13 +296,45 @@ def test_xdist_workers_share_one_server(inner: pytest.Pytester) -> None:
     assert_stopped(state_file)
 
 
+def test_the_worker_that_started_a_shared_cluster_reaps_its_nodes(inner: pytest.Pytester) -> None:
+    """Under -n 2, the worker that started the shared cluster finishing first waits for the
+    other and reaps its node processes: no "ResourceWarning: subprocess N is still running"
+    tracebacks from Popen.__del__ after the summary (issue 20)."""
+    path = binary_path()
+    joined = inner.path / "joined"
+    inner.makepyfile(
+        f"""
+        import pathlib, time
+
+        JOINED = pathlib.Path({str(joined)!r})
+
+        def test_starts_the_cluster_and_ends_early(agentmem_cluster):
+            deadline = time.monotonic() + 30
+            while not JOINED.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the other worker uses the cluster too
+            assert JOINED.exists()
+
+        def test_uses_it_later_and_ends_last(request):
+            time.sleep(0.3)
+            request.getfixturevalue("agentmem_cluster")  # waits while the other starts it
+            JOINED.touch()
+            time.sleep(1.5)  # the other worker's session is over by now
+        """
+    )
+    result = run_inner(inner, "-n", "2", f"--redis-server={path}", subprocess=True)
+    result.assert_outcomes(passed=2)
+    output = result.stdout.str() + result.stderr.str()
+    assert "still running" not in output
+    assert "Popen.__del__" not in output
+
+
 #: A conftest that makes the inner run look installed without the testing extra.
 WITHOUT_FILELOCK = """
 import sys
 
 sys.modules["filelock"] = None  # `import filelock` now raises ImportError
 """
-MISSING_EXTRA = "pip install 'agentmem[testing]'"
+MISSING_EXTRA = "pip install 'agentmem-redis[testing]'"
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])

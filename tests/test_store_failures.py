@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from agentmem import AgentMemoryStore, CircuitOpenError, MemoryFullError, MemoryUnavailableError
 from agentmem.keys import KeySchema, escape_glob
 from agentmem.testing import kill_connections, memory_pressure
+from agentmem.testing.server import free_port
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -42,6 +43,22 @@ async def test_stopped_server_raises_unavailable(
     agentmem_private_server.start()
     await store.save_context("s", {"a": 3})
     assert await store.load_context("s") == {"a": 3}
+
+
+async def test_a_refused_connection_says_so_and_what_to_check(agentmem_store_factory: StoreFactory) -> None:
+    """Nothing listening at the URL (default options): the error says the connection was
+    refused, asks whether a server runs at host:port, says how to get one or pass a URL,
+    and names the operation once (issue 20: not "did not answer", not "save_context:" twice)."""
+    port = free_port()
+    store = agentmem_store_factory(url=f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(MemoryUnavailableError) as info:
+        await store.save_context("call-1", {"phone": "13800138000"})
+    text = str(info.value)
+    assert f"connection refused: is a server running at 127.0.0.1:{port}?" in text
+    assert "or pass the URL of yours" in text
+    assert "did not answer" not in text
+    assert text.startswith("save_context: ")
+    assert text.count("save_context") == 1
 
 
 async def test_killed_connections_are_recovered(

@@ -33,10 +33,10 @@ from agentmem import (
     StoreConfig,
     SyncAgentMemoryStore,
 )
+from agentmem.bench.run import main as bench_main
+from agentmem.bench.telemetry import CONCURRENCY
 from agentmem.keys import KeySchema
 from agentmem.testing.fixtures import StoreFactory, delete_prefix
-from benchmarks.run import main as bench_main
-from benchmarks.telemetry import CONCURRENCY
 
 SESSION = "session-7f3a-secret"
 USER = "user-alice-secret"
@@ -345,11 +345,11 @@ async def test_a_missing_otel_extra_names_the_pip_install(
     agentmem_server: Any, agentmem_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without opentelemetry installed, telemetry=True raises MissingDependencyError (an
-    ImportError) naming agentmem[otel], before any connection is made."""
+    ImportError) naming agentmem-redis[otel], before any connection is made."""
     monkeypatch.setattr(agentmem.telemetry, "_instruments", None)
     for module in ("opentelemetry", "opentelemetry.trace", "opentelemetry.metrics"):
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'agentmem\[otel\]'") as info:
+    with pytest.raises(MissingDependencyError, match=r"pip install 'agentmem-redis\[otel\]'") as info:
         AgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, telemetry=True)
     assert isinstance(info.value, ImportError)
 

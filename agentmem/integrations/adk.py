@@ -63,7 +63,9 @@ try:
     from google.adk.sessions.session import Session
     from google.adk.sessions.state import State
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("agentmem.integrations.adk needs Google ADK: pip install 'agentmem[adk]'") from exc
+    raise ImportError(
+        "agentmem.integrations.adk needs Google ADK: pip install 'agentmem-redis[adk]'"
+    ) from exc
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 

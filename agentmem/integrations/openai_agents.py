@@ -39,7 +39,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "agentmem.integrations.openai_agents needs the OpenAI Agents SDK: "
-        "pip install 'agentmem[openai-agents]'"
+        "pip install 'agentmem-redis[openai-agents]'"
     ) from exc
 
 from agentmem.codec import decode_messages

@@ -1,7 +1,7 @@
 """Test helpers for code that uses agentmem: real servers, fault injection, a pytest plugin.
 
 The pytest plugin (:mod:`agentmem.testing.plugin`) is registered through an entry
-point and needs the ``agentmem[testing]`` extra. The helpers here work without pytest.
+point and needs the ``agentmem-redis[testing]`` extra. The helpers here work without pytest.
 """
 
 from agentmem.testing.faults import kill_connections, memory_pressure

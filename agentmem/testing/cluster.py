@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from agentmem.testing.server import EmbeddedServer, ServerBinary, ServerStartError, stop_process
+from agentmem.testing.shared import DRAIN_TIMEOUT
 
 __all__ = ["ClusterGroup", "SharedCluster", "move_slot"]
 
@@ -374,16 +375,26 @@ class SharedCluster:
             return group.ports
 
     def release(self) -> None:
+        """Leave; the last user out stops the nodes. The worker that started them waits for
+        the others to leave, then stops and reaps its node processes (a node process left
+        un-waited makes its ``Popen`` warn "still running" when the worker exits)."""
         if not self._joined:
             return
         self._joined = False
-        with self._locked() as state:
-            if self.worker in state["users"]:
-                state["users"].remove(self.worker)
-            if not state["users"] and state["status"] == "running":
-                if self._owned is not None:
-                    self._owned.stop()
-                    self._owned = None
-                for pid, port in zip(state["pids"], state["ports"], strict=True):
-                    stop_process(int(pid), port=int(port))
-                state["status"] = "stopped"
+        deadline = time.monotonic() + DRAIN_TIMEOUT  # as long as the shared server's owner waits
+        while True:
+            with self._locked() as state:
+                if self.worker in state["users"]:
+                    state["users"].remove(self.worker)
+                if not state["users"] and state["status"] == "running":
+                    for pid, port in zip(state["pids"], state["ports"], strict=True):
+                        stop_process(int(pid), port=int(port))
+                    state["status"] = "stopped"
+                if self._owned is None or state["status"] != "running":
+                    break
+                if time.monotonic() > deadline:
+                    return  # still in use: the last user stops the nodes by pid
+            time.sleep(0.25)
+        if self._owned is not None:
+            self._owned.stop()  # already stopped by pid: this reaps them
+            self._owned = None

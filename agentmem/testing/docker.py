@@ -75,7 +75,7 @@ def docker_unavailable_reason() -> str | None:
     """
     for module, what in (("testcontainers", "testcontainers"), ("docker", "docker (Python SDK)")):
         if importlib.util.find_spec(module) is None:
-            return f"{what} not installed (pip install 'agentmem[test]')"
+            return f"{what} not installed (pip install 'agentmem-redis[test]')"
     docker_host = os.environ.get("DOCKER_HOST", "").strip()
     socket_path = _unix_socket_path(docker_host)
     if socket_path is not None and not Path(socket_path).exists():

@@ -108,7 +108,7 @@ def missing_extra() -> str | None:
     except ImportError as exc:
         return (
             f"agentmem: tests here use the shared Redis server, which needs filelock ({exc}); "
-            "install the testing extra: pip install 'agentmem[testing]'"
+            "install the testing extra: pip install 'agentmem-redis[testing]'"
         )
     return None
 

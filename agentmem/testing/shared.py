@@ -9,8 +9,9 @@ one out stops it. The server is started in its own session so it outlives the
 worker that started it. A failure to provide a server is recorded too, so the other
 workers report the same reason instead of each trying again.
 
-A Docker container can only be stopped by the process holding its handle: that
-worker waits, when it leaves, until the other users are gone. The xdist controller
+A Docker container can only be stopped by the process holding its handle, and a server
+process can only be reaped by the process that started it: that worker waits, when it
+leaves, until the other users are gone, then stops and reaps it. The xdist controller
 runs :meth:`SharedServer.stop_leftover` after every worker has ended, which stops an
 embedded server a crashed worker left behind.
 """
@@ -57,7 +58,7 @@ class SharedServer:
             from filelock import FileLock
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "sharing a test server needs filelock: pip install 'agentmem[testing]'"
+                "sharing a test server needs filelock: pip install 'agentmem-redis[testing]'"
             ) from exc
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,10 @@ class SharedServer:
             if self.worker in state["users"]:
                 state["users"].remove(self.worker)
             if state["users"] or state["status"] != "running":
-                must_drain = self._owned is not None and self._owned.container is not None
+                # The owner waits for the others: a container can only be stopped by the
+                # process holding its handle, and a server process this worker started can
+                # only be reaped (waited for) by it, else its Popen warns at exit.
+                must_drain = self._owned is not None
             else:
                 self._stop(state)
                 must_drain = False
@@ -144,9 +148,17 @@ class SharedServer:
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while True:
             with self._locked() as state:
-                if not state["users"] or time.monotonic() > deadline:
+                if state["status"] != "running" or not state["users"]:
                     if state["status"] == "running":
                         self._stop(state)
+                    elif self._owned is not None:  # stopped by pid elsewhere: reap it here
+                        self._owned.stop()
+                        self._owned = None
+                    return
+                if time.monotonic() > deadline:
+                    if self._owned is not None and self._owned.container is not None:
+                        self._stop(state)
+                    # an embedded server stays up for the users left; the last one stops it
                     return
             time.sleep(0.25)
 

@@ -55,7 +55,7 @@ def make_tls_files(directory: Path, *, server_names: Iterable[str] = (_HOST, "lo
     """A fresh CA and its certificates under ``directory`` (needs ``trustme``)."""
     try:
         import trustme
-    except ImportError as exc:  # pragma: no cover - trustme is in agentmem[test]
+    except ImportError as exc:  # pragma: no cover - trustme is in agentmem-redis[test]
         raise ServerStartError(
             "a TLS test server needs trustme for its certificates: pip install trustme"
         ) from exc

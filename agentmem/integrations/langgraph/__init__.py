@@ -2,7 +2,7 @@
 
 ``AgentMemorySaver(store)`` is an async ``BaseCheckpointSaver``; ``LangGraphStore(store)``
 a ``BaseStore``. Both borrow an :class:`~agentmem.AgentMemoryStore` and share its pool,
-retries, circuit breaker and typed errors. Needs ``pip install 'agentmem[langgraph]'``.
+retries, circuit breaker and typed errors. Needs ``pip install 'agentmem-redis[langgraph]'``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ try:
     import langgraph.store.base  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
-        "agentmem.integrations.langgraph needs LangGraph: pip install 'agentmem[langgraph]'"
+        "agentmem.integrations.langgraph needs LangGraph: pip install 'agentmem-redis[langgraph]'"
     ) from exc
 
 from agentmem.integrations.langgraph.saver import AgentMemorySaver

@@ -28,9 +28,9 @@ import orjson
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
+from agentmem.bench.probes import delete_keys
+from agentmem.bench.workload import CONTEXT, MAX_HISTORY, MESSAGES, PROFILE, SESSION_TTL
 from agentmem.keys import KeySchema
-from benchmarks.probes import delete_keys
-from benchmarks.workload import CONTEXT, MAX_HISTORY, MESSAGES, PROFILE, SESSION_TTL
 
 __all__ = ["MEMORY_CONTEXT", "MEMORY_EXCHANGES", "memory_per_session"]
 

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import scenario_index
+from agentmem.bench.report import scenario_index
 
 __all__ = ["MISSING_MATPLOTLIB", "chart_available", "draw_chart"]
 
 MISSING_MATPLOTLIB = (
     "matplotlib is not installed, so no chart was drawn; "
-    "install it with `pip install 'agentmem[bench]'` (the JSON and the table are complete without it)"
+    "install it with `pip install 'agentmem-redis[bench]'` (the JSON and the table are complete without it)"
 )
 
 

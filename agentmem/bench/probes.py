@@ -19,10 +19,8 @@ import orjson
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
-from agentmem.keys import KeySchema, escape_glob
-from agentmem.scripts import APPEND_LOG_IDS
-from benchmarks.contenders import make_sessions
-from benchmarks.workload import (
+from agentmem.bench.contenders import make_sessions
+from agentmem.bench.workload import (
     CONTEXT,
     CONTEXT_UPDATE,
     HISTORY_LAST,
@@ -31,6 +29,8 @@ from benchmarks.workload import (
     PROFILE,
     SESSION_TTL,
 )
+from agentmem.keys import KeySchema, escape_glob
+from agentmem.scripts import APPEND_LOG_IDS
 
 __all__ = ["delete_keys", "round_trips", "session_memory"]
 

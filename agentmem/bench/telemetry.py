@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import AgentMemoryStore
+from agentmem.bench.probes import delete_keys
+from agentmem.bench.workload import CONTEXT
 from agentmem.embedded import embedded_server
-from benchmarks.probes import delete_keys
-from benchmarks.workload import CONTEXT
 
 __all__ = ["format_telemetry", "run_telemetry", "telemetry_overhead"]
 
@@ -102,7 +102,7 @@ def _install_sdk() -> str | None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     except ImportError as exc:
-        return f"needs the OpenTelemetry SDK: pip install 'agentmem[otel]' opentelemetry-sdk ({exc})"
+        return f"needs the OpenTelemetry SDK: pip install 'agentmem-redis[otel]' opentelemetry-sdk ({exc})"
 
     class DropSpans(SpanExporter):
         """Exports nothing: what is measured is the SDK's own cost, not an exporter's."""
@@ -126,7 +126,7 @@ async def telemetry_overhead(url: str, *, ops: int, repetitions: int) -> dict[st
             import opentelemetry.sdk  # noqa: F401
             from opentelemetry import trace
         except ImportError as exc:
-            results["skipped"] = f"needs pip install 'agentmem[otel]' opentelemetry-sdk ({exc})"
+            results["skipped"] = f"needs pip install 'agentmem-redis[otel]' opentelemetry-sdk ({exc})"
             return results
 
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):

@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from agentmem.bench.workload import CONTEXT, SESSION_TTL
 from agentmem.codec import packed_version
 from agentmem.keys import KeySchema, SessionKeys
 from agentmem.scripts import READ_SESSION, WRITE_CONTEXT
-from benchmarks.workload import CONTEXT, SESSION_TTL
 
 __all__ = ["BATCH", "SHAPES", "format_shapes", "script_shapes"]
 

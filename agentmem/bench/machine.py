@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+import agentmem
+
 __all__ = ["cpu_model", "machine_info", "redact_url", "server_info"]
 
 
@@ -73,7 +75,7 @@ def machine_info(server: dict[str, Any], *, embedded: bool, argv: list[str]) -> 
         "redis_py": redis.__version__,
         "hiredis": _version("hiredis"),
         "orjson": _version("orjson"),
-        "agentmem": _version("agentmem"),
+        "agentmem": agentmem.__version__,  # the distribution is agentmem-redis; ask the package
         "server": {**server, "embedded": embedded},
         "load_average_at_start": [round(x, 2) for x in load] if load else None,
         "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -42,13 +42,13 @@ import orjson
 import redis
 from redis.asyncio import Redis
 
+from agentmem.bench.contenders import AgentMem, Contender, PipelinedBlob, RawBlob, RawHash, Session
+from agentmem.bench.harness import Budget
+from agentmem.bench.machine import machine_info, server_info
+from agentmem.bench.probes import delete_keys
+from agentmem.bench.script_cost import format_shapes, script_shapes
+from agentmem.bench.workload import CONTEXT, CONTEXT_UPDATE, HISTORY_LAST, MAX_HISTORY, MESSAGES, SESSION_TTL
 from agentmem.embedded import NoServerBinaryError, embedded_server
-from benchmarks.contenders import AgentMem, Contender, PipelinedBlob, RawBlob, RawHash, Session
-from benchmarks.harness import Budget
-from benchmarks.machine import machine_info, server_info
-from benchmarks.probes import delete_keys
-from benchmarks.script_cost import format_shapes, script_shapes
-from benchmarks.workload import CONTEXT, CONTEXT_UPDATE, HISTORY_LAST, MAX_HISTORY, MESSAGES, SESSION_TTL
 
 __all__ = ["AGENTS", "AgentMemOps", "RawTurn", "ServerCounters", "run", "server_cost"]
 

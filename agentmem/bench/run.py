@@ -1,4 +1,5 @@
-"""``python -m benchmarks`` / ``agentmem bench``: agentmem and hand-written Redis code, side by side.
+"""``agentmem bench``: agentmem and hand-written Redis code, side by side (``python -m benchmarks``
+in a checkout runs the same).
 
 One run, one server, every contender: agentmem (with and without auto-pipelining), the
 same work on redis.asyncio one command at a time and hand-pipelined, and a synchronous
@@ -27,9 +28,8 @@ from typing import Any, TypeVar
 import redis
 from redis.asyncio import Redis
 
-from agentmem.embedded import NoServerBinaryError, embedded_server
-from benchmarks.chart import MISSING_MATPLOTLIB, chart_available, draw_chart
-from benchmarks.contenders import (
+from agentmem.bench.chart import MISSING_MATPLOTLIB, chart_available, draw_chart
+from agentmem.bench.contenders import (
     CONTENDER_NOTES,
     DEFAULT_POOL_SIZE,
     PIPELINE_BATCH,
@@ -38,14 +38,15 @@ from benchmarks.contenders import (
     Measure,
     standard_contenders,
 )
-from benchmarks.encoding import encoding_benchmark
-from benchmarks.harness import Budget, Sample, summarize
-from benchmarks.machine import machine_info, server_info
-from benchmarks.memory import format_memory, memory_per_session
-from benchmarks.probes import delete_keys, round_trips, session_memory
-from benchmarks.report import compute_ratios, format_report
-from benchmarks.telemetry import run_telemetry
-from benchmarks.workload import OPERATIONS
+from agentmem.bench.encoding import encoding_benchmark
+from agentmem.bench.harness import Budget, Sample, summarize
+from agentmem.bench.machine import machine_info, server_info
+from agentmem.bench.memory import format_memory, memory_per_session
+from agentmem.bench.probes import delete_keys, round_trips, session_memory
+from agentmem.bench.report import compute_ratios, format_report
+from agentmem.bench.telemetry import run_telemetry
+from agentmem.bench.workload import OPERATIONS
+from agentmem.embedded import NoServerBinaryError, embedded_server
 
 __all__ = ["Settings", "main"]
 
@@ -320,14 +321,15 @@ def _server(url: str | None, progress: Progress) -> Iterator[tuple[str, bool]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog="agentmem bench",
         description="agentmem vs hand-written redis-py code, side by side on one server.",
     )
     parser.add_argument("--url", help="Redis URL to benchmark against (default: start an embedded server)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run of a few seconds: concurrency 1 and 64 only, a small pool sweep",
+        help="a smoke run of a few seconds (concurrency 1 and 64 only, a small pool sweep): shows "
+        "that everything runs; too short to judge, so no target is checked",
     )
     parser.add_argument(
         "--duration",
@@ -374,12 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--uvloop",
         action="store_true",
-        help="run every async contender on uvloop's event loop (pip install 'agentmem[uvloop]')",
+        help="run every async contender on uvloop's event loop (pip install 'agentmem-redis[uvloop]')",
     )
     parser.add_argument(
         "--server-cost",
         action="store_true",
-        help="only measure what the server pays per operation, from INFO (benchmarks/server_cost.py)",
+        help="only measure what the server pays per operation, from INFO (agentmem/bench/server_cost.py)",
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -411,7 +413,7 @@ def _run_loop(coroutine: Coroutine[Any, Any, T], use_uvloop: bool) -> T:
         import uvloop
     except ImportError as exc:
         coroutine.close()
-        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem[uvloop]'") from exc
+        raise MissingUvloopError("--uvloop needs uvloop: pip install 'agentmem-redis[uvloop]'") from exc
     result: T = uvloop.run(coroutine)
     return result
 
@@ -459,11 +461,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(parser, args)
     if args.topology == "cluster":
-        from benchmarks.topology import run as run_topology
-
+        try:  # the repository's heavier script (a six-node cluster): not in the wheel
+            from benchmarks.topology import run as run_topology
+        except ImportError as exc:
+            print(
+                f"agentmem bench --topology cluster needs benchmarks/topology.py from a source "
+                f"checkout ({exc}); run it from the repository root",
+                file=sys.stderr,
+            )
+            return 2
         return run_topology(args)
     if args.server_cost:
-        from benchmarks.server_cost import run as run_server_cost
+        from agentmem.bench.server_cost import run as run_server_cost
 
         return run_server_cost(args)
     if args.telemetry:

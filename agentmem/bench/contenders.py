@@ -36,9 +36,8 @@ import redis
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from agentmem import AgentMemoryStore, StoreConfig
-from agentmem.keys import KeySchema
-from benchmarks.harness import Budget, Sample, measure_async, measure_sync
-from benchmarks.workload import (
+from agentmem.bench.harness import Budget, Sample, measure_async, measure_sync
+from agentmem.bench.workload import (
     CONTEXT,
     CONTEXT_UPDATE,
     HISTORY_LAST,
@@ -48,6 +47,7 @@ from benchmarks.workload import (
     PROFILE,
     SESSION_TTL,
 )
+from agentmem.keys import KeySchema
 
 __all__ = [
     "CONTENDER_NOTES",

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
+from agentmem.bench.harness import rate_in_process
+from agentmem.bench.workload import CONTEXT
 from agentmem.codec import BASE_FIELD, META_FIELD, decode_fields, encode_context, encode_fields
-from benchmarks.harness import rate_in_process
-from benchmarks.workload import CONTEXT
 
 __all__ = ["CODECS", "Codec", "encoding_benchmark"]
 
