@@ -508,6 +508,12 @@ class AgentMemoryStore:
             return 0
         return _ms(ttl)
 
+    def _refreshed_recently(self, session_id: str) -> bool:
+        """Whether this store's reads refreshed the session's TTLs within the bound (sliding
+        TTLs only): a plain write then leaves the keys it does not create alone. Writes only
+        consult the record; a read after a write still refreshes."""
+        return self.config.sliding_ttl and not self._refresh.due(("s", session_id), self.config.ttl)
+
     def _refreshed(self, key: tuple[str, str], refresh_ms: int, sent: float) -> None:
         if refresh_ms:
             self._refresh.refreshed(key, sent)
@@ -524,9 +530,11 @@ class AgentMemoryStore:
     ) -> bool:
         """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
         for a merge; ``False`` when an ``-if-newer`` write was superseded."""
-        keys = self._session_keys(session_id)
+        keys: tuple[str, ...] = self._session_keys(session_id).core()
+        if mode in ("replace", "merge") and self._refreshed_recently(session_id):
+            keys = keys[:2]  # the script then refreshes only what it may create (write_context.lua)
         args = (self._session_ttl_ms(), packed_version(version), mode, *encoded)
-        return bool(await self._script(operation, WRITE_CONTEXT, keys.core(), args))
+        return bool(await self._script(operation, WRITE_CONTEXT, keys, args))
 
     async def _write_facts(
         self, operation: str, user_id: str, encoded: Sequence[bytes], version: int, mode: str

@@ -1,5 +1,6 @@
-"""Coalesced TTL refreshes: a read within refresh_bound(ttl) of this store's last refreshing
-read of a session (or user) leaves its TTLs alone; the sliding TTL still holds with that bound."""
+"""Coalesced TTL refreshes: a read (or a plain write) within refresh_bound(ttl) of this store's
+last refreshing read of a session (or user) leaves its TTLs alone, but for the keys a write may
+create; the sliding TTL still holds with that bound."""
 
 from __future__ import annotations
 
@@ -59,11 +60,34 @@ async def test_a_read_within_the_bound_does_not_refresh(
     assert await agentmem_redis.pttl(session.history) > 2_500
 
 
-async def test_writes_always_refresh(
+async def test_a_write_right_after_a_read_sets_only_the_ttls_it_must(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """A write right after a refreshing read still sets the TTL of every key it refreshes."""
-    store = agentmem_store_factory(ttl=100)
+    """Within the bound of a refreshing read, a save sets the base's TTL and an update the hash's
+    (keys they may create) and leave the history's alone; after the bound they refresh it."""
+    store = agentmem_store_factory(ttl=3.0)  # bound 0.3 s
+    session = KeySchema(agentmem_prefix).session("s")
+    await store.save_context("s", {"a": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.load_turn("s")
+    for key in (session.base, session.history):
+        await agentmem_redis.pexpire(key, 1_000)
+    await store.save_context("s", {"a": 2})
+    await store.update_context("s", {"b": 2})
+    assert await agentmem_redis.pttl(session.base) > 2_500
+    assert await agentmem_redis.pttl(session.context) > 2_500
+    assert 0 < await agentmem_redis.pttl(session.history) <= 1_000
+    await asyncio.sleep(0.35)
+    await store.update_context("s", {"b": 3})
+    assert await agentmem_redis.pttl(session.history) > 2_500
+    assert await store.load_context("s") == {"a": 2, "b": 3}
+
+
+async def test_writes_without_sliding_ttl_always_refresh(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """With sliding_ttl=False a write after a read still sets the TTL of every session key."""
+    store = agentmem_store_factory(ttl=100, sliding_ttl=False)
     session = KeySchema(agentmem_prefix).session("s")
     await store.save_context("s", {"a": 1})
     await store.append_messages("s", [{"n": 1}])
