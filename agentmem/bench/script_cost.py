@@ -38,8 +38,11 @@ def _multi(*commands: Command) -> list[Command]:
 
 #: (operation, shape name) -> the commands of one operation on one session.
 SHAPES: dict[tuple[str, str], Shape] = {
-    ("save", "evalsha, refresh (now)"): lambda k, sha: [
+    ("save", "evalsha, refresh"): lambda k, sha: [
         ("EVALSHA", sha["write"], 4, *k.core(), TTL_MS, _VERSION, "replace", _BASE[8:])
+    ],
+    ("save", "evalsha, coalesced (2 keys)"): lambda k, sha: [
+        ("EVALSHA", sha["write"], 2, k.context, k.base, TTL_MS, _VERSION, "replace", _BASE[8:])
     ],
     ("save", "multi, refresh"): lambda k, sha: _multi(
         ("SET", k.base, _BASE, "PX", TTL_MS),
