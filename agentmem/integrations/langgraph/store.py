@@ -5,14 +5,16 @@ one sorted set. Writes of one item are one atomic script; TTLs follow LangGraph'
 ``TTLConfig`` (minutes) and are Redis's own key expiry, so an expired item is gone from
 every read at once (no sweeper needed: ``sweep_interval_minutes`` is ignored).
 
-There is no vector index: ``search(..., query=...)`` raises
-:class:`~agentmem.InvalidArgumentError` rather than return unranked results as if
-they were ranked; search with ``filter=`` instead. A put's ``index=`` is accepted and
-ignored (nothing is embedded).
+Without an ``index`` there is no vector index and, as LangGraph's contract says,
+``search(..., query=...)`` ignores the query (results come unranked, ``score=None``)
+and a put's ``index=`` is ignored. The sync methods run the async ones on the loop
+the store was made on (or first used on), from other threads only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -155,6 +157,18 @@ def _condition_matches(condition: MatchCondition, namespace: tuple[str, ...]) ->
     return all(want == "*" or have == want for have, want in pairs)
 
 
+def _off_loop(name: str) -> Any:
+    """BaseStore's sync method ``name``, refused on the store's own loop thread."""
+    base = getattr(BaseStore, name)
+
+    @functools.wraps(base)
+    def method(self: LangGraphStore, *args: Any, **kwargs: Any) -> Any:
+        self._sync_loop(name)
+        return base(self, *args, **kwargs)
+
+    return method
+
+
 class LangGraphStore(BaseStore):
     """A LangGraph ``BaseStore`` in the store's Redis, all keys under one hash tag.
 
@@ -165,7 +179,14 @@ class LangGraphStore(BaseStore):
     prefix from its start (200 members per round trip) until ``offset + limit`` items
     matched, and ``list_namespaces`` walks the whole index: their cost grows with the
     items they pass over. All keys share one hash tag, so on Redis Cluster the whole
-    store is one slot. Only the async API is implemented.
+    store is one slot.
+
+    The sync methods (``batch``, ``get``, ``put``, ``search``, ``delete``,
+    ``list_namespaces``) are for other threads (a sync graph run in a worker thread, a
+    thread pool): each one runs its async twin on the event loop the store was made on
+    (or first used on) and blocks until it is done. Called on that loop's own thread
+    they would block it forever, so they raise :class:`asyncio.InvalidStateError`, as
+    LangGraph's async stores do.
     """
 
     supports_ttl = True
@@ -175,6 +196,10 @@ class LangGraphStore(BaseStore):
         self._prefix = store.config.prefix
         self._index = store_index_key(self._prefix)
         self.ttl_config = _check_ttl_config(ttl)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop: the first async call tells which
+            self._loop = None
 
     # -- encoding --------------------------------------------------------------------
 
@@ -250,11 +275,6 @@ class LangGraphStore(BaseStore):
         )
 
     async def _search(self, op: SearchOp) -> list[SearchItem]:
-        if op.query is not None:
-            raise InvalidArgumentError(
-                "LangGraphStore has no vector index: search(query=...) is not supported; "
-                "search with filter= (and namespace_prefix) instead"
-            )
         for name, number in (("limit", op.limit), ("offset", op.offset)):
             if isinstance(number, bool) or not isinstance(number, int) or number < 0:
                 raise InvalidArgumentError(f"{name} must be an int >= 0, got {number!r}")
@@ -317,6 +337,8 @@ class LangGraphStore(BaseStore):
         bad one fails the batch with nothing written. Each put or delete is one atomic
         script; consecutive ones travel in one round trip. A batch is not a transaction.
         """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         ops = list(ops)
         now = datetime.now(timezone.utc).isoformat()
         puts: dict[int, Call] = {}
@@ -347,6 +369,39 @@ class LangGraphStore(BaseStore):
             await self._store._send("langgraph.store.put", pending)
         return results
 
+    # -- the sync API: other threads only --------------------------------------------
+
+    def _sync_loop(self, name: str) -> asyncio.AbstractEventLoop:
+        """The loop to run a sync call on; refuses the call where it would deadlock."""
+        loop = self._loop
+        if loop is None:
+            raise asyncio.InvalidStateError(
+                f"LangGraphStore.{name}() needs the event loop its AgentMemoryStore runs on: make the "
+                "LangGraphStore inside that loop (or await one of its a* methods first)"
+            )
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise asyncio.InvalidStateError(
+                f"LangGraphStore.{name}() was called on its own event loop's thread, where it would "
+                f"block the loop it waits for: use `await store.a{name}(...)` there (the sync "
+                "methods are for other threads)"
+            )
+        if loop.is_closed() or not loop.is_running():
+            raise asyncio.InvalidStateError(
+                f"LangGraphStore.{name}(): the event loop the store runs on is not running"
+            )
+        return loop
+
     def batch(self, ops: Iterable[Op]) -> list[Result]:
-        """Not supported: LangGraphStore is async-only (use ``abatch`` / the ``a*`` methods)."""
-        raise NotImplementedError("LangGraphStore is async-only: use abatch() and the a* methods")
+        """``abatch`` run on the store's loop from another thread (see the class docstring)."""
+        loop = self._sync_loop("batch")
+        return asyncio.run_coroutine_threadsafe(self.abatch(list(ops)), loop).result()
+
+    get = _off_loop("get")
+    search = _off_loop("search")
+    put = _off_loop("put")
+    delete = _off_loop("delete")
+    list_namespaces = _off_loop("list_namespaces")
