@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
@@ -33,6 +33,7 @@ from agentmem.codec import (
     packed_version,
 )
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
+from agentmem.engine import StoreEngine
 from agentmem.errors import AgentMemoryError, InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
@@ -55,6 +56,9 @@ from agentmem.scripts import (
 )
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 from agentmem.topology import client_transport, cluster_transport, is_cluster_node
+
+if TYPE_CHECKING:
+    from agentmem.telemetry import StoreTelemetry
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
@@ -226,10 +230,13 @@ class AgentMemoryStore:
             if self.config.auto_pipeline and cluster_client is None
             else None
         )
+        #: The documented API for layers and adapters (see :mod:`agentmem.engine`).
+        self.engine = StoreEngine(self)
+        self._telemetry: StoreTelemetry | None = None
         if self.config.telemetry:  # a layer that wraps _send: a store without it runs none of it
             from agentmem.telemetry import instrument
 
-            instrument(self)
+            self._telemetry = instrument(self)
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool | None = None, **options: Any) -> AgentMemoryStore:
