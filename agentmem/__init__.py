@@ -7,6 +7,8 @@ from agentmem.errors import (
     AgentMemoryError,
     CircuitOpenError,
     ContextTooLargeError,
+    EmbeddingError,
+    IndexMismatchError,
     InvalidArgumentError,
     InvalidKeyError,
     MemoryCorruptedError,
@@ -15,12 +17,14 @@ from agentmem.errors import (
     MemoryUnavailableError,
     MissingDependencyError,
     ReplicationTimeoutError,
+    SearchUnavailableError,
     SerializationError,
     StoreClosedError,
     UnflushedJournalError,
 )
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
+from agentmem.memories import Memory, MemoryHit
 from agentmem.store import AgentMemoryStore, Turn
 from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
 
@@ -34,16 +38,21 @@ __all__ = (
     "AgentMemoryStore",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "EmbeddingError",
     "Health",
+    "IndexMismatchError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "JournaledStore",
+    "Memory",
     "MemoryCorruptedError",
     "MemoryFullError",
+    "MemoryHit",
     "MemoryPermissionError",
     "MemoryUnavailableError",
     "MissingDependencyError",
     "ReplicationTimeoutError",
+    "SearchUnavailableError",
     "SerializationError",
     "StoreClosedError",
     "StoreConfig",
