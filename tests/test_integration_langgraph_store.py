@@ -97,7 +97,7 @@ async def test_search_walks_past_one_scan_batch(agentmem_store: AgentMemoryStore
 
 
 async def test_query_without_an_index_is_ignored(agentmem_store: AgentMemoryStore) -> None:
-    """Without index=, search(query=...) ignores the query (LangGraph's contract): filters still apply, no score."""
+    """Without index=, search(query=...) ignores the query (LangGraph's contract): filters apply, no score."""
     store = LangGraphStore(agentmem_store)
     await store.aput(("docs",), "a", {"text": "hello", "n": 1})
     await store.aput(("docs",), "b", {"text": "bye", "n": 2})
@@ -282,7 +282,7 @@ async def test_sync_methods_on_the_loop_thread_raise_invalid_state(
 async def test_sync_methods_run_on_the_store_loop_from_other_threads(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis
 ) -> None:
-    """put/get/search/list_namespaces/delete/batch from a worker thread reach the server via the store's loop."""
+    """put/get/search/list_namespaces/delete/batch from a worker thread reach the server via the loop."""
     store = LangGraphStore(agentmem_store)
     item = store_item_key(agentmem_store.config.prefix, "foo.bar", "baz")
 
