@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from agentmem.errors import (
     SearchUnavailableError,
 )
 from agentmem.integrations.langgraph import LangGraphStore
+from agentmem.integrations.langgraph._filters import FIELD, filter_query, matches, value_tags
 from agentmem.integrations.langgraph._keys import (
     store_item_key,
     store_search_index,
@@ -338,9 +340,9 @@ async def test_ranked_search_on_a_cluster(agentmem_search_cluster_store: AgentMe
 async def test_many_writers_of_one_indexed_item_leave_one_set_of_vectors(
     agentmem_search_store_factory: StoreFactory, search_redis: Redis
 ) -> None:
-    """Concurrent puts of one item with 1..3 indexed fields leave exactly the last value's vectors."""
+    """Concurrent puts of one item with 1..3 indexed fields leave the stored value's vectors, no orphans."""
     stores = [indexed(agentmem_search_store_factory(), fields=["a", "b", "c"]) for _ in range(2)]
-    values = [{k: f"v{i}" for k in "abc"[: 1 + i % 3]} for i in range(30)]
+    values = [{k: f"v{i}" for k in "abc"[: 1 + i % 3]} for i in range(31)]
     await asyncio.gather(*(stores[i % 2].aput(("t",), "k", value) for i, value in enumerate(values)))
     prefix = stores[0]._prefix
     count = int(await search_redis.hget(store_item_key(prefix, "t", "k"), "n") or b"-1")
@@ -348,3 +350,68 @@ async def test_many_writers_of_one_indexed_item_leave_one_set_of_vectors(
     assert item is not None
     assert count == len(item.value)
     assert len(await vector_keys(search_redis, stores[0]._store)) == count
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value mixing the cases the rules care about: 1 vs 1.0 vs true, -0.0, null, nesting."""
+    roll = rng.random()
+    if depth < 2 and roll < 0.15:
+        return {rng.choice("abc"): random_value(rng, depth + 1) for _ in range(rng.randint(0, 2))}
+    if depth < 2 and roll < 0.25:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 2))]
+    return rng.choice([None, True, False, 0, 1, 1.0, -1, 2.5, -0.0, 3, 1e300, -1e-300, "x", "1", "y.z", ""])
+
+
+def random_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    field = rng.choice("abcd")
+    roll = rng.random()
+    if roll < 0.4:
+        operator = rng.choice(["$gt", "$gte", "$lt", "$lte"])
+        return {field: {operator: rng.choice([0, 1, 2.5, -1, 1e300, -0.0, 0.5])}}
+    if roll < 0.6:
+        return {field: {rng.choice(["$eq", "$ne"]): random_value(rng, 1)}}
+    if roll < 0.7 and depth < 1:
+        return {field: random_filter(rng, depth + 1)}
+    return {field: random_value(rng, 1)}
+
+
+async def test_the_index_query_selects_what_python_matching_selects(
+    agentmem_search_store: AgentMemoryStore, search_redis: Redis
+) -> None:
+    """400 random filters over 300 random values: FT.SEARCH on the tags returns exactly the Python matches."""
+    prefix = agentmem_search_store.config.prefix
+    index = f"{prefix}:filters"
+    await search_redis.execute_command(  # type: ignore[no-untyped-call]
+        "FT.CREATE",
+        index,
+        "ON",
+        "HASH",
+        "PREFIX",
+        "1",
+        f"{prefix}:fdoc:",
+        "SCHEMA",
+        FIELD,
+        "TAG",
+        "CASESENSITIVE",
+    )
+    rng = random.Random(7)
+    values = [{k: random_value(rng) for k in rng.sample("abcd", rng.randint(0, 4))} for _ in range(300)]
+    for number, value in enumerate(values):
+        await search_redis.hset(
+            f"{prefix}:fdoc:{number}", mapping={FIELD: ",".join(value_tags(value)) or "-"}
+        )
+    nonempty = 0
+    for _ in range(400):
+        filter = random_filter(rng)
+        if rng.random() < 0.3:
+            filter.update(random_filter(rng))
+        query = " ".join(filter_query(filter))
+        reply = await search_redis.execute_command(  # type: ignore[no-untyped-call]
+            "FT.SEARCH", index, query, "LIMIT", "0", "1000", "NOCONTENT", "DIALECT", "2"
+        )
+        ids = reply[1:] if isinstance(reply, list) else [row[b"id"] for row in reply[b"results"]]
+        got = {int(key.decode().rsplit(":", 1)[1]) for key in ids}
+        expected = {number for number, value in enumerate(values) if matches(value, filter)}
+        assert got == expected, filter
+        nonempty += bool(expected)
+    assert nonempty > 200
