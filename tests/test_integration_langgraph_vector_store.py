@@ -107,6 +107,30 @@ async def test_an_empty_query_or_none_is_unranked(agentmem_search_store: AgentMe
         assert [(item.key, item.score) for item in found] == [("a", None), ("b", None)]
 
 
+async def test_one_match_among_many_non_matches_ranks_first(agentmem_search_store: AgentMemoryStore) -> None:
+    """One match among 200 non-matches: limit=10 gives 10 distinct items, the match first."""
+    store = indexed(agentmem_search_store, fields=["key1"])
+    ops = [PutOp(("test", "M"), "M", {"key1": "mmm"})]
+    ops += [PutOp(("test", side), f"{side}{i}", {"key1": "no"}) for side in "AZ" for i in range(100)]
+    await store.abatch(ops)
+    found = await store.asearch(("test",), query="mmm", limit=10)
+    assert len(found) == 10
+    assert len({item.key for item in found}) == 10
+    assert found[0].key == "M"
+    assert scores(found)[0] > scores(found)[1]
+
+
+async def test_odd_queries_still_rank(agentmem_search_store: AgentMemoryStore) -> None:
+    """A long query and one of punctuation rank like any other (lower scores), never a query syntax error."""
+    store = indexed(agentmem_search_store, fields=["text"])
+    await store.aput(("test",), "doc1", {"text": "test document"})
+    perfect = scores(await store.asearch(("test",), query="test document"))[0]
+    for query in ["foo " * 100, "test!@#$%^&*()", "-@f:{x} | *=>[KNN 1]", "{lgs}"]:
+        found = await store.asearch(("test",), query=query)
+        assert [item.key for item in found] == ["doc1"]
+        assert scores(found)[0] <= perfect
+
+
 async def test_fields_and_put_index_choose_what_is_embedded(
     agentmem_search_store: AgentMemoryStore, search_redis: Redis
 ) -> None:
