@@ -154,6 +154,29 @@ class KeySchema:
         tag = self._user_tag(user_id)
         return (f"{tag}:facts", f"{tag}:forgotten")
 
+    # -- memories (store.memories: agentmem.memories) -----------------------------------
+
+    def memory(self, user_id: str, memory_id: str) -> str:
+        """One memory's hash: under the user's hash tag, so a user's memories share a shard
+        (and a slot with the user's facts), and under :meth:`memory_prefix`, which the
+        memories index covers and no other key of the store starts with."""
+        return f"{self.prefix}:mem:{{u:{_encode(validate_id(user_id, kind='user'))}}}:{memory_id}"
+
+    def memory_prefix(self) -> str:
+        """The key prefix the memories index is built on (``FT.CREATE ... PREFIX``)."""
+        return f"{self.prefix}:mem:"
+
+    def match_memories(self, user_id: str) -> str:
+        """A SCAN MATCH pattern for every memory of ``user_id``."""
+        return escape_glob(f"{self.prefix}:mem:{{u:{_encode(validate_id(user_id, kind='user'))}}}:") + "*"
+
+    def memory_index(self, tag: str | None = None) -> str:
+        """The memories index's name; on a cluster one per primary, each named with a hash
+        ``tag`` of a slot that primary serves (the search module routes ``FT.*`` by the
+        index name's slot)."""
+        base = f"{self.prefix}:memidx"
+        return base if tag is None else f"{base}:{{{tag}}}"
+
     def _user_tag(self, user_id: str) -> str:
         return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}"
 
