@@ -70,6 +70,11 @@ return false
 )
 
 
+def now_ms() -> int:
+    """The wall clock in ms: a memory's ``created_at`` (tests fake it here)."""
+    return int(time.time() * 1000)
+
+
 def normalize(text: str) -> str:
     """The text a memory is stored and deduplicated by: whitespace runs collapsed, ends trimmed."""
     return _SPACE.sub(" ", text).strip()
@@ -193,7 +198,7 @@ class Memories:
         dims = len(vector) // 4
         ident = memory_id(cleaned)
         key = self.engine.keys.memory(user_id, ident)
-        created = int(time.time() * 1000)
+        created = now_ms()
         args = (
             encode_tag(user_id),
             cleaned,
