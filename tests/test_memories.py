@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import pytest
 from redis.asyncio import Redis
 
-from agentmem import AgentMemoryStore, InvalidArgumentError, Memory, MemoryHit, SerializationError
+from agentmem import AgentMemoryStore, MemoryHit
 from agentmem.testing.provision import ServerInfo
 
 
@@ -23,9 +19,11 @@ async def test_add_then_search_returns_the_nearest_first(agentmem_search_store: 
     await store.memories.add("alice", "I live in Paris")
     hits = await store.memories.search("alice", "dog named Rex", k=5)
     assert [h.memory.text for h in hits] == ["my dog is named Rex", "I live in Paris"]
-    assert isinstance(hits[0], MemoryHit) and hits[0].distance < hits[1].distance
+    assert isinstance(hits[0], MemoryHit)
+    assert hits[0].distance < hits[1].distance
     assert hits[0].memory == rex
-    assert rex.tags == ("pets",) and rex.metadata == {"source": "chat"}
+    assert rex.tags == ("pets",)
+    assert rex.metadata == {"source": "chat"}
     assert rex.created_at.tzinfo is not None
 
 
@@ -43,7 +41,8 @@ async def test_add_writes_one_hash_with_every_indexed_field(
     finally:
         await raw.aclose()
     assert set(fields) == {b"user", b"text", b"tags", b"meta", b"created", b"vec"}
-    assert len(fields[b"vec"]) == 64 * 4 and fields[b"tags"] == b""
+    assert len(fields[b"vec"]) == 64 * 4
+    assert fields[b"tags"] == b""
 
 
 async def test_same_text_is_stored_once(

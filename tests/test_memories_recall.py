@@ -148,7 +148,9 @@ async def test_unusual_ids_and_tags_are_escaped(agentmem_search_store: AgentMemo
         assert {m.user_id for m in await store.memories.list(user)} == {user}
 
 
-async def test_search_of_every_user(agentmem_search_store_factory: StoreFactory, table: TableEmbedder) -> None:
+async def test_search_of_every_user(
+    agentmem_search_store_factory: StoreFactory, table: TableEmbedder
+) -> None:
     """search(None, ...) ranks every user's memories together, exactly."""
     store = agentmem_search_store_factory(embedder=table)
     added = await _fill(store, ["alice", "bob", "carol"], 10)
@@ -176,9 +178,10 @@ async def test_forget_user_erases_memories_and_index_entries(
     raw = Redis.from_url(agentmem_search_server.url)
     try:
         left = [k async for k in raw.scan_iter(match=store.engine.keys.memory_prefix() + "*")]
-        info = await raw.execute_command("FT.INFO", store.engine.keys.memory_index())
+        info = await raw.execute_command("FT.INFO", store.engine.keys.memory_index())  # type: ignore[no-untyped-call]
     finally:
         await raw.aclose()
-    assert len(left) == 1 and b"{u:bob}" in left[0]
+    assert len(left) == 1
+    assert b"{u:bob}" in left[0]
     assert int(info_fields(info)["num_docs"]) == 1
     assert await store.forget_user("alice") is False

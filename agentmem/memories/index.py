@@ -170,9 +170,7 @@ def list_args(name: str, user: str, limit: int) -> tuple[Any, ...]:
 def _resp3_hit(hit: Any) -> tuple[str, dict[str, bytes]]:
     data = info_fields(hit)
     extra = data.get("extra_attributes") or {}
-    fields = {
-        _text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in dict(extra).items()
-    }
+    fields = {_text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in dict(extra).items()}
     return _text(data.get("id", "")), fields
 
 
