@@ -16,7 +16,9 @@ exists`` is success) and an existing index is never dropped; one of another shap
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from agentmem.errors import AgentMemoryError, IndexMismatchError, SearchUnavaila
 from agentmem.memories.index import (
     IndexShape,
     create_args,
+    info_fields,
     is_missing_index,
     is_unknown_command,
     shape_of,
@@ -141,22 +144,24 @@ class IndexRouter:
         elif not self._engine_seen:
             raise SearchUnavailableError(_NEEDED)
 
-    async def ensure(self, name: str, dims: int, operation: str) -> None:
-        """The index ``name`` exists with this store's shape (created if missing)."""
+    async def ensure(self, name: str, dims: int, operation: str, route: str | None = None) -> None:
+        """The index ``name`` exists with this store's shape (created if missing) on the node
+        of ``route`` (a key; default: the name's own slot)."""
         if name in self._ready:
             return
+        route = route or name
         wanted = self.shape(dims)
         try:
-            info = await self._ft(operation, "FT.INFO", (name,), name)
+            info = await self._ft(operation, "FT.INFO", (name,), route)
         except AgentMemoryError as exc:
             if not is_missing_index(exc):
                 raise
             try:
-                await self._ft(operation, "FT.CREATE", create_args(name, wanted), name)
+                await self._ft(operation, "FT.CREATE", create_args(name, wanted), route)
             except AgentMemoryError as created:
                 if "already exists" not in str(created).lower():
                     raise
-            info = await self._ft(operation, "FT.INFO", (name,), name)
+            info = await self._indexed(name, operation, route)
         found = shape_of(info)
         if found != wanted:
             raise IndexMismatchError(
@@ -167,30 +172,53 @@ class IndexRouter:
         self.dims = dims
         self._ready.add(name)
 
+    async def _indexed(self, name: str, operation: str, route: str) -> Any:
+        """``FT.INFO`` once the index has taken in the keys that were there before it (a new
+        primary's index is built in the background)."""
+        deadline = time.monotonic() + self.engine.config.retry_deadline
+        while True:
+            info = await self._ft(operation, "FT.INFO", (name,), route)
+            if int(info_fields(info).get("indexing", 0) or 0) == 0 or time.monotonic() > deadline:
+                return info
+            await asyncio.sleep(0.01)
+
     async def ensure_for(self, key: str, dims: int, operation: str) -> None:
-        await self.ensure(await self.name_for(key, operation), dims, operation)
+        try:
+            await self.ensure(await self.name_for(key, operation), dims, operation, key)
+        except AgentMemoryError as exc:
+            if not _moved(exc):
+                raise
+            await self.refresh(operation)
+            await self.ensure(await self.name_for(key, operation), dims, operation, key)
 
     # -- searches ------------------------------------------------------------------------
 
     async def search_user(self, key: str, operation: str, build: Callable[[str], tuple[Any, ...]]) -> Any:
-        """``FT.SEARCH`` on the index of ``key``'s primary; once more after re-reading the
-        slot map (and creating the index there) when that index is missing or moved."""
+        """``FT.SEARCH`` on the node serving ``key`` (the user's shard), under that node's
+        index name; once more after re-reading the slot map (and creating the index there)
+        when the name is not that node's (``MOVED``) or the index is missing."""
         name = await self.name_for(key, operation)
-        if self.dims is not None:
-            await self.ensure(name, self.dims, operation)
         try:
-            return await self._ft(operation, "FT.SEARCH", build(name), name)
+            if await self._cluster():
+                # The node answers FT.SEARCH for any user (the command's only key is the index
+                # name), so a stale slot map would search the old shard and miss the user's
+                # moved memories silently. A keyed call first: a MOVED updates the map.
+                await self.engine.send(operation, (Call(None, (key,), (), command="EXISTS"),))
+            if self.dims is not None:
+                await self.ensure(name, self.dims, operation, key)
+            return await self._ft(operation, "FT.SEARCH", build(name), key)
         except AgentMemoryError as exc:
-            if not is_missing_index(exc) or self.dims is None:
-                if is_missing_index(exc):
-                    return [0]
+            if not (is_missing_index(exc) or _moved(exc)):
                 raise
+            if self.dims is None and is_missing_index(exc):
+                return [0]  # no memory was ever added through this store: none to find
         self._ready.discard(name)
         if await self._cluster():
             await self.refresh(operation)
         name = await self.name_for(key, operation)
-        await self.ensure(name, self.dims, operation)
-        return await self._ft(operation, "FT.SEARCH", build(name), name)
+        if self.dims is not None:
+            await self.ensure(name, self.dims, operation, key)
+        return await self._ft(operation, "FT.SEARCH", build(name), key)
 
     async def search_all(
         self, dims: int, operation: str, build: Callable[[str], tuple[Any, ...]]
@@ -201,3 +229,8 @@ class IndexRouter:
             await self.ensure(name, dims, operation)
             replies.append(await self._ft(operation, "FT.SEARCH", build(name), name))
         return replies
+
+
+def _moved(exc: BaseException) -> bool:
+    """The node does not serve the index name's slot (the name is from an older slot map)."""
+    return "moved" in str(exc).lower() or "moved" in str(exc.__cause__ or "").lower()
