@@ -34,7 +34,7 @@ async def test_add_writes_one_hash_with_every_indexed_field(
     store = agentmem_search_store
     memory = await store.memories.add("alice", "my dog is named Rex")
     key = store.engine.keys.memory("alice", memory.id)
-    assert "{u:alice}" in key
+    assert "{m:alice}" in key
     raw = await _raw(agentmem_search_server)
     try:
         fields = await raw.hgetall(key)

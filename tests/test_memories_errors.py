@@ -27,7 +27,7 @@ from agentmem.testing.server import EmbeddedServer
 async def _memory_keys(url: str, prefix: str) -> list[bytes]:
     raw = Redis.from_url(url)
     try:
-        return [key async for key in raw.scan_iter(match=f"{prefix}:mem:*")]
+        return [key async for key in raw.scan_iter(match=f"{prefix}:{{m:*")]
     finally:
         await raw.aclose()
 

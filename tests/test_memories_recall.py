@@ -182,6 +182,6 @@ async def test_forget_user_erases_memories_and_index_entries(
     finally:
         await raw.aclose()
     assert len(left) == 1
-    assert b"{u:bob}" in left[0]
+    assert b"{m:bob}" in left[0]
     assert int(info_fields(info)["num_docs"]) == 1
     assert await store.forget_user("alice") is False

@@ -9,12 +9,13 @@ dropped; its routing on a cluster lives in :mod:`agentmem.memories.routing`.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
 
@@ -151,6 +152,27 @@ def _decode(key: str, fields: dict[str, bytes], user_id: str | None) -> Memory:
     )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _observed(operation: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """One span per public call (embedding, index checks and searches inside it); its
+    attributes are the operation and the server, never a text, a query or a vector."""
+
+    def wrap(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(method)
+        async def observed(*args: P.args, **kwargs: P.kwargs) -> R:
+            self = args[0]
+            assert isinstance(self, Memories)
+            async with self.engine.observe(operation):
+                return await method(*args, **kwargs)
+
+        return observed
+
+    return wrap
+
+
 class Memories:
     """A user's memories, recalled by meaning (see the README's Memories section)."""
 
@@ -169,6 +191,7 @@ class Memories:
 
     # -- writes ------------------------------------------------------------------------
 
+    @_observed("memories.add")
     async def add(
         self,
         user_id: str,
@@ -220,6 +243,7 @@ class Memories:
             created_at=datetime.fromtimestamp(created / 1000, tz=timezone.utc),
         )
 
+    @_observed("memories.delete")
     async def delete(self, user_id: str, memory_id: str) -> bool:
         """Delete one memory (its index entry goes with it); ``True`` if it was there."""
         self._embedder("delete")
@@ -231,6 +255,7 @@ class Memories:
         (deleted,) = await self.engine.send("memories.delete", (Call(None, (key,), (), command="DEL"),))
         return int(deleted) > 0
 
+    @_observed("memories.forget")
     async def forget(self, user_id: str) -> int:
         """Delete every memory of ``user_id``; how many (``forget_user`` calls this). On a
         server without a query engine there can be none: 0, no error."""
@@ -253,6 +278,7 @@ class Memories:
 
     # -- reads -------------------------------------------------------------------------
 
+    @_observed("memories.get")
     async def get(self, user_id: str, memory_id: str) -> Memory | None:
         """One memory of ``user_id`` by id, or ``None``."""
         self._embedder("get")
@@ -266,6 +292,7 @@ class Memories:
             return None
         return _decode(key, dict(zip(FIELDS, values, strict=True)), user_id)
 
+    @_observed("memories.list")
     async def list(self, user_id: str, *, limit: int = 100) -> list[Memory]:
         """``user_id``'s memories, newest first, at most ``limit`` (1..1000)."""
         self._embedder("list")
@@ -278,6 +305,7 @@ class Memories:
         hits = await self._complete(parse_search(replies), "memories.list")
         return [_decode(k, f, user_id) for k, f in hits]
 
+    @_observed("memories.search")
     async def search(
         self,
         user_id: str | None,
