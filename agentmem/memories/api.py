@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import orjson
 
 from agentmem.calls import Call
-from agentmem.errors import InvalidArgumentError, SearchUnavailableError, SerializationError
+from agentmem.errors import (
+    InvalidArgumentError,
+    MemoryPermissionError,
+    SearchUnavailableError,
+    SerializationError,
+)
 from agentmem.keys import validate_id
 from agentmem.memories.embedder import embed_texts
 from agentmem.memories.index import (
@@ -264,6 +269,10 @@ class Memories:
             await self.router.check_engine("memories.forget")
         except SearchUnavailableError:
             return 0
+        except MemoryPermissionError:
+            if self.engine.config.embedder is not None:
+                raise
+            return 0  # a store not set up for memories, whose ACL user was not granted FT.*
         key = self.engine.keys.memory(user_id, "0")
         deleted = 0
         while True:
