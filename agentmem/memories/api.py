@@ -356,19 +356,21 @@ class Memories:
             replies = [await self.router.search_user(key, "memories.search", build)]
         else:
             replies = await self.router.search_all(dims, "memories.search", build)
-        found: builtins.list[tuple[float, str, dict[str, bytes]]] = []
+        found: builtins.list[tuple[float, int, str, dict[str, bytes]]] = []
         for reply in replies:
             for key, fields in parse_search(reply):
-                found.append((float(fields.get("dist", b"nan")), key, fields))
-        complete = await self._complete([(key, fields) for _, key, fields in found], "memories.search")
-        hits = [
-            MemoryHit(_decode(key, fields, user_id), distance)
-            for (distance, _, _), (key, fields) in zip(found, complete, strict=True)
-        ]
-        hits.sort(key=lambda hit: (hit.distance, -hit.memory.created_at.timestamp()))
+                # created is SORTABLE: the module returns it even where it leaves other fields out
+                created = int(fields.get("created", b"0") or 0)
+                found.append((float(fields.get("dist", b"nan")), -created, key, fields))
+        found.sort(key=lambda item: (item[0], item[1]))
         if max_distance is not None:
-            hits = [hit for hit in hits if hit.distance <= max_distance]
-        return hits[:k]
+            found = [item for item in found if item[0] <= max_distance]
+        top = found[:k]
+        complete = await self._complete([(key, fields) for _, _, key, fields in top], "memories.search")
+        return [
+            MemoryHit(_decode(key, fields, user_id), distance)
+            for (distance, _, _, _), (key, fields) in zip(top, complete, strict=True)
+        ]
 
     async def _complete(self, hits: Hits, operation: str) -> Hits:
         """Hits whose fields the search left out, read by key. On a cluster the module

@@ -168,6 +168,9 @@ def list_args(name: str, user: str, limit: int) -> tuple[Any, ...]:
 
 
 def _resp3_hit(hit: Any) -> tuple[str, dict[str, bytes]]:
+    if b"id" in hit:  # the usual shape, bytes keys and values: no per-field conversion
+        extra = hit.get(b"extra_attributes") or {}
+        return hit[b"id"].decode(), {k.decode(): v for k, v in extra.items()}
     data = info_fields(hit)
     extra = data.get("extra_attributes") or {}
     fields = {_text(k): v if isinstance(v, bytes) else str(v).encode() for k, v in dict(extra).items()}
