@@ -58,6 +58,7 @@ from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 from agentmem.topology import client_transport, cluster_transport, is_cluster_node
 
 if TYPE_CHECKING:
+    from agentmem.memories.api import Memories
     from agentmem.telemetry import StoreTelemetry
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
@@ -346,6 +347,14 @@ class AgentMemoryStore:
         """The ``redis.asyncio.Redis`` this store sends its commands through (on a Redis
         Cluster: the ``RedisCluster`` given, or from ``from_url`` the seed node's client)."""
         return self._client
+
+    @functools.cached_property
+    def memories(self) -> Memories:
+        """Recall by meaning: ``add``/``search``/``get``/``delete``/``list`` a user's
+        memories (needs ``embedder=`` and a server with a query engine; see the README)."""
+        from agentmem.memories.api import Memories
+
+        return Memories(self.engine)
 
     @property
     def retry_stats(self) -> RetryStats:
@@ -645,14 +654,17 @@ class AgentMemoryStore:
         return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any.
+        """Erase the user's long-term facts and memories (``store.memories``: their index
+        entries go with them); ``True`` if there were any.
 
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
         keys = self._keys.profile_keys(user_id)
         tombstone_ttl = self._profile_ttl_ms() or self._session_ttl_ms()
         args = (write_version(), tombstone_ttl)
-        return int(await self._script("forget_user", DELETE, keys, args)) > 0
+        facts = int(await self._script("forget_user", DELETE, keys, args)) > 0
+        memories = await self.memories.forget(user_id)
+        return facts or memories > 0
 
     # -- observability ---------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from benchmarks.harness import Budget, Sample, summarize
 from benchmarks.machine import machine_info, server_info
 from benchmarks.memory import format_memory, memory_per_session
 from benchmarks.probes import delete_keys, round_trips, session_memory
+from benchmarks.recall import add_arguments as recall_arguments
+from benchmarks.recall import run_recall
 from benchmarks.report import compute_ratios, format_report
 from benchmarks.telemetry import run_telemetry
 from benchmarks.workload import OPERATIONS
@@ -381,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--telemetry", action="store_true", help="only measure what telemetry=True costs (CPU per operation)"
     )
+    recall_arguments(parser)
     return parser
 
 
@@ -457,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.topology import run as run_topology
 
         return run_topology(args)
+    if args.recall:
+        return run_recall(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)

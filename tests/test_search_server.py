@@ -18,7 +18,7 @@ from agentmem.testing.server import EmbeddedServer
 def _modules(url: str) -> set[str]:
     client = redis.Redis.from_url(url)
     try:
-        reply: Any = client.execute_command("MODULE", "LIST")
+        reply: Any = client.execute_command("MODULE", "LIST")  # type: ignore[no-untyped-call]
     finally:
         client.close()
     names = set()
@@ -41,7 +41,7 @@ def test_search_server_has_the_query_engine(agentmem_search_server: ServerInfo) 
     assert "search" in _modules(agentmem_search_server.url)
     client = redis.Redis.from_url(agentmem_search_server.url)
     try:
-        assert isinstance(client.execute_command("FT._LIST"), list)
+        assert isinstance(client.execute_command("FT._LIST"), list)  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
@@ -52,7 +52,7 @@ def test_private_server_has_no_query_engine(agentmem_private_server: EmbeddedSer
     client = redis.Redis.from_url(agentmem_private_server.url)
     try:
         with pytest.raises(redis.ResponseError, match="unknown command"):
-            client.execute_command("FT._LIST")
+            client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
     finally:
         client.close()
 
@@ -84,9 +84,9 @@ async def test_private_search_cluster_is_search_capable(
         client = Redis(port=port)
         try:
             name = f"t-idx{{{tag}}}"
-            await client.execute_command(
+            await client.execute_command(  # type: ignore[no-untyped-call]
                 "FT.CREATE", name, "ON", "HASH", "PREFIX", "1", "t:", "SCHEMA", "x", "TAG"
             )
-            assert await client.execute_command("FT.SEARCH", name, "*") is not None
+            assert await client.execute_command("FT.SEARCH", name, "*") is not None  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()

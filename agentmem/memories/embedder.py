@@ -81,8 +81,18 @@ async def _raw(embedder: Any, texts: list[str], purpose: Purpose) -> Any:
 
 
 def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
-    """One vector as little-endian FLOAT32 bytes; :class:`EmbeddingError` if it is not
-    ``dims`` finite numbers."""
+    """One vector as native FLOAT32 bytes (what the index takes); :class:`EmbeddingError` if
+    it is not ``dims`` finite numbers."""
+    if isinstance(vector, array) and vector.typecode == "f":  # already FLOAT32: no copy per item
+        values: Any = vector
+        if dims is not None and len(values) != dims:
+            raise EmbeddingError(
+                f"the embedder returned a vector of {len(values)} dimensions where {dims} were expected "
+                f"(vector {index}); the index was built for {dims}"
+            )
+        if not values or not all(map(math.isfinite, values)) or not any(values):
+            raise EmbeddingError(f"the embedder's vector {index} is empty, all zeros, or holds NaN/infinity")
+        return bytes(values.tobytes())
     try:
         values = [float(x) for x in vector]
     except (TypeError, ValueError) as exc:
