@@ -34,6 +34,13 @@ from agentmem.integrations.langgraph._keys import (
     store_vector_prefix,
 )
 from agentmem.memories.embedder import embed_texts
+from agentmem.memories.index import (
+    IndexShape,
+    is_missing_index,
+    is_unknown_command,
+    parse_search,
+    shape_of,
+)
 
 __all__ = ["VectorIndex"]
 
@@ -43,17 +50,6 @@ _MEMBER = "m"
 _INDEX_KEYS = frozenset({"dims", "embed", "fields"})
 #: Extra keys of other stores' IndexConfig (Postgres: pgvector options) accepted and unused.
 _FOREIGN_KEYS = frozenset({"ann_index_config", "distance_type", "text_fields"})
-
-
-def _fields(reply: Any) -> Mapping[Any, Any]:
-    """A reply's name/value pairs (a RESP2 flat list or a RESP3 map)."""
-    if isinstance(reply, Mapping):
-        return reply
-    return dict(zip(reply[::2], reply[1::2], strict=False))
-
-
-def _text(reply: Any) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def _check_config(config: Any) -> tuple[int, Any, list[str]]:
@@ -155,7 +151,7 @@ class VectorIndex:
             await self._check_existing()
 
     def _unavailable(self, exc: AgentMemoryError) -> AgentMemoryError:
-        if "unknown command" in str(exc).lower():
+        if is_unknown_command(exc):
             return SearchUnavailableError(
                 "LangGraphStore(index=...) needs a query engine (FT.CREATE/FT.SEARCH) and this server "
                 "has none: use Redis 8, Redis Stack, valkey-search or a managed Redis with search "
@@ -165,21 +161,14 @@ class VectorIndex:
 
     async def _check_existing(self) -> None:
         (info,) = await self._engine.send("langgraph.store.index", (self._call("FT.INFO"),))
-        attributes = _fields(info).get(b"attributes") or []
-        for attribute in attributes:
-            described = _fields(attribute)
-            if _text(described.get(b"identifier", b"")) != _VECTOR:
-                continue
-            dims = int(_text(described.get(b"dim", b"0")))
-            metric = _text(described.get(b"distance_metric", b"")).upper()
-            if dims == self.dims and metric == "COSINE":
-                return
+        wanted = IndexShape(store_vector_prefix(self._prefix), self.dims, "FLAT")
+        found = shape_of(info)
+        if found != wanted:
             raise IndexMismatchError(
-                f"search index {self.name!r} exists with {dims} dimensions ({metric}) where this "
-                f"LangGraphStore has {self.dims} (COSINE); agentmem never drops an index: drop it "
+                f"search index {self.name!r} exists as {found} where this LangGraphStore needs "
+                f"{wanted} (another embedder's dimensions?); agentmem never drops an index: drop it "
                 "(FT.DROPINDEX) or use another prefix"
             )
-        raise IndexMismatchError(f"search index {self.name!r} exists without a {_VECTOR!r} vector field")
 
     # -- search ------------------------------------------------------------------
 
@@ -196,7 +185,7 @@ class VectorIndex:
         try:
             (reply,) = await self._engine.send("langgraph.store.search", (self._call("FT.SEARCH", *args),))
         except AgentMemoryError as exc:
-            if "no such index" not in str(exc).lower():
+            if not is_missing_index(exc):
                 raise self._unavailable(exc) from exc
             self._ready = False  # dropped, or its slot moved to a node without it: make it again
             await self.ensure()
@@ -205,17 +194,12 @@ class VectorIndex:
 
 
 def _hits(reply: Any) -> list[tuple[str, float]]:
-    """(member, distance) of each row of an FT.SEARCH reply (RESP2 list or RESP3 map)."""
-    rows: list[Mapping[Any, Any]] = []
-    if isinstance(reply, Mapping):
-        rows = [row.get(b"extra_attributes", {}) for row in reply.get(b"results", [])]
-    else:
-        rows = [_fields(reply[position]) for position in range(2, len(reply), 2)]
+    """(item member, distance) of each hit of an FT.SEARCH reply."""
     hits: list[tuple[str, float]] = []
-    for row in rows:
-        member, distance = row.get(_MEMBER.encode()), row.get(_DISTANCE.encode())
+    for key, fields in parse_search(reply):
+        member, distance = fields.get(_MEMBER), fields.get(_DISTANCE)
         if member is None or distance is None:
-            raise AgentMemoryError(f"a search hit came back without its fields: {row!r}")
-        value = float(_text(distance))
-        hits.append((_text(member), value if math.isfinite(value) else 2.0))
+            raise AgentMemoryError(f"search hit {key!r} came back without its fields")
+        value = float(distance)
+        hits.append((member.decode(), value if math.isfinite(value) else 2.0))
     return hits
