@@ -84,6 +84,12 @@ INTEGRATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("agentmem.integrations.langgraph._saver_scripts", "agentmem.integrations.langgraph._store_scripts"),
         ("scan", "smembers", "unlink"),
     ),
+    # LangGraphStore(index=...): the same, plus the query engine on its index (whose name
+    # `<prefix>:{lgs}:vidx` matches the key pattern, as the search module checks it as a key)
+    "langgraph-index": (
+        ("agentmem.integrations.langgraph._saver_scripts", "agentmem.integrations.langgraph._store_scripts"),
+        ("scan", "smembers", "unlink", "ft.create", "ft.info", "ft.search"),
+    ),
 }
 
 

@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--integration",
         action="append",
         default=[],
-        choices=("openai-agents", "adk", "langgraph"),
+        choices=("openai-agents", "adk", "langgraph", "langgraph-index"),
         help="also allow what this framework adapter sends (repeatable)",
     )
     acl.set_defaults(run=_cmd_acl)

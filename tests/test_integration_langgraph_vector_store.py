@@ -17,10 +17,12 @@ from langgraph.store.base import PutOp, SearchItem
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
+from agentmem.acl import acl_setuser_args
 from agentmem.errors import (
     EmbeddingError,
     IndexMismatchError,
     InvalidArgumentError,
+    MemoryPermissionError,
     SearchUnavailableError,
 )
 from agentmem.integrations.langgraph import LangGraphStore
@@ -439,3 +441,28 @@ async def test_the_index_query_selects_what_python_matching_selects(
         assert got == expected, filter
         nonempty += bool(expected)
     assert nonempty > 200
+
+
+async def test_the_langgraph_index_acl_rule_is_enough_and_needed(
+    agentmem_search_server: ServerInfo, agentmem_search_store_factory: StoreFactory, agentmem_prefix: str
+) -> None:
+    """`agentmem acl --integration langgraph-index` lets a user put and rank; `langgraph` alone: NOPERM."""
+    admin = Redis.from_url(agentmem_search_server.url)
+    user = agentmem_prefix.replace(":", "-")
+    try:
+        for name, integration in ((user, "langgraph-index"), (user + "-x", "langgraph")):
+            args = acl_setuser_args(agentmem_prefix, name, password="pw", integrations=[integration])
+            await admin.execute_command("ACL", "SETUSER", *args)  # type: ignore[no-untyped-call]
+        narrow = indexed(agentmem_search_store_factory(username=user + "-x", password="pw", client_name=None))
+        with pytest.raises(MemoryPermissionError):
+            await narrow.aput(("t",), "k", {"text": "hello there"})
+        store = indexed(agentmem_search_store_factory(username=user, password="pw", client_name=None))
+        await store.aput(("t",), "k", {"text": "hello there"})
+        found = await store.asearch(("t",), query="hello", filter={"text": {"$ne": "x"}})
+        assert [item.key for item in found] == ["k"]
+        assert (await store.aget(("t",), "k")) is not None
+        await store.adelete(("t",), "k")
+        assert await narrow.asearch(("t",)) == []  # everything without a query needs no FT.*
+    finally:
+        await admin.execute_command("ACL", "DELUSER", user, user + "-x")  # type: ignore[no-untyped-call]
+        await admin.aclose()
