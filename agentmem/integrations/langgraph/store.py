@@ -234,14 +234,13 @@ class LangGraphStore(BaseStore):
 
     # -- reads -----------------------------------------------------------------------
 
-    async def _touch_vectors(self, operation: str, found: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Renew the TTL of the vector documents of these (member, raw item) pairs."""
+    def _vectors_of(self, found: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
+        """The vector documents whose TTL a read of these (member, raw item) pairs renews."""
         keys: list[str] = []
         for member, raw in found:
             if raw[3] not in (b"0", "0") and int(raw[4]) > 0:
                 keys.extend(self._vector_keys(*_labels(member), int(raw[4])))
-        if keys:
-            await self._engine.script(operation, ITEM_TOUCH, keys, ())
+        return keys
 
     async def _get(self, op: GetOp) -> Any:
         namespace = namespace_text(op.namespace)
@@ -257,8 +256,9 @@ class LangGraphStore(BaseStore):
         if raw is None:
             return None
         item = decode_item(tuple(op.namespace), key, raw)
-        if refresh:
-            await self._touch_vectors("langgraph.store.get", [(member, raw)])
+        vectors = self._vectors_of([(member, raw)]) if refresh else []
+        if vectors:  # the item's own TTL was renewed by the fetch
+            await self._engine.script("langgraph.store.get", ITEM_TOUCH, vectors, ())
         return item
 
     async def _members(self, low: str, high: str) -> list[str]:
@@ -278,9 +278,8 @@ class LangGraphStore(BaseStore):
         )
 
     async def _refresh_page(self, found: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        keys = [self._item(*_labels(member)) for member, _ in found]
+        keys = [self._item(*_labels(member)) for member, _ in found] + self._vectors_of(found)
         await self._engine.script("langgraph.store.search", ITEM_TOUCH, keys, ())
-        await self._touch_vectors("langgraph.store.search", found)
 
     async def _search(self, op: SearchOp) -> list[SearchItem]:
         check_page(op.limit, op.offset)
