@@ -345,6 +345,8 @@ async def test_bad_embedder_output_and_bad_config_are_typed(
         indexed(agentmem_search_store, dims=0)
     with pytest.raises(InvalidArgumentError):
         indexed(agentmem_search_store, distance_type="l2")
+    with pytest.raises(InvalidArgumentError, match="index\\['embed'\\]"):
+        indexed(agentmem_search_store, embed="nosuchprovider:model")
     good = indexed(agentmem_search_store)
     with pytest.raises(InvalidArgumentError, match="compares numbers"):
         await good.asearch(("t",), query="a", filter={"n": {"$gt": "3"}})

@@ -73,7 +73,11 @@ def _check_config(config: Any) -> tuple[int, Any, list[str]]:
     fields = config.get("fields") or ["$"]
     if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) and f for f in fields):
         raise InvalidArgumentError(f"index['fields'] must be a list of JSON paths, got {fields!r}")
-    return dims, ensure_embeddings(config["embed"]), list(fields)
+    try:
+        embeddings = ensure_embeddings(config["embed"])
+    except (ValueError, ImportError) as exc:  # a "provider:model" LangChain cannot load
+        raise InvalidArgumentError(f"index['embed'] {config['embed']!r}: {exc}") from exc
+    return dims, embeddings, list(fields)
 
 
 class VectorIndex:
