@@ -468,3 +468,29 @@ async def test_the_langgraph_index_acl_rule_is_enough_and_needed(
     finally:
         await admin.execute_command("ACL", "DELUSER", user, user + "-x")  # type: ignore[no-untyped-call]
         await admin.aclose()
+
+
+async def test_a_lost_index_is_made_again_over_the_existing_vectors(
+    agentmem_search_store: AgentMemoryStore, search_redis: Redis
+) -> None:
+    """An index gone from under the store (dropped; a reshard to a node without it) is made again by the
+    next search, which waits for it to take in the vectors already there."""
+    store = indexed(agentmem_search_store)
+    await store.abatch([PutOp(("t",), f"k{i}", {"text": f"word{i} shared"}) for i in range(300)])
+    name = store_search_index(agentmem_search_store.config.prefix)
+    await search_redis.execute_command("FT.DROPINDEX", name)  # type: ignore[no-untyped-call]
+    found = await store.asearch(("t",), query="word123 shared", limit=3)
+    embedder = HashEmbedder(DIMS)
+    query = embedder.vector("word123 shared")
+    exact = sorted(
+        (
+            sum(
+                a * b
+                for a, b in zip(query, embedder.vector(json.dumps({"text": f"word{i} shared"})), strict=True)
+            )
+            for i in range(300)
+        ),
+        reverse=True,
+    )
+    assert scores(found) == pytest.approx(exact[:3], abs=1e-5)  # all 300 indexed again, exact top 3
+    assert name.encode() in await search_redis.execute_command("FT._LIST")  # type: ignore[no-untyped-call]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ from agentmem.integrations.langgraph._keys import (
 from agentmem.memories.embedder import embed_texts
 from agentmem.memories.index import (
     IndexShape,
+    info_fields,
     is_missing_index,
     is_unknown_command,
     parse_search,
@@ -174,6 +176,16 @@ class VectorIndex:
                 "(FT.DROPINDEX) or use another prefix"
             )
 
+    async def _indexed(self) -> None:
+        """Wait (up to ``retry_deadline``) until an index made over existing documents (a
+        reshard moved them here) has taken them in: the module builds it in the background."""
+        deadline = time.monotonic() + self._engine.config.retry_deadline
+        while time.monotonic() < deadline:
+            (info,) = await self._engine.send("langgraph.store.index", (self._call("FT.INFO"),))
+            if int(info_fields(info).get("indexing", 0) or 0) == 0:
+                return
+            await asyncio.sleep(0.01)
+
     # -- search ------------------------------------------------------------------
 
     async def nearest(self, vector: bytes, clauses: Sequence[str], k: int) -> list[tuple[str, float]]:
@@ -193,6 +205,7 @@ class VectorIndex:
                 raise self._unavailable(exc) from exc
             self._ready = False  # dropped, or its slot moved to a node without it: make it again
             await self.ensure()
+            await self._indexed()
             (reply,) = await self._engine.send("langgraph.store.search", (self._call("FT.SEARCH", *args),))
         return _hits(reply)
 
