@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, MemoryHit
+from agentmem.memories.index import info_fields, shape_of
 from agentmem.testing.provision import ServerInfo
 
 
@@ -77,3 +81,40 @@ async def test_user_without_memories_gets_nothing(agentmem_search_store: AgentMe
     assert await store.memories.search("nobody", "anything") == []
     await store.memories.add("alice", "something")
     assert await store.memories.search("nobody", "something") == []
+
+
+async def test_index_creation_is_safe_when_stores_start_at_once(
+    agentmem_search_store_factory: Any, agentmem_search_server: ServerInfo, agentmem_prefix: str
+) -> None:
+    """Several stores of one prefix adding at once create one index; every add lands in it."""
+    stores = [agentmem_search_store_factory() for _ in range(4)]
+    await asyncio.gather(*(s.memories.add(f"user-{i}", f"text {i}") for i, s in enumerate(stores)))
+    raw = await _raw(agentmem_search_server)
+    try:
+        names = await raw.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+        info = info_fields(await raw.execute_command("FT.INFO", stores[0].engine.keys.memory_index()))  # type: ignore[no-untyped-call]
+    finally:
+        await raw.aclose()
+    assert [n for n in names if n.decode().startswith(agentmem_prefix)] == [
+        stores[0].engine.keys.memory_index().encode()
+    ]
+    assert int(info["num_docs"]) == 4
+    for i, store in enumerate(stores):
+        assert len(await store.memories.search(f"user-{i}", "text")) == 1
+
+
+async def test_hnsw_option_builds_an_hnsw_index(
+    agentmem_search_store_factory: Any, agentmem_search_server: ServerInfo
+) -> None:
+    """memory_index="hnsw" builds the vector field as HNSW; searches work on it."""
+    store = agentmem_search_store_factory(memory_index="hnsw")
+    await store.memories.add("alice", "my dog is named Rex")
+    raw = await _raw(agentmem_search_server)
+    try:
+        info = await raw.execute_command("FT.INFO", store.engine.keys.memory_index())  # type: ignore[no-untyped-call]
+    finally:
+        await raw.aclose()
+    shape = shape_of(info)
+    assert shape is not None
+    assert shape.algorithm == "HNSW"
+    assert [h.memory.text for h in await store.memories.search("alice", "dog")] == ["my dog is named Rex"]
