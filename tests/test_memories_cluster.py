@@ -113,3 +113,22 @@ async def test_failover_and_reshard_keep_memories_searchable(
             await client.aclose()
     finally:
         await store.aclose()
+
+
+async def test_inspect_lists_memories_on_a_cluster(
+    agentmem_search_cluster_store: AgentMemoryStore, agentmem_search_cluster: list[str]
+) -> None:
+    """agentmem inspect reads a user's memories where they live on a cluster."""
+    from redis.cluster import RedisCluster
+
+    from agentmem.inspector import Inspector
+
+    store = agentmem_search_cluster_store
+    await _fill(store)
+    client = RedisCluster.from_url(agentmem_search_cluster[0])
+    try:
+        for user in USERS[:4]:
+            memories = Inspector(client, store.config.prefix).user(user).as_dict()["memories"]
+            assert sorted(m["text"] for m in memories) == [f"{user} fact {n}" for n in range(3)]
+    finally:
+        client.close()

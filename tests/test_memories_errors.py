@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from array import array
 from datetime import datetime
 from typing import Any
 
@@ -83,12 +84,16 @@ def _broken(kind: str) -> Any:
             return [[1.0] * 32 for _ in texts]
         if kind == "nan":
             return [[float("nan")] * 64 for _ in texts]
+        if kind == "nan-float32":
+            return [array("f", [float("nan")] * 64) for _ in texts]
+        if kind == "zeros-float32":
+            return [array("f", [0.0] * 64) for _ in texts]
         return None
 
     return embed
 
 
-@pytest.mark.parametrize("kind", ["raises", "count", "dims", "nan", "none"])
+@pytest.mark.parametrize("kind", ["raises", "count", "dims", "nan", "nan-float32", "zeros-float32", "none"])
 async def test_embedding_errors_write_nothing(
     agentmem_search_store_factory: StoreFactory,
     agentmem_search_server: ServerInfo,

@@ -50,9 +50,8 @@ __all__ = ["MAX_K", "MAX_TEXT_BYTES", "Memories"]
 MAX_TEXT_BYTES = 64 * 1024
 #: Most hits one search returns.
 MAX_K = 1000
-#: Extra neighbours asked for beyond ``k``, so ties at the k-th distance are broken
-#: newest first rather than by the index's order.
-_TIE_MARGIN = 8
+#: Most neighbours one query asks for while it widens past ties at the k-th distance.
+_MAX_LIMIT = 4 * MAX_K
 _FORGET_BATCH = 500
 #: Search hits as ``(key, fields)`` (named here: ``Memories.list`` shadows ``list`` in the class).
 Hits = list[tuple[str, dict[str, bytes]]]
@@ -344,24 +343,38 @@ class Memories:
         dims = len(vector) // 4
         if wanted_tags == ():
             return []
-        limit = k + _TIE_MARGIN
-        text = knn_query(user=user_id, tags=wanted_tags, since_ms=since_ms, until_ms=until_ms, k=limit)
-
-        def build(name: str) -> tuple[Any, ...]:
-            return search_args(name, text, vector, limit)
-
+        key = self.engine.keys.memory(user_id, "0") if user_id is not None else ""
         if user_id is not None:
-            key = self.engine.keys.memory(user_id, "0")
             await self.router.ensure_for(key, dims, "memories.search")
-            replies = [await self.router.search_user(key, "memories.search", build)]
-        else:
-            replies = await self.router.search_all(dims, "memories.search", build)
-        found: builtins.list[tuple[float, int, str, dict[str, bytes]]] = []
-        for reply in replies:
-            for key, fields in parse_search(reply):
-                # created is SORTABLE: the module returns it even where it leaves other fields out
-                created = int(fields.get("created", b"0") or 0)
-                found.append((float(fields.get("dist", b"nan")), -created, key, fields))
+        limit = k + 1  # one more than asked: is the k-th distance tied beyond the cut?
+        while True:
+            text = knn_query(user=user_id, tags=wanted_tags, since_ms=since_ms, until_ms=until_ms, k=limit)
+
+            def build(name: str, text: str = text, limit: int = limit) -> tuple[Any, ...]:
+                return search_args(name, text, vector, limit)
+
+            if user_id is not None:
+                replies = [await self.router.search_user(key, "memories.search", build)]
+            else:
+                replies = await self.router.search_all(dims, "memories.search", build)
+            per_reply = [parse_search(reply) for reply in replies]
+            found: builtins.list[tuple[float, int, str, dict[str, bytes]]] = []
+            for hits in per_reply:
+                for hit_key, fields in hits:
+                    # created is SORTABLE: the module returns it even where it leaves other fields out
+                    created = int(fields.get("created", b"0") or 0)
+                    found.append((float(fields.get("dist", b"nan")), -created, hit_key, fields))
+            found.sort(key=lambda item: (item[0], item[1]))
+            if len(found) <= k or limit >= _MAX_LIMIT:
+                break
+            kth = found[k - 1][0]
+            # A reply cut at `limit` whose farthest hit is as near as the k-th may hide more
+            # memories at that distance (ties go newest first): ask again for more.
+            if not any(
+                len(hits) == limit and float(hits[-1][1].get("dist", b"inf")) <= kth for hits in per_reply
+            ):
+                break
+            limit = min(_MAX_LIMIT, limit * 4)
         found.sort(key=lambda item: (item[0], item[1]))
         if max_distance is not None:
             found = [item for item in found if item[0] <= max_distance]

@@ -90,7 +90,9 @@ def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
                 f"the embedder returned a vector of {len(values)} dimensions where {dims} were expected "
                 f"(vector {index}); the index was built for {dims}"
             )
-        if not values or not all(map(math.isfinite, values)) or not any(values):
+        # One C-level sum: NaN/infinity make it non-finite (an exact check runs only then).
+        total = sum(map(abs, values)) if values else 0.0
+        if not values or not math.isfinite(total) or total == 0.0:
             raise EmbeddingError(f"the embedder's vector {index} is empty, all zeros, or holds NaN/infinity")
         return bytes(values.tobytes())
     try:

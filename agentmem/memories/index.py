@@ -19,6 +19,7 @@ change the query's meaning, whatever characters it holds.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ FIELDS = ("user", "text", "tags", "meta", "created")
 _NOT_PLAIN = re.compile(r"[^A-Za-z0-9_]")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few users and tags come back every call
 def encode_tag(value: str) -> str:
     """A tag or id as stored in a TAG field: percent-encoded, so it holds no separator."""
     return quote(value, safe="", encoding="utf-8", errors="strict")
