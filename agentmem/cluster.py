@@ -38,6 +38,7 @@ from redis.crc import key_slot
 
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
+from agentmem.calls import raise_first_error
 from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload, drain
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -59,8 +60,10 @@ _CLUSTER_SLOTS = Call(None, ("SLOTS",), (), command="CLUSTER")
 
 
 def call_slot(call: Call) -> int:
-    """The slot of a call's keys (all share one hash tag); slot 0 for a keyless call."""
-    return key_slot(call.keys[0].encode()) if call.keys else 0
+    """The slot of a call's keys (all share one hash tag), else of its ``route``; slot 0
+    for a keyless call without a route."""
+    key = call.keys[0] if call.keys else call.route
+    return key_slot(key.encode()) if key else 0
 
 
 def _text(value: Any) -> str:
@@ -328,6 +331,25 @@ class ClusterTransport:
             assert address is not None  # just set from the MOVED reply
             groups[address].append(item)
         await asyncio.gather(*(self._deliver(a, g, hops) for a, g in groups.items()))
+
+    async def send_to(self, address: Address, calls: Sequence[Call]) -> list[Any]:
+        """Send calls to one node now, unbatched (a node-level command on every primary,
+        such as ``FT.CREATE`` on each shard); raise the first error reply."""
+        self.batches += 1
+        self.calls += len(calls)
+        self.recent_sizes.append(len(calls))
+        self.node_batches[address] += 1
+        if self.on_batch is not None:
+            self.on_batch(calls)
+        try:
+            replies = await _send_with_reload(
+                self.client(address), self._runner, calls, self._breaker, wait=self._wait
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                self._stale = True
+            raise
+        return raise_first_error(replies)
 
     # -- breaker probe, recovery, close ----------------------------------------------------
 

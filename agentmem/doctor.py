@@ -196,8 +196,10 @@ async def diagnose(
     health_check_interval: float = 30.0,
     eviction_interval: float = 1.0,
     timeout: float = 3.0,
+    prefix: str | None = None,
 ) -> Report:
-    """Read INFO and CONFIG from the server at ``url`` and judge each setting."""
+    """Read INFO and CONFIG from the server at ``url`` and judge each setting; with
+    ``prefix``, also report that store's memories index (``store.memories``)."""
     client = Redis.from_url(
         url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
     )
@@ -235,6 +237,14 @@ async def diagnose(
             findings.append(_check_maxclients(int(config["maxclients"]), connected, pool_size, processes))
         if "appendonly" in config:
             findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
+        if prefix is not None:
+            from agentmem.memories.doctor import check_memories_index
+
+            raw = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            try:
+                findings += await check_memories_index(raw, prefix)
+            finally:
+                await raw.aclose()
     finally:
         await client.aclose()
     return Report(

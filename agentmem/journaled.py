@@ -97,6 +97,12 @@ class JournaledStore(AgentMemoryStore):
         """Writes kept locally that Redis has not received yet."""
         return len(self._journal)
 
+    def forget_local_history(self, session_id: str) -> None:
+        """Forget what this process knows of the session's history (an adapter changed it
+        in Redis behind the store's back, e.g. popped an item): later reads while Redis is
+        unreachable raise instead of answering from it."""
+        self._known.drop(("hist", session_id))
+
     async def flush_journal(self) -> list[tuple[str, str]]:
         """Replay the journal now; return ``(kind, id)`` of every write still pending."""
         self._refuse_if_closing()

@@ -25,7 +25,6 @@ import collections
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as rexc
@@ -33,8 +32,9 @@ from redis.asyncio import Redis
 
 from agentmem._translate import is_transient
 from agentmem.breaker import CircuitBreaker
+from agentmem.calls import Call, raise_first_error
 from agentmem.replication import Wait, acknowledge, carries_writes
-from agentmem.scripts import Script, ScriptRunner
+from agentmem.scripts import ScriptRunner
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -49,21 +49,6 @@ __all__ = ["AutoPipeliner", "Call", "HeldConnection", "drain", "send_direct"]
 #: benchmark context on 2 cores, 16 gave ~1.3-1.5x the throughput of 256 at 64 and 256
 #: concurrent tasks (median of 8 interleaved repetitions each).
 MAX_BATCH = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One atomic server command: a script run (``script`` set) or a plain command."""
-
-    script: Script | None
-    keys: Sequence[str]
-    args: Sequence[Any] = ()
-    command: str = "EVALSHA"
-
-    def wire_args(self, runner: ScriptRunner) -> tuple[Any, ...]:
-        if self.script is None:
-            return (self.command, *self.keys, *self.args)
-        return ("EVALSHA", runner.sha(self.script), len(self.keys), *self.keys, *self.args)
 
 
 def _missing_script(reply: object) -> bool:
@@ -279,14 +264,6 @@ async def _send_with_reload(
     return replies
 
 
-def _raise_first_error(replies: list[Any]) -> list[Any]:
-    """An operation's replies, or its first error reply raised."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    return replies
-
-
 async def send_direct(
     client: Redis,
     runner: ScriptRunner,
@@ -295,7 +272,7 @@ async def send_direct(
     wait: Wait | None = None,
 ) -> list[Any]:
     """Send one operation's calls now (one round trip); raise the first error reply."""
-    return _raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait=wait))
+    return raise_first_error(await _send_with_reload(client, runner, calls, breaker, wait=wait))
 
 
 async def drain(tasks: set[asyncio.Task[None]], busy: Callable[[], bool] = lambda: False) -> None:
@@ -372,7 +349,7 @@ class AutoPipeliner:
                     future.exception()  # mark retrieved: the caller already raised one
                 future.cancel()  # not sent yet: dropped at flush; sent: reply ignored
             raise
-        return _raise_first_error(replies)
+        return raise_first_error(replies)
 
     async def _send_inline(self, calls: Sequence[Call]) -> list[Any]:
         self.batches += 1
@@ -387,7 +364,7 @@ class AutoPipeliner:
             )
         finally:
             self._inline -= 1
-        return _raise_first_error(replies)
+        return raise_first_error(replies)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
@@ -33,6 +33,7 @@ from agentmem.codec import (
     packed_version,
 )
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
+from agentmem.engine import StoreEngine
 from agentmem.errors import AgentMemoryError, InvalidArgumentError, MemoryPermissionError, StoreClosedError
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
@@ -55,6 +56,10 @@ from agentmem.scripts import (
 )
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 from agentmem.topology import client_transport, cluster_transport, is_cluster_node
+
+if TYPE_CHECKING:
+    from agentmem.memories.api import Memories
+    from agentmem.telemetry import StoreTelemetry
 
 __all__ = ["AgentMemoryStore", "Turn", "append_window"]
 
@@ -226,10 +231,13 @@ class AgentMemoryStore:
             if self.config.auto_pipeline and cluster_client is None
             else None
         )
+        #: The documented API for layers and adapters (see :mod:`agentmem.engine`).
+        self.engine = StoreEngine(self)
+        self._telemetry: StoreTelemetry | None = None
         if self.config.telemetry:  # a layer that wraps _send: a store without it runs none of it
             from agentmem.telemetry import instrument
 
-            instrument(self)
+            self._telemetry = instrument(self)
 
     @classmethod
     def from_url(cls, url: str, *, cluster: bool | None = None, **options: Any) -> AgentMemoryStore:
@@ -339,6 +347,14 @@ class AgentMemoryStore:
         """The ``redis.asyncio.Redis`` this store sends its commands through (on a Redis
         Cluster: the ``RedisCluster`` given, or from ``from_url`` the seed node's client)."""
         return self._client
+
+    @functools.cached_property
+    def memories(self) -> Memories:
+        """Recall by meaning: ``add``/``search``/``get``/``delete``/``list`` a user's
+        memories (needs ``embedder=`` and a server with a query engine; see the README)."""
+        from agentmem.memories.api import Memories
+
+        return Memories(self.engine)
 
     @property
     def retry_stats(self) -> RetryStats:
@@ -638,14 +654,17 @@ class AgentMemoryStore:
         return int(await self._script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any.
+        """Erase the user's long-term facts and memories (``store.memories``: their index
+        entries go with them); ``True`` if there were any.
 
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
         keys = self._keys.profile_keys(user_id)
         tombstone_ttl = self._profile_ttl_ms() or self._session_ttl_ms()
         args = (write_version(), tombstone_ttl)
-        return int(await self._script("forget_user", DELETE, keys, args)) > 0
+        facts = int(await self._script("forget_user", DELETE, keys, args)) > 0
+        memories = await self.memories.forget(user_id)
+        return facts or memories > 0
 
     # -- observability ---------------------------------------------------------------
 

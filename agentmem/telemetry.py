@@ -22,10 +22,11 @@ What is emitted, following the OpenTelemetry database-client semantic convention
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,6 +69,16 @@ class _Operation:
     #: A journaled write's span is opened by the journal layer; the core send joins it.
     joined: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Scope:
+    """What ``StoreTelemetry.scope`` yields: annotations for the operation's span."""
+
+    def __init__(self, op: _Operation) -> None:
+        self._op = op
+
+    def annotate(self, **attributes: Any) -> None:
+        self._op.extra.update(attributes)
 
 
 #: The operation the current task is sending, so the retrier can count its attempts.
@@ -337,6 +348,25 @@ class StoreTelemetry:
             return sent, result
 
         return traced
+
+    @contextlib.asynccontextmanager
+    async def scope(self, operation: str) -> AsyncIterator[_Scope]:
+        """A span for an operation of several sends (``StoreEngine.observe``): the first
+        send of the same name joins it, the others are its children."""
+        op = self._start(operation)
+        token = _CURRENT.set(op)
+        context = self._instruments.attach(self._instruments.trace.set_span_in_context(op.span))
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield _Scope(op)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._instruments.detach(context)
+            _CURRENT.reset(token)
+            self._end(op, started, error)
 
     def on_batch(self, calls: Sequence[Call]) -> None:
         """Called by the auto-pipeliner with each pipeline it sends: each operation's batch size."""

@@ -401,3 +401,49 @@ def test_the_sync_store_passes_telemetry_through(
     finally:
         client.close()
         asyncio.run(delete_prefix(agentmem_server.url, agentmem_prefix))
+
+
+async def test_engine_observe_is_one_span_its_first_send_joins(
+    spans: InMemorySpanExporter, agentmem_store_factory: StoreFactory
+) -> None:
+    """engine.observe(): one annotated span; its first send of that name joins it, others are children."""
+    from agentmem.calls import Call
+
+    store = agentmem_store_factory(telemetry=True)
+    key = store.engine.keys.profile(USER)
+    async with store.engine.observe("adapter.op") as scope:
+        await store.engine.send("adapter.op", (Call(None, (key,), (), command="EXISTS"),))
+        await store.engine.send("adapter.step", (Call(None, (key,), (), command="EXISTS"),))
+        scope.annotate(**{"agentmem.journaled": False})
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished].count("adapter.op") == 1
+    op = next(s for s in finished if s.name == "adapter.op")
+    step = next(s for s in finished if s.name == "adapter.step")
+    assert step.parent is not None
+    assert step.parent.span_id == op.context.span_id
+    assert op.attributes is not None
+    assert op.attributes["agentmem.journaled"] is False
+    assert op.attributes["agentmem.batch_size"] == 1
+
+
+async def test_memories_spans_carry_no_text_query_or_vector(
+    spans: InMemorySpanExporter, agentmem_search_store_factory: StoreFactory
+) -> None:
+    """Each memories call is one span named after it; no attribute holds its text, query or vector."""
+    from agentmem.testing.embedders import HashEmbedder
+
+    store = agentmem_search_store_factory(telemetry=True, embedder=HashEmbedder())
+    memory = await store.memories.add(USER, "secret text about the dog")
+    await store.memories.search(USER, "private question", k=3)
+    await store.memories.get(USER, memory.id)
+    await store.memories.list(USER)
+    await store.memories.delete(USER, memory.id)
+    finished = spans.get_finished_spans()
+    names = {s.name for s in finished}
+    assert {"memories.add", "memories.search", "memories.get", "memories.list", "memories.delete"} <= names
+    for span in finished:
+        for value in (span.attributes or {}).values():
+            assert "secret" not in str(value)
+            assert "private" not in str(value)
+        for event in span.events:
+            assert "secret" not in str(event.attributes)

@@ -53,7 +53,7 @@ async def round_trips(url: str, prefix: str, calls: int) -> dict[str, Any]:
     """
     store = AgentMemoryStore.from_url(url, prefix=prefix, ttl=SESSION_TTL, max_history=MAX_HISTORY)
     admin = Redis.from_url(url)
-    pipeliner = store._pipeliner
+    pipeliner = store.engine.transport
     if pipeliner is None:  # pragma: no cover - auto_pipeline is on by default
         raise RuntimeError("round trips are counted by the auto-pipeliner, which is off")
     methods: dict[str, Callable[[], Awaitable[object]]] = {

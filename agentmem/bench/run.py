@@ -43,6 +43,8 @@ from agentmem.bench.harness import Budget, Sample, summarize
 from agentmem.bench.machine import machine_info, server_info
 from agentmem.bench.memory import format_memory, memory_per_session
 from agentmem.bench.probes import delete_keys, round_trips, session_memory
+from agentmem.bench.recall import add_arguments as recall_arguments
+from agentmem.bench.recall import run_recall
 from agentmem.bench.report import compute_ratios, format_report
 from agentmem.bench.telemetry import run_telemetry
 from agentmem.bench.workload import OPERATIONS
@@ -383,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--telemetry", action="store_true", help="only measure what telemetry=True costs (CPU per operation)"
     )
+    recall_arguments(parser)
     return parser
 
 
@@ -466,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return run_topology(args)
+    if args.recall:
+        return run_recall(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)
