@@ -165,7 +165,7 @@ class VectorIndex:
         return exc
 
     async def _check_existing(self) -> None:
-        (info,) = await self._engine.send("langgraph.store.index", (self._call("FT.INFO"),))
+        info = await self._info()
         wanted = IndexShape(store_vector_prefix(self._prefix), self.dims, "FLAT")
         found = shape_of(info)
         if found != wanted:
@@ -178,10 +178,11 @@ class VectorIndex:
     async def _indexed(self) -> None:
         """Wait (up to ``retry_deadline``) until an index made over existing documents (a
         reshard moved them here) has taken them in: the module builds it in the background."""
-        await wait_indexed(
-            lambda: self._engine.send("langgraph.store.index", (self._call("FT.INFO"),)),
-            self._engine.config.retry_deadline,
-        )
+        await wait_indexed(self._info, self._engine.config.retry_deadline)
+
+    async def _info(self) -> Any:
+        (info,) = await self._engine.send("langgraph.store.index", (self._call("FT.INFO"),))
+        return info
 
     # -- search ------------------------------------------------------------------
 
