@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
     from opentelemetry.trace import Span, Tracer
 
+    from agentmem.calls import Call
     from agentmem.journal import JournalEntry
-    from agentmem.pipeline import Call
     from agentmem.store import AgentMemoryStore
 
 __all__ = ["INSTRUMENTATION_NAME", "StoreTelemetry", "instrument", "server_attributes"]

@@ -19,7 +19,7 @@ StoreFactory = Callable[..., AgentMemoryStore]
 
 
 def _pipeliner(store: AgentMemoryStore) -> Any:
-    pipeliner = store._pipeliner
+    pipeliner = store.engine.transport
     assert pipeliner is not None
     return pipeliner
 
@@ -40,8 +40,7 @@ async def test_lone_callers_are_sent_inline(
     for i in range(3):
         task = asyncio.ensure_future(agentmem_store.update_context(f"lone{i}", {"i": i}))
         await asyncio.sleep(0)
-        assert not pipeliner._flush_scheduled
-        assert not pipeliner._pending
+        assert pipeliner.queued == 0
         await task
     assert pipeliner.batches - before == 3
     schema = KeySchema(agentmem_prefix)

@@ -34,6 +34,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
+from agentmem.calls import Call
 from agentmem.errors import (
     ContextTooLargeError,
     InvalidArgumentError,
@@ -48,7 +49,6 @@ from agentmem.integrations.langgraph._store_scripts import (
     ITEM_TOUCH,
     MEMBERS,
 )
-from agentmem.pipeline import Call
 from agentmem.store import AgentMemoryStore
 
 __all__ = ["LangGraphStore"]
