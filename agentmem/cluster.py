@@ -30,8 +30,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from redis import exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
@@ -40,7 +40,7 @@ from redis.crc import key_slot
 from agentmem._translate import is_transient
 from agentmem.batching import Batcher, BatchStats, Item, fail
 from agentmem.breaker import CircuitBreaker
-from agentmem.calls import Call, raise_first_error
+from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
 from agentmem.pipeline import MAX_BATCH
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -104,15 +104,6 @@ class SlotMap:
         self.loaded = True
 
 
-class _PoolSummary:
-    """What ``health()`` reads from a pool, summed over the node pools."""
-
-    def __init__(self, pools: Iterable[ConnectionPool]) -> None:
-        pools = list(pools)
-        self._in_use_connections = [c for p in pools for c in getattr(p, "_in_use_connections", ())]
-        self.max_connections = sum(int(getattr(p, "max_connections", 0) or 0) for p in pools)
-
-
 class ClusterTransport:
     """Routes calls to the cluster's primaries (see the module docstring).
 
@@ -131,6 +122,7 @@ class ClusterTransport:
         batching: bool = True,
         wait: Wait | None = None,
         max_batch: int = MAX_BATCH,
+        stats: BatchStats | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("a cluster transport needs at least one seed node")
@@ -149,7 +141,7 @@ class ClusterTransport:
         self._batcher = Batcher(self._dispatch, max_batch=None, batching=batching)
         self._closed = False
         #: Pipelines sent, calls carried, sizes of the latest pipelines (all nodes).
-        self.stats = BatchStats()
+        self.stats = stats if stats is not None else BatchStats()
         #: Pipelines per node.
         self.node_batches: collections.Counter[Address] = collections.Counter()
         self.redirects = 0
@@ -192,13 +184,28 @@ class ClusterTransport:
             )
         return link
 
-    def admin_client(self) -> Redis:
+    async def admin_client(self) -> Redis:
         """A client for a node-level command (INFO, CONFIG GET): the first primary known."""
         primaries = self.slots.primaries
         return self.client(primaries[0] if primaries else self._seeds[0])
 
-    def pool_summary(self) -> Any:
-        return _PoolSummary(client.connection_pool for client in self._clients.values())
+    async def primaries(self) -> Sequence[Address]:
+        """Every primary, from a fresh slot map."""
+        await self.refresh(force=True)
+        return self.slots.primaries
+
+    async def topology(self) -> Literal["single", "cluster"] | None:
+        return "cluster"
+
+    def describe(self) -> dict[str, Any]:
+        """The first seed node's address (each node has a pool of its own: see :meth:`pool_stats`)."""
+        host, port = self._seeds[0]
+        return {"server.address": host, "server.port": port, "db.namespace": "0"}
+
+    def pool_stats(self) -> dict[str, PoolStats]:
+        """Every node pool made so far (one per primary the store has talked to)."""
+        clients = self._clients.items()
+        return {f"{host}:{port}/0": pool_stats(client.connection_pool) for (host, port), client in clients}
 
     def _candidates(self) -> list[Address]:
         known = [*self.slots.primaries, *self._clients, *self._seeds]

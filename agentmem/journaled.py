@@ -68,10 +68,11 @@ class JournaledStore(AgentMemoryStore):
             max_targets=self.config.journal_max_sessions, max_bytes=self.config.journal_max_bytes
         )
         self._known = self._journal.known
+        self.engine.journal_backlog = lambda: len(self._journal)
         # A journaled append is replayed after the outage, however long it lasted, with the
         # operation id of an attempt the server may have applied: keep append ids for the
         # session's whole TTL, not only for the retry window.
-        self._append_window_ms = max(self._append_window_ms, int(self.config.ttl * 1000))
+        self.engine.append_window_ms = max(self.engine.append_window_ms, int(self.config.ttl * 1000))
         self._replay_lock = asyncio.Lock()
         self._closing = False
         #: Journaled writes Redis refused on replay (not for an outage): removed from the
@@ -192,7 +193,14 @@ class JournaledStore(AgentMemoryStore):
         return len(history.messages) if history is not None and history.complete else UNKNOWN_LENGTH
 
     async def _send_or_keep(self, operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
-        """``(True, result)`` when Redis took the write, ``(False, None)`` when it was journaled."""
+        """``(True, result)`` when Redis took the write, ``(False, None)`` when it was journaled
+        (one observed operation: its span says ``agentmem.journaled``)."""
+        async with self.engine.observe(operation) as scope:
+            sent, result = await self._write_or_keep(operation, entry)
+            scope.annotate(**{"agentmem.journaled": not sent})
+        return sent, result
+
+    async def _write_or_keep(self, operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
         if len(self._journal) and not await self._replay():
             # The replay just met an outage: keep this write behind the older ones.
             self._keep(operation, entry, None)

@@ -3,7 +3,7 @@ time, or auto-pipelined across concurrent tasks.
 
 Every store operation is a short list of :class:`~agentmem.calls.Call` objects (one
 script run, or two for ``load_turn``), each atomic on the server. The
-:class:`AutoPipeliner` collects the calls that concurrent tasks submit during one
+:class:`NodeTransport` collects the calls that concurrent tasks submit during one
 event-loop iteration and sends them as one pipeline round trip, the way ioredis's
 auto-pipelining does (the rules are in :mod:`agentmem.batching`); each pipeline goes out
 through :class:`~agentmem.wire.NodeLink`, which reloads scripts after ``NOSCRIPT`` (a
@@ -19,18 +19,19 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from agentmem.batching import Batcher, BatchStats, Item, cancel, fail, resolve
 from agentmem.breaker import CircuitBreaker
-from agentmem.calls import Call, raise_first_error
+from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
+from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
 from agentmem.scripts import ScriptRunner
 from agentmem.wire import HeldConnection, NodeLink
 
-__all__ = ["MAX_BATCH", "AutoPipeliner", "Call", "send_direct"]
+__all__ = ["MAX_BATCH", "NodeTransport", "describe_pool", "pool_name"]
 
 #: Most calls one pipeline carries; a larger burst goes out as several pipelines at once,
 #: on several connections. Small batches let the server run one batch while the client
@@ -40,19 +41,34 @@ __all__ = ["MAX_BATCH", "AutoPipeliner", "Call", "send_direct"]
 MAX_BATCH = 16
 
 
-async def send_direct(
-    client: Redis,
-    runner: ScriptRunner,
-    calls: Sequence[Call],
-    breaker: CircuitBreaker,
-    wait: Wait | None = None,
-) -> list[Any]:
-    """Send one operation's calls now (one round trip); raise the first error reply."""
-    return await NodeLink(client, runner, breaker, wait).send(calls)
+def describe_pool(client: Redis) -> dict[str, Any]:
+    """``server.address``, ``server.port`` and ``db.namespace`` of a client's pool, as far as
+    it knows them (a Sentinel pool learns its primary per connection: no address)."""
+    kwargs = client.connection_pool.connection_kwargs
+    attributes: dict[str, Any] = {}
+    if kwargs.get("path"):
+        attributes["server.address"] = str(kwargs["path"])
+    elif kwargs.get("host"):
+        attributes["server.address"] = str(kwargs["host"])
+        if kwargs.get("port") is not None:
+            attributes["server.port"] = int(kwargs["port"])
+    attributes["db.namespace"] = str(kwargs.get("db") or 0)
+    return attributes
 
 
-class AutoPipeliner:
-    """Batches calls submitted in one event-loop iteration into one round trip."""
+def pool_name(attributes: dict[str, Any]) -> str:
+    """``host:port/db`` (``address/db`` without a port) of :func:`describe_pool`'s attributes."""
+    address = attributes.get("server.address", "unknown")
+    port = attributes.get("server.port")
+    name = f"{address}:{port}" if port is not None else str(address)
+    return f"{name}/{attributes['db.namespace']}"
+
+
+class NodeTransport:
+    """One server's :class:`~agentmem.calls.Transport`: with ``batching`` (the store's
+    ``auto_pipeline``) it batches the calls of one event-loop iteration into one round
+    trip; without, each operation is one round trip of its own. ``owns_client``: the
+    client's pool is closed with the transport."""
 
     def __init__(
         self,
@@ -60,15 +76,21 @@ class AutoPipeliner:
         runner: ScriptRunner,
         breaker: CircuitBreaker,
         *,
+        batching: bool = True,
         max_batch: int = MAX_BATCH,
         wait: Wait | None = None,
+        stats: BatchStats | None = None,
+        owns_client: bool = False,
     ) -> None:
+        self.client = client
+        self._owns_client = owns_client
         self._link = NodeLink(client, runner, breaker, wait)
+        self._batching = batching
         self._batcher = Batcher(self._send_batch, max_batch=max_batch)
         #: Inline sends on the wire now (callers that found the pipeliner idle).
         self._inline = 0
         self._held = HeldConnection(client)
-        self.stats = BatchStats()
+        self.stats = stats if stats is not None else BatchStats()
 
     @property
     def batches(self) -> int:
@@ -103,9 +125,40 @@ class AutoPipeliner:
         extra loop pass).
         """
         batcher = self._batcher
+        if not self._batching:
+            self.stats.record(calls)
+            return await self._link.send(calls)
         if batcher.idle and not self._inline and batcher.last_flush_ops <= 1:
             return await self._send_inline(calls)
         return await batcher.send(calls)
+
+    async def send_to(self, node: Any, calls: Sequence[Call]) -> list[Any]:
+        """:meth:`send` (a single server is its only node)."""
+        return await self.send(calls)
+
+    async def primaries(self) -> Sequence[Any]:
+        return (None,)
+
+    async def topology(self) -> Literal["single", "cluster"] | None:
+        return "single"
+
+    async def admin_client(self) -> Redis:
+        return self.client
+
+    async def probe(self) -> None:
+        """The breaker's probe: the server answers on a fresh connection."""
+        await ping_fresh_connection(self.client)
+
+    async def drop_idle(self) -> None:
+        """After an outage: idle pooled connections (and the held one) predate it."""
+        await self._held.drop()
+        await self.client.connection_pool.disconnect(inuse_connections=False)
+
+    def describe(self) -> dict[str, Any]:
+        return describe_pool(self.client)
+
+    def pool_stats(self) -> dict[str, PoolStats]:
+        return {pool_name(self.describe()): pool_stats(self.client.connection_pool, self._held.idle)}
 
     async def _send_inline(self, calls: Sequence[Call]) -> list[Any]:
         self._inline += 1
@@ -134,13 +187,14 @@ class AutoPipeliner:
         """Connections checked out of the pool and kept idle for the next inline send (0 or 1)."""
         return self._held.idle
 
-    async def drop_held(self) -> None:
-        """Give the connection kept for inline sends back (after an outage it is likely dead)."""
-        await self._held.drop()
-
     async def aclose(self) -> None:
         """Send what callers queued before the close, wait for every round trip on the wire
         (batches and inline sends), then give the held connection back: a call accepted
-        before ``aclose()`` completes instead of meeting a pool closed under it."""
-        await self._batcher.aclose(lambda: self._inline > 0)
-        await self._held.drop(close=True)
+        before ``aclose()`` completes instead of meeting a pool closed under it. The
+        client's pool is closed when the transport owns it."""
+        try:
+            await self._batcher.aclose(lambda: self._inline > 0)
+            await self._held.drop(close=True)
+        finally:
+            if self._owns_client:
+                await self.client.aclose(close_connection_pool=True)

@@ -503,7 +503,7 @@ async def test_listing_every_users_sessions_on_a_cluster_reads_every_primary(
     users = [f"user-{i}" for i in range(24)]
     for user in users:
         await service.create_session(app_name=APP, user_id=user, session_id="s1")
-    transport = agentmem_cluster_store._cluster
+    transport: Any = agentmem_cluster_store.engine.transport
     assert transport is not None
     nodes = {
         transport.slots.node_for(key_slot(agentmem_cluster_store._keys.adk_user(APP, user)[0].encode()))

@@ -19,7 +19,7 @@ StoreFactory = Callable[..., AgentMemoryStore]
 
 
 def _pipeliner(store: AgentMemoryStore) -> Any:
-    pipeliner = store.engine.transport
+    pipeliner: Any = store.engine.transport
     assert pipeliner is not None
     return pipeliner
 
@@ -143,12 +143,12 @@ async def test_noscript_in_a_batch_reloads_once(
     admin = Redis.from_url(agentmem_private_server.url)
     try:
         await admin.script_flush()
-        loads_before = store._scripts.loads
+        loads_before = store.engine.scripts.loads
         results = await asyncio.gather(*(store.load_context("s") for _ in range(30)))
     finally:
         await admin.aclose()
     assert results == [{"a": 1}] * 30
-    assert store._scripts.loads == loads_before + 1
+    assert store.engine.scripts.loads == loads_before + 1
 
 
 async def test_pipelining_over_a_caller_client(agentmem_redis: Redis, agentmem_prefix: str) -> None:
