@@ -12,6 +12,7 @@ store; each of them is tested on a single server and on a cluster.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,7 @@ from agentmem.bulk import MIN_BULK_LIMIT, BulkLimit
 from agentmem.calls import Call, Observation, SendObserver, Transport
 from agentmem.config import StoreConfig
 from agentmem.errors import StoreClosedError
-from agentmem.keys import KeySchema
+from agentmem.keys import KeySchema, SessionKeys
 from agentmem.retry import Retrier, RetryingSender, RetryPolicy
 from agentmem.scripts import Script, ScriptRunner
 
@@ -57,6 +58,9 @@ def append_window(config: StoreConfig) -> float:
 
 
 _append_window_for = append_window
+
+#: Sessions whose keys an engine keeps built (a few hundred bytes each).
+KEY_CACHE_SIZE = 4096
 
 
 def _ms(value: float | None) -> int:
@@ -98,6 +102,8 @@ class StoreEngine:
         self.config = config
         #: The only key builder.
         self.keys = KeySchema(config.prefix)
+        # Agents touch the same few sessions every turn: build (and validate) their keys once.
+        self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self.keys.session)
         self.scripts = ScriptRunner()
         self.closed = False
         self.breaker = CircuitBreaker(
@@ -131,7 +137,7 @@ class StoreEngine:
             self.stats.on_batch = observer.batch
         bulk = BulkLimit(client, self.retrier) if config.max_value_bytes > MIN_BULK_LIMIT else None
         self._sender = RetryingSender(
-            self.retrier, self.transport, self._check_open, bulk=bulk, observer=observer
+            self.retrier, self.transport, self.check_open, bulk=bulk, observer=observer
         )
         self.observer = observer
         #: ``await send(operation, calls)``: one operation's calls, retried as a whole under
@@ -140,7 +146,17 @@ class StoreEngine:
         #: method, so a store call costs no extra coroutine.
         self.send: Callable[[str, Sequence[Call]], Awaitable[list[Any]]] = self._sender.send
 
-    def _check_open(self, operation: str, retry: bool = False) -> None:
+    def session_keys(self, session_id: str) -> SessionKeys:
+        """The session's keys (``keys.session``, cached); :class:`~agentmem.InvalidKeyError`
+        for an unusable id."""
+        if type(session_id) is str:
+            keys: SessionKeys = self._cached_session_keys(session_id)
+            return keys
+        return self.keys.session(session_id)  # not a str: raises the typed error
+
+    def check_open(self, operation: str, retry: bool = False) -> None:
+        """Raise :class:`~agentmem.StoreClosedError` once the store is closed (``retry``:
+        for a retry of a call whose earlier attempt may have been applied)."""
         if self.closed:
             if retry:
                 raise StoreClosedError(
@@ -162,7 +178,7 @@ class StoreEngine:
     async def scan(self, operation: str, match: str, *, count: int = 500) -> set[bytes]:
         """Every key matching ``match`` (``SCAN``, never ``KEYS``), on the server or on every
         primary of a cluster; each step retried like any call. For listings, not hot paths."""
-        self._check_open(operation)
+        self.check_open(operation)
         found: set[bytes] = set()
         for node in await self._primaries(operation):
             cursor: int | bytes = 0
@@ -178,7 +194,7 @@ class StoreEngine:
         """The same keyless call on every primary (one reply on a single server or under
         Sentinel), each retried like any call: ``FT.CREATE``/``FT.INFO`` on every shard, a
         search's fan-out. Replies in the order of the primaries' addresses."""
-        self._check_open(operation)
+        self.check_open(operation)
         replies: list[Any] = []
         for node in await self._primaries(operation):
             (reply,) = await self._sender.send(operation, (call,), node)
@@ -211,7 +227,7 @@ class StoreEngine:
         return await self.retrier.run("topology", self._ask_topology)
 
     async def _ask_topology(self) -> Topology:
-        self._check_open("topology")
+        self.check_open("topology")
         known = await self.transport.topology()
         if known is None:
             raise rexc.ConnectionError("the server did not answer INFO cluster")

@@ -8,14 +8,13 @@ sends them through one transport, retried, behind the circuit breaker.
 
 from __future__ import annotations
 
-import functools
 import logging
-import secrets
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -24,50 +23,27 @@ from redis.asyncio.cluster import RedisCluster
 from agentmem._connect import build_pool, build_sentinel_pool
 from agentmem.breaker import CircuitBreaker
 from agentmem.calls import Call
-from agentmem.codec import (
-    decode_context,
-    decode_fields,
-    decode_messages,
-    encode_context,
-    encode_fields,
-    encode_messages,
-    packed_version,
-)
+from agentmem.codec import decode_context, decode_fields, decode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.engine import MIN_APPEND_WINDOW, StoreEngine, append_window
 from agentmem.errors import InvalidArgumentError, MemoryPermissionError
 from agentmem.health import Health, collect_health
-from agentmem.keys import SessionKeys
 from agentmem.retry import RetryStats
-from agentmem.scripts import (
-    APPEND,
-    DELETE,
-    MAX_EXACT,
-    OPERATION_ID_BYTES,
-    READ_HASH,
-    READ_SESSION,
-    REPLAY_APPEND,
-    WRITE_CONTEXT,
-    WRITE_FACTS,
-)
+from agentmem.scripts import DELETE, MAX_EXACT, READ_HASH, READ_SESSION
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
 from agentmem.topology import Connect, connect_client, connect_url
+from agentmem.writes import (
+    apply,
+    prepare_append,
+    prepare_remember,
+    prepare_save,
+    prepare_update,
+    write_version,
+)
 
 __all__ = ["MIN_APPEND_WINDOW", "AgentMemoryStore", "Turn", "append_window"]
 
 log = logging.getLogger("agentmem")
-
-
-def new_operation_id() -> bytes:
-    """An append's operation id: 64 random bits. Ids are compared only within one session's
-    log of recent appends (a few hundred), which a new id matches with odds of ~2**-55;
-    every byte more costs the log memory for no safety it needs."""
-    return secrets.token_bytes(OPERATION_ID_BYTES)
-
-
-def write_version() -> int:
-    """A write's version: this process's wall clock in microseconds."""
-    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +62,12 @@ def _count(value: object, name: str) -> int:
     return value
 
 
-#: Sessions whose keys a store keeps built (a few hundred bytes each).
-KEY_CACHE_SIZE = 4096
+_S = TypeVar("_S", bound="AgentMemoryStore")
+
+
+def _layer_name(fallback: str) -> str:
+    layer = AgentMemoryStore._layers.get(fallback)
+    return layer.__name__ if layer is not None else "JournaledStore"
 
 
 def _refuse_pool_options(options: Mapping[str, Any], config: StoreConfig | None) -> None:
@@ -110,26 +90,20 @@ class AgentMemoryStore:
     ``AgentMemoryStore(client, **options)`` uses a ``redis.asyncio.Redis`` the caller
     owns and never closes it; :meth:`from_url` builds (and later closes) its own
     bounded connection pool. Options are the fields of :class:`~agentmem.StoreConfig`.
-    ``fallback="journal"`` gives a :class:`~agentmem.JournaledStore`, a subclass that
-    layers an in-process write-behind journal over this class.
+    The class is the choice: :class:`~agentmem.JournaledStore` (the same constructors)
+    layers an in-process write-behind journal over this class, and
+    :func:`agentmem.open_store` picks the class from ``fallback`` for config-driven code.
     """
 
-    def __new__(
-        cls,
-        client: Redis | RedisCluster,
-        *,
-        config: StoreConfig | None = None,
-        _connect: Connect | None = None,
-        **options: Any,
-    ) -> AgentMemoryStore:
-        # Optional behaviour is a layer (a subclass), picked here so both constructors and
-        # from_url() select it and isinstance(store, AgentMemoryStore) stays true.
-        layer = config.fallback if config is not None else options.get("fallback", "raise")
-        if cls is AgentMemoryStore and layer == "journal":
-            from agentmem.journaled import JournaledStore
+    #: The ``fallback`` option this class implements (a layer subclass names its own).
+    fallback: ClassVar[str] = "raise"
+    #: Layer classes by the ``fallback`` they implement (for the deprecated
+    #: ``AgentMemoryStore.from_url(..., fallback=...)``), filled as they are defined.
+    _layers: ClassVar[dict[str, type[AgentMemoryStore]]] = {}
 
-            return super().__new__(JournaledStore)
-        return super().__new__(cls)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        AgentMemoryStore._layers.setdefault(cls.fallback, cls)
 
     def __init__(
         self,
@@ -143,7 +117,7 @@ class AgentMemoryStore:
             raise TypeError("pass either config= or keyword options, not both")
         if _connect is None:  # before the options' own checks: this is the mistake to name
             _refuse_pool_options(options, config)
-        config = config if config is not None else StoreConfig.from_options(**options)
+        config = self._configure(config if config is not None else StoreConfig.from_options(**options))
         kwargs: Mapping[str, Any] = (
             client.get_connection_kwargs()
             if isinstance(client, RedisCluster)
@@ -154,27 +128,53 @@ class AgentMemoryStore:
                 "AgentMemoryStore needs a client with decode_responses=False: it stores "
                 "orjson bytes and reads them back as bytes"
             )
-        self._attach(
-            StoreEngine(
-                config, _connect or connect_client(client, config), client=client, append_window=None
-            ),
-            client,
-        )
-
-    def _attach(self, engine: StoreEngine, client: Redis | RedisCluster) -> None:
-        """Take the engine every operation sends through (a layer extends this)."""
-        self.config = engine.config
+        connect = _connect or connect_client(client, config)
+        engine = StoreEngine(config, connect, client=client, append_window=self._append_window(config))
         #: The documented API for layers and adapters (see :mod:`agentmem.engine`).
         self.engine = engine
+        self.config = config
         #: A RedisCluster given is kept only to hand back (``client``); the store talks to
         #: the cluster through its own per-node pools (the engine's transport).
         self._client: Redis = cast(Redis, client)
-        self._keys = engine.keys
-        # Agents touch the same few sessions every turn: build (and validate) their keys once.
-        self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(engine.keys.session)
 
     @classmethod
-    def from_url(cls, url: str, *, cluster: bool | None = None, **options: Any) -> AgentMemoryStore:
+    def _configure(cls, config: StoreConfig) -> StoreConfig:
+        """The configuration this class runs with (a layer sets its own ``fallback``)."""
+        if config.fallback != cls.fallback:
+            raise TypeError(
+                f"fallback={config.fallback!r} is a class of its own: use "
+                f"{_layer_name(config.fallback)}(client, ...) or "
+                f"agentmem.open_store(client, fallback={config.fallback!r}, ...) "
+                f"({cls.__name__}(client, fallback=...) no longer picks the class)"
+            )
+        return config
+
+    @classmethod
+    def _append_window(cls, config: StoreConfig) -> float | None:
+        """Seconds an append's operation id is kept, when this class needs longer than
+        :func:`append_window` (``None``: that default)."""
+        return None
+
+    @classmethod
+    def _deprecated_layer(cls, config: StoreConfig) -> type[AgentMemoryStore] | None:
+        """``AgentMemoryStore.from_url(..., fallback="journal")``, as 0.3 allowed: the layer
+        class to build instead, with a DeprecationWarning; ``None`` otherwise."""
+        if cls is not AgentMemoryStore or config.fallback == cls.fallback:
+            return None
+        layer = AgentMemoryStore._layers.get(config.fallback)
+        if layer is None:  # pragma: no cover - the package imports every layer
+            raise TypeError(f"no store class implements fallback={config.fallback!r}")
+        warnings.warn(
+            f"AgentMemoryStore.from_url(..., fallback={config.fallback!r}) is deprecated and goes in "
+            f"0.4: use {layer.__name__}.from_url(...) or agentmem.open_store(url, "
+            f"fallback={config.fallback!r}, ...)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return layer
+
+    @classmethod
+    def from_url(cls: type[_S], url: str, *, cluster: bool | None = None, **options: Any) -> _S:
         """A store with its own ``BlockingConnectionPool`` of ``max_connections``; a
         ``redis+sentinel://`` (``rediss+sentinel://``) URL gives one on the primary that
         Sentinel names (see :meth:`from_sentinel`).
@@ -191,23 +191,26 @@ class AgentMemoryStore:
         """
         url, options = options_from_url(url, options)
         config = StoreConfig.from_options(**options)
+        made = cls._deprecated_layer(config) or cls
         if urlsplit(url).scheme in SENTINEL_SCHEMES:
             if cluster:
                 raise InvalidArgumentError("cluster=True cannot go with a Sentinel URL")
             client = Redis(connection_pool=build_sentinel_pool(url, config))
-            return cls(client, config=config, _connect=connect_url(url, client, config, cluster=False))
-        client = Redis(connection_pool=build_pool(url, config))
-        return cls(client, config=config, _connect=connect_url(url, client, config, cluster=cluster))
+            store = made(client, config=config, _connect=connect_url(url, client, config, cluster=False))
+        else:
+            client = Redis(connection_pool=build_pool(url, config))
+            store = made(client, config=config, _connect=connect_url(url, client, config, cluster=cluster))
+        return cast(_S, store)
 
     @classmethod
     def from_sentinel(
-        cls,
+        cls: type[_S],
         sentinels: Sequence[tuple[str, int]],
         service_name: str,
         *,
         sentinel_kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AgentMemoryStore:
+    ) -> _S:
         """A store on the primary that Redis Sentinel names for ``service_name``.
 
         Every new connection asks the sentinels where the primary is, so after a failover
@@ -218,9 +221,11 @@ class AgentMemoryStore:
         ``from_url("redis+sentinel://host:port,.../<service>")``.
         """
         config = StoreConfig.from_options(**options)
+        made = cls._deprecated_layer(config) or cls
         url = sentinel_url(sentinels, service_name, tls=bool(config.tls_options_given))
         client = Redis(connection_pool=build_sentinel_pool(url, config, sentinel_kwargs=sentinel_kwargs))
-        return cls(client, config=config, _connect=connect_url(url, client, config, cluster=False))
+        store = made(client, config=config, _connect=connect_url(url, client, config, cluster=False))
+        return cast(_S, store)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -256,84 +261,11 @@ class AgentMemoryStore:
 
     # -- sending ---------------------------------------------------------------------
 
-    def _session_keys(self, session_id: str) -> SessionKeys:
-        """The session's keys; :class:`~agentmem.InvalidKeyError` for an unusable id."""
-        if type(session_id) is str:
-            keys: SessionKeys = self._cached_session_keys(session_id)
-            return keys
-        return self._keys.session(session_id)  # not a str: raises the typed error
-
-    def _session_ttl_ms(self) -> int:
-        return self.engine.ttl_ms("session")
-
-    def _read_ttl_ms(self) -> int:
-        return self.engine.ttl_ms("read")
-
-    def _profile_ttl_ms(self) -> int:
-        return self.engine.ttl_ms("profile")
-
-    # -- writes of encoded data --------------------------------------------------------
-    #
-    # Each public write encodes (raising before any I/O), picks its version or operation
-    # id, and sends through one of these. They take the version/id as an argument so a
-    # layer can keep the same ones for a later replay; a mode ending in "-if-newer" is
-    # such a replay, dropped by the script when a newer write, replace or delete exists.
-
-    async def _write_context(
-        self, operation: str, session_id: str, encoded: Sequence[bytes], version: int, mode: str
-    ) -> bool:
-        """Write a context: ``encoded`` is ``(base,)`` for a replace mode, field/value pairs
-        for a merge; ``False`` when an ``-if-newer`` write was superseded."""
-        keys = self._session_keys(session_id)
-        args = (self._session_ttl_ms(), packed_version(version), mode, *encoded)
-        return bool(await self.engine.script(operation, WRITE_CONTEXT, keys.core(), args))
-
-    async def _write_facts(
-        self, operation: str, user_id: str, encoded: Sequence[bytes], version: int, mode: str
-    ) -> bool:
-        """Write a user's facts; ``False`` when an ``-if-newer`` write was superseded."""
-        keys = self._keys.profile_keys(user_id)
-        args = (self._profile_ttl_ms(), packed_version(version), mode, *encoded)
-        return bool(await self.engine.script(operation, WRITE_FACTS, keys, args))
-
-    async def _append(
-        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: bytes
-    ) -> int:
-        """Append messages once per ``operation_id``; the new length."""
-        keys = self._session_keys(session_id).appending()
-        args = (
-            self._session_ttl_ms(),
-            self.config.max_history,
-            operation_id,
-            self.engine.append_window_ms,
-            *encoded,
-        )
-        return int(await self.engine.script(operation, APPEND, keys, args))
-
-    async def _append_unless_deleted_after(
-        self, operation: str, session_id: str, encoded: Sequence[bytes], operation_id: bytes, version: int
-    ) -> int | None:
-        """``_append`` of a write made at ``version``; ``None`` (nothing appended) when the
-        session was deleted after it."""
-        keys = self._session_keys(session_id).appending()
-        args = (
-            self._session_ttl_ms(),
-            self.config.max_history,
-            operation_id,
-            version,
-            self.engine.append_window_ms,
-            *encoded,
-        )
-        length = int(await self.engine.script(operation, REPLAY_APPEND, keys, args))
-        return None if length < 0 else length
-
     # -- session context -------------------------------------------------------------
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         """Replace the session's context with ``context`` and reset the session TTL."""
-        self._session_keys(session_id)  # validate before encoding
-        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
-        await self._write_context("save_context", session_id, (encoded,), write_version(), "replace")
+        await apply(self.engine, "save_context", prepare_save(self.engine, session_id, context))
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set the given top-level fields, keeping the others; creates the context if missing.
@@ -341,15 +273,13 @@ class AgentMemoryStore:
         Each field is its own hash field, so concurrent updates of different fields
         never lose each other.
         """
-        self._session_keys(session_id)
-        encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
-        await self._write_context("update_context", session_id, encoded, write_version(), "merge")
+        await apply(self.engine, "update_context", prepare_update(self.engine, session_id, fields))
 
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
-        keys = self._session_keys(session_id)
+        keys = self.engine.session_keys(session_id)
         fields, base, _ = await self.engine.script(
-            "load_context", READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, 0)
+            "load_context", READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 1, 0)
         )
         return decode_context(fields, base)
 
@@ -360,17 +290,15 @@ class AgentMemoryStore:
 
         One atomic script run; a retry after a lost reply does not append twice.
         """
-        self._session_keys(session_id)
-        batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
-        encoded = encode_messages(batch, limit=self.config.max_value_bytes)
-        return await self._append("append_messages", session_id, encoded, new_operation_id())
+        write, _ = prepare_append(self.engine, session_id, messages)
+        return cast(int, await apply(self.engine, "append_messages", write))
 
     async def load_history(self, session_id: str, *, last: int = 20) -> list[dict[str, Any]]:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
-        keys = self._session_keys(session_id)
+        keys = self.engine.session_keys(session_id)
         _, _, raw_history = await self.engine.script(
-            "load_history", READ_SESSION, keys.core(), (self._read_ttl_ms(), 0, last)
+            "load_history", READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 0, last)
         )
         return decode_messages(raw_history)
 
@@ -378,13 +306,11 @@ class AgentMemoryStore:
 
     async def remember(self, user_id: str, facts: Mapping[str, Any]) -> None:
         """Merge ``facts`` into the user's long-term facts."""
-        self._keys.profile(user_id)
-        encoded = encode_fields(facts, limit=self.config.max_value_bytes, what="facts")
-        await self._write_facts("remember", user_id, encoded, write_version(), "merge")
+        await apply(self.engine, "remember", prepare_remember(self.engine, user_id, facts))
 
     def _recall_call(self, user_id: str) -> Call:
-        refresh = self._profile_ttl_ms() if self.config.sliding_ttl else 0
-        return Call(READ_HASH, (self._keys.profile(user_id),), (refresh,))
+        refresh = self.engine.ttl_ms("profile") if self.config.sliding_ttl else 0
+        return Call(READ_HASH, (self.engine.keys.profile(user_id),), (refresh,))
 
     async def recall(self, user_id: str) -> dict[str, Any]:
         """The user's long-term facts (``{}`` when there are none)."""
@@ -396,8 +322,8 @@ class AgentMemoryStore:
     async def load_turn(self, session_id: str, *, user_id: str | None = None, last: int = 20) -> Turn:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
-        keys = self._session_keys(session_id)
-        calls = [Call(READ_SESSION, keys.core(), (self._read_ttl_ms(), 1, last))]
+        keys = self.engine.session_keys(session_id)
+        calls = [Call(READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 1, last))]
         if user_id is not None:
             calls.append(self._recall_call(user_id))  # validates before any I/O
         results = await self.engine.send("load_turn", calls)
@@ -415,8 +341,8 @@ class AgentMemoryStore:
 
         Leaves a small tombstone key with the session's TTL (see ``DELETE``).
         """
-        keys = self._session_keys(session_id).all()
-        args = (write_version(), self._session_ttl_ms())
+        keys = self.engine.session_keys(session_id).all()
+        args = (write_version(), self.engine.ttl_ms("session"))
         return int(await self.engine.script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
@@ -424,8 +350,8 @@ class AgentMemoryStore:
 
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
-        keys = self._keys.profile_keys(user_id)
-        tombstone_ttl = self._profile_ttl_ms() or self._session_ttl_ms()
+        keys = self.engine.keys.profile_keys(user_id)
+        tombstone_ttl = self.engine.ttl_ms("profile") or self.engine.ttl_ms("session")
         args = (write_version(), tombstone_ttl)
         return int(await self.engine.script("forget_user", DELETE, keys, args)) > 0
 
@@ -438,7 +364,7 @@ class AgentMemoryStore:
         see are ``None``, and ``skipped`` says what was left out and why.
         """
         engine = self.engine
-        engine._check_open("health")
+        engine.check_open("health")
         admin = await engine.admin_client()
         retrier = engine.retrier
         skipped: list[str] = []
