@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import redis
 from redis.asyncio import Redis
 
-from agentmem.embedded import NoServerBinaryError, embedded_server
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 from benchmarks.chart import MISSING_MATPLOTLIB, chart_available, draw_chart
 from benchmarks.contenders import (
     CONTENDER_NOTES,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import AgentMemoryStore
-from agentmem.embedded import embedded_server
+from agentmem.testing.embedded import embedded_server
 from benchmarks.probes import delete_keys
 from benchmarks.workload import CONTEXT
 
