@@ -135,7 +135,7 @@ class StoreEngine:
                 backlog=lambda: self.journal_backlog(),
             )
             self.stats.on_batch = observer.batch
-        bulk = BulkLimit(client, self.retrier) if config.max_value_bytes > MIN_BULK_LIMIT else None
+        bulk = BulkLimit(client, self.retrier).check if config.max_value_bytes > MIN_BULK_LIMIT else None
         self._sender = RetryingSender(
             self.retrier, self.transport, self.check_open, bulk=bulk, observer=observer
         )

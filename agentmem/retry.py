@@ -24,7 +24,6 @@ from agentmem.breaker import CircuitBreaker
 from agentmem.errors import AgentMemoryError, CircuitOpenError, MemoryUnavailableError
 
 if TYPE_CHECKING:
-    from agentmem.bulk import BulkLimit
     from agentmem.calls import Call, SendObserver, Transport
     from agentmem.config import StoreConfig
 
@@ -175,6 +174,8 @@ class RetryingSender:
     goes on through the retrier as its first attempt, under the same deadline. Every
     attempt first calls ``guard(operation, retry)``, which raises when the store was
     closed, so neither a new call nor a retry of one in flight reconnects a closed store.
+    ``bulk(operation, calls)`` refuses an argument longer than the server takes, before
+    any I/O (see :mod:`agentmem.bulk`).
     """
 
     def __init__(
@@ -183,7 +184,7 @@ class RetryingSender:
         transport: Transport,
         guard: Callable[[str, bool], None],
         *,
-        bulk: BulkLimit | None = None,
+        bulk: Callable[[str, Sequence[Call]], Awaitable[None]] | None = None,
         observer: SendObserver | None = None,
     ) -> None:
         self.retrier = retrier
@@ -199,7 +200,7 @@ class RetryingSender:
             return await self._observed(self.observer, operation, calls, node)
         self._guard(operation, False)
         if self._bulk is not None:
-            await self._bulk.check(operation, calls)
+            await self._bulk(operation, calls)
         if node is None and not self._breaker.is_open:
             started = time.monotonic()
             self.retrier.stats.attempts += 1
@@ -219,7 +220,7 @@ class RetryingSender:
         try:
             self._guard(operation, False)
             if self._bulk is not None:
-                await self._bulk.check(operation, calls)
+                await self._bulk(operation, calls)
             return await self._retried(operation, calls, node, scope)
         except BaseException as exc:
             error = exc
