@@ -3,7 +3,7 @@
 Every :class:`~agentmem.calls.Call` names keys of one hash tag (or a ``route`` key), so
 one slot, so one node. :class:`ClusterTransport` keeps its own slot map (``CLUSTER
 SLOTS``) and one bounded pool per primary, and offers what
-:class:`~agentmem.pipeline.AutoPipeliner` offers (``send(calls) -> replies``, batched
+:class:`~agentmem.pipeline.NodeTransport` offers (``send(calls) -> replies``, batched
 across the tasks of one event-loop iteration by the same :class:`~agentmem.batching.Batcher`,
 or sent at once):
 
@@ -157,14 +157,6 @@ class ClusterTransport:
     @property
     def recent_sizes(self) -> collections.deque[int]:
         return self.stats.recent_sizes
-
-    @property
-    def on_batch(self) -> Callable[[Sequence[Call]], None] | None:
-        return self.stats.on_batch
-
-    @on_batch.setter
-    def on_batch(self, hook: Callable[[Sequence[Call]], None] | None) -> None:
-        self.stats.on_batch = hook
 
     # -- nodes and the slot map -------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -108,14 +108,6 @@ class NodeTransport:
     def queued(self) -> int:
         """Operations waiting for the next flush (0 while callers are sent inline)."""
         return self._batcher.queued
-
-    @property
-    def on_batch(self) -> Callable[[Sequence[Call]], None] | None:
-        return self.stats.on_batch
-
-    @on_batch.setter
-    def on_batch(self, hook: Callable[[Sequence[Call]], None] | None) -> None:
-        self.stats.on_batch = hook
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
         """Queue an operation's calls for the next flush; raise the first error reply.
