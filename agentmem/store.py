@@ -396,3 +396,6 @@ class AgentMemoryStore:
             stats=retrier.stats,
             skipped=tuple(skipped),
         )
+
+
+AgentMemoryStore._layers["raise"] = AgentMemoryStore
