@@ -30,7 +30,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from redis import exceptions as rexc
@@ -236,10 +236,10 @@ class ClusterTransport:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(self, calls: Sequence[Call]) -> list[Any]:
+    def send(self, calls: Sequence[Call]) -> Awaitable[list[Any]]:
         """Send an operation's calls (queued for the next flush when batching); raise the
         first error reply."""
-        return await self._batcher.send(calls)
+        return self._batcher.send(calls)
 
     async def _dispatch(self, items: list[Item], hops: int = 0) -> None:
         """Group items by node and send each group (in pipelines of at most ``max_batch``)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -109,20 +109,20 @@ class NodeTransport:
         """Operations waiting for the next flush (0 while callers are sent inline)."""
         return self._batcher.queued
 
-    async def send(self, calls: Sequence[Call]) -> list[Any]:
+    def send(self, calls: Sequence[Call]) -> Awaitable[list[Any]]:
         """Queue an operation's calls for the next flush; raise the first error reply.
 
         A caller that finds nothing queued and nothing on the wire, while callers come
         one at a time, sends its calls at once from its own task instead (no future, no
-        extra loop pass).
+        extra loop pass). Not a coroutine of its own: the caller awaits the path taken.
         """
         batcher = self._batcher
         if not self._batching:
             self.stats.record(calls)
-            return await self._link.send(calls)
+            return self._link.send(calls)
         if batcher.idle and not self._inline and batcher.last_flush_ops <= 1:
-            return await self._send_inline(calls)
-        return await batcher.send(calls)
+            return self._send_inline(calls)
+        return batcher.send(calls)
 
     async def send_to(self, node: Any, calls: Sequence[Call]) -> list[Any]:
         """:meth:`send` (a single server is its only node)."""
