@@ -98,8 +98,9 @@ class Batcher:
         self._dispatch = dispatch
         self._max_batch = max_batch
         self._batching = batching
-        #: One entry per operation: its calls always travel in the same batch.
-        self._pending: list[list[Item]] = []
+        #: Operations queued for the next flush, one entry each: its calls always travel
+        #: in the same batch (read, never changed, outside this class).
+        self.pending: list[list[Item]] = []
         self._flush_scheduled = False
         self.inflight: set[asyncio.Task[None]] = set()
         #: Operations the last flush carried (1: callers come one at a time).
@@ -108,12 +109,12 @@ class Batcher:
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing on the wire."""
-        return not self._pending and not self.inflight
+        return not self.pending and not self.inflight
 
     @property
     def queued(self) -> int:
         """Operations waiting for the next flush."""
-        return len(self._pending)
+        return len(self.pending)
 
     async def send(self, calls: Sequence[Call]) -> list[Any]:
         """Queue an operation's calls; their replies, or the first error reply raised."""
@@ -126,7 +127,7 @@ class Batcher:
             futures = [loop.create_future() for _ in calls]
             operation = list(zip(calls, futures, strict=True))
         if self._batching:
-            self._pending.append(operation)
+            self.pending.append(operation)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 loop.call_soon(self.flush)
@@ -145,8 +146,8 @@ class Batcher:
     def flush(self) -> None:
         self._flush_scheduled = False
         # An operation whose caller was cancelled before the flush has cancelled futures: drop it.
-        operations = [op for op in self._pending if not op[0][1].done()]
-        self._pending = []
+        operations = [op for op in self.pending if not op[0][1].done()]
+        self.pending = []
         self.last_flush_ops = len(operations)
         if self._max_batch is None:
             if operations:

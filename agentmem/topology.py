@@ -176,6 +176,8 @@ class DetectingTransport:
         #: Whether the server said (or the caller told) which it is.
         self.known = False
         self._detecting: asyncio.Future[None] | None = None
+        #: ``send(calls)``: asks the server first while it has not said which it is.
+        self.send: Callable[[Sequence[Call]], Awaitable[list[Any]]] = self._send_after_asking
         if known:
             self._use_cluster()
 
@@ -184,7 +186,12 @@ class DetectingTransport:
 
     def _use_cluster(self) -> None:
         self.current = self._make_cluster()
+        self._set_known()
+
+    def _set_known(self) -> None:
         self.known = True
+        # From now on a call goes straight to the transport in use: no call of this one's.
+        self.send = self.current.send
 
     async def _resolve(self) -> None:
         # One INFO for a first burst of concurrent calls, and every caller of the burst
@@ -213,12 +220,8 @@ class DetectingTransport:
             cluster = False
         if cluster:
             self._use_cluster()
-        self.known = True
-
-    def send(self, calls: Sequence[Call]) -> Awaitable[list[Any]]:
-        if self.known:  # no coroutine of its own: the transport's send is awaited directly
-            return self.current.send(calls)
-        return self._send_after_asking(calls)
+        else:
+            self._set_known()
 
     async def _send_after_asking(self, calls: Sequence[Call]) -> list[Any]:
         await self._resolve()
