@@ -18,6 +18,7 @@ from agentmem.errors import (
     StoreClosedError,
     UnflushedJournalError,
 )
+from agentmem.factory import open_store
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
 from agentmem.store import AgentMemoryStore, Turn
@@ -46,4 +47,5 @@ __all__ = (
     "Turn",
     "UnflushedJournalError",
     "__version__",
+    "open_store",
 )

@@ -46,7 +46,7 @@ from agentmem.bench.probes import delete_keys, round_trips, session_memory
 from agentmem.bench.report import compute_ratios, format_report
 from agentmem.bench.telemetry import run_telemetry
 from agentmem.bench.workload import OPERATIONS
-from agentmem.embedded import NoServerBinaryError, embedded_server
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 __all__ = ["Settings", "main"]
 

@@ -34,6 +34,7 @@ from langgraph.store.base import (
     validate_op_namespace,
 )
 
+from agentmem.calls import Call
 from agentmem.errors import (
     ContextTooLargeError,
     InvalidArgumentError,
@@ -48,7 +49,6 @@ from agentmem.integrations.langgraph._store_scripts import (
     ITEM_TOUCH,
     MEMBERS,
 )
-from agentmem.pipeline import Call
 from agentmem.store import AgentMemoryStore
 
 __all__ = ["LangGraphStore"]
@@ -230,13 +230,13 @@ class LangGraphStore(BaseStore):
         key = _item_key(op.key)
         item = store_item_key(self._prefix, namespace, key)
         refresh = "1" if self._refresh(op.refresh_ttl) else "0"
-        (raw,) = await self._store._script(
+        (raw,) = await self._store.engine.script(
             "langgraph.store.get", ITEM_FETCH, (self._index, item), (refresh, f"{namespace}{_SEP}{key}")
         )
         return None if raw is None else self._decode(tuple(op.namespace), key, raw)
 
     async def _members(self, low: str, high: str) -> list[str]:
-        reply = await self._store._script(
+        reply = await self._store.engine.script(
             "langgraph.store.scan", MEMBERS, (self._index,), (low, high, _SCAN_BATCH)
         )
         return [member.decode() for member in reply]
@@ -244,7 +244,7 @@ class LangGraphStore(BaseStore):
     async def _fetch(self, members: Sequence[str]) -> list[Any]:
         keys = [store_item_key(self._prefix, *member.split(_SEP, 1)) for member in members]
         return list(
-            await self._store._script(
+            await self._store.engine.script(
                 "langgraph.store.search", ITEM_FETCH, (self._index, *keys), ("0", *members)
             )
         )
@@ -286,7 +286,7 @@ class LangGraphStore(BaseStore):
         page = found[op.offset : wanted]
         if page and self._refresh(op.refresh_ttl):
             keys = [store_item_key(self._prefix, ".".join(i.namespace), i.key) for i in page]
-            await self._store._script("langgraph.store.search", ITEM_TOUCH, keys, ())
+            await self._store.engine.script("langgraph.store.search", ITEM_TOUCH, keys, ())
         return page
 
     async def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
@@ -334,7 +334,7 @@ class LangGraphStore(BaseStore):
                 results.append(None)
                 continue
             if pending:
-                await self._store._send("langgraph.store.put", pending)
+                await self._store.engine.send("langgraph.store.put", pending)
                 pending = []
             if isinstance(op, GetOp):
                 results.append(await self._get(op))
@@ -344,7 +344,7 @@ class LangGraphStore(BaseStore):
                 assert isinstance(op, ListNamespacesOp)
                 results.append(await self._list_namespaces(op))
         if pending:
-            await self._store._send("langgraph.store.put", pending)
+            await self._store.engine.send("langgraph.store.put", pending)
         return results
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
