@@ -21,6 +21,7 @@ from agentmem.errors import (
     StoreClosedError,
     UnflushedJournalError,
 )
+from agentmem.factory import open_store
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
 from agentmem.memories import Memory, MemoryHit
@@ -55,4 +56,5 @@ __all__ = (
     "Turn",
     "UnflushedJournalError",
     "__version__",
+    "open_store",
 )

@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 from agentmem._version import __version__
 from agentmem.config import StoreConfig
 from agentmem.demo import DemoFailed, run_conversation
-from agentmem.embedded import NoServerBinaryError, embedded_server
 from agentmem.errors import AgentMemoryError
 from agentmem.store import AgentMemoryStore
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -27,6 +27,8 @@ __all__ = [
     "KeySchema",
     "ParsedKey",
     "SessionKeys",
+    "decode_id",
+    "encode_id",
     "escape_glob",
     "validate_id",
 ]
@@ -55,6 +57,23 @@ def validate_id(value: object, *, kind: str = "session") -> str:
 @functools.lru_cache(maxsize=4096)  # agents touch the same few ids every turn
 def _encode(value: str) -> str:
     return quote(value, safe=_SAFE, encoding="utf-8", errors="strict")
+
+
+def encode_id(value: str) -> str:
+    """An id as it appears in a key: percent-encoded UTF-8, keeping only ASCII letters,
+    digits and ``._~-``, so distinct ids never share a key and no id reaches glob or
+    hash-tag syntax. The one encoding of ids (the adapters' keys use it too)."""
+    return _encode(value)
+
+
+def decode_id(encoded: str) -> str | None:
+    """The id :func:`encode_id` turned into ``encoded``, or ``None`` when it cannot have
+    produced it (not canonical: such a key is not one of ours)."""
+    try:
+        decoded = unquote(encoded, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return decoded if _encode(decoded) == encoded else None
 
 
 def escape_glob(text: str) -> str:

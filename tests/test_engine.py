@@ -12,6 +12,7 @@ from redis.crc import key_slot
 from agentmem import AgentMemoryStore, JournaledStore, MemoryUnavailableError
 from agentmem.calls import Call
 from agentmem.codec import packed_version
+from agentmem.engine import StoreEngine
 from agentmem.keys import KeySchema
 from agentmem.scripts import READ_HASH, WRITE_FACTS
 from agentmem.store import append_window
@@ -22,10 +23,14 @@ async def _cmd(client: Redis, *args: object) -> Any:
     return await client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
+def _routing(engine: StoreEngine) -> Any:
+    """The transport in use, with its slot map on a cluster."""
+    return engine.transport
+
+
 async def _on_node(store: AgentMemoryStore, key: str, *args: object) -> Any:
     """Run a command on the node that holds ``key`` (the server itself off a cluster)."""
-    transport = store.engine.transport
-    host, port = transport.slots.node_for(key_slot(key.encode()))
+    host, port = _routing(store.engine).slots.node_for(key_slot(key.encode()))
     client = Redis(host=host, port=port)
     try:
         return await _cmd(client, *args)
@@ -110,7 +115,7 @@ async def test_send_and_script_on_the_cluster(
     assert [reply[-len(user) :] for reply, user in zip(replies, users, strict=True)] == [
         u.encode() for u in users
     ]
-    nodes = {engine.transport.slots.node_for(key_slot(engine.keys.profile(u).encode())) for u in users}
+    nodes = {_routing(engine).slots.node_for(key_slot(engine.keys.profile(u).encode())) for u in users}
     assert len(nodes) == 3
     for user in users[:3]:
         stored = await _on_node(store, engine.keys.profile(user), "HGET", engine.keys.profile(user), "n")
@@ -135,7 +140,7 @@ async def test_scan_finds_keys_on_every_primary(agentmem_cluster_store: AgentMem
     found = await store.engine.scan("test.scan", store.config.prefix + ":*")
     contexts = {KeySchema(store.config.prefix).session(f"s{i}").base for i in range(30)}
     assert {c.encode() for c in contexts} <= found
-    nodes = {store.engine.transport.slots.node_for(key_slot(c.encode())) for c in contexts}
+    nodes = {_routing(store.engine).slots.node_for(key_slot(c.encode())) for c in contexts}
     assert len(nodes) == 3
 
 
@@ -153,7 +158,7 @@ async def test_each_primary_reaches_every_primary_of_the_cluster(
     replies = await engine.each_primary("test.myid", Call(None, (), ("MYID",), command="CLUSTER"))
     assert len(replies) == 3
     assert len(set(replies)) == 3
-    for (host, port), node_id in zip(engine.transport.slots.primaries, replies, strict=True):
+    for (host, port), node_id in zip(_routing(engine).slots.primaries, replies, strict=True):
         client = Redis(host=host, port=port)
         try:
             assert await _cmd(client, "CLUSTER", "MYID") == node_id

@@ -48,7 +48,7 @@ from agentmem.bench.recall import run_recall
 from agentmem.bench.report import compute_ratios, format_report
 from agentmem.bench.telemetry import run_telemetry
 from agentmem.bench.workload import OPERATIONS
-from agentmem.embedded import NoServerBinaryError, embedded_server
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 __all__ = ["Settings", "main"]
 

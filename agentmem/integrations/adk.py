@@ -69,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from agentmem.calls import Call
 from agentmem.codec import decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, SerializationError
 from agentmem.integrations.adk_scripts import (
@@ -80,7 +81,6 @@ from agentmem.integrations.adk_scripts import (
     ADK_READ,
 )
 from agentmem.keys import AdkSessionKeys
-from agentmem.pipeline import Call
 from agentmem.scripts import MAX_EXACT, READ_HASH
 from agentmem.store import AgentMemoryStore
 

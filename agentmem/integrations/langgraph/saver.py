@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from agentmem.calls import Call
 from agentmem.config import MAX_TTL, Duration, seconds
 from agentmem.errors import (
     ContextTooLargeError,
@@ -58,7 +59,6 @@ from agentmem.integrations.langgraph._saver_scripts import (
     READ,
     READ_THREAD,
 )
-from agentmem.pipeline import Call
 from agentmem.store import AgentMemoryStore
 
 __all__ = ["AgentMemorySaver"]
