@@ -128,9 +128,10 @@ async def agentmem_search_store_factory(
     request: pytest.FixtureRequest, agentmem_prefix: str, agentmem_embedder: Any
 ) -> AsyncIterator[StoreFactory]:
     """``make(url=None, **options)``: stores on the shared search server (or ``url``) with
-    the test's prefix and ``embedder=agentmem_embedder`` unless given. Afterwards every
+    the test's prefix and ``embedder=agentmem_embedder`` unless given (the store class from
+    ``fallback``, as :func:`agentmem.open_store` picks it). Afterwards every
     store is closed and the prefix's keys and indexes are dropped."""
-    from agentmem.store import AgentMemoryStore
+    from agentmem.factory import open_store
 
     made: list[AgentMemoryStore] = []
     urls: set[str] = set()
@@ -143,7 +144,7 @@ async def agentmem_search_store_factory(
         options.setdefault("prefix", agentmem_prefix)
         options.setdefault("embedder", agentmem_embedder)
         options.setdefault("client_name", f"{_client_name(agentmem_prefix)}-{len(made) + 1}")
-        store = AgentMemoryStore.from_url(url, **options)
+        store: AgentMemoryStore = open_store(url, **options)  # the class fallback= names
         made.append(store)
         return store
 
