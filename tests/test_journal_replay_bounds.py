@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from agentmem import AgentMemoryStore, JournaledStore
 from agentmem.keys import KeySchema
 from agentmem.scripts import DELETE
-from agentmem.store import write_version
+from agentmem.writes import write_version
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
