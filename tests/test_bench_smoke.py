@@ -21,7 +21,8 @@ import redis
 import agentmem
 from agentmem.bench.chart import chart_available
 from agentmem.bench.report import SMOKE_NOTE, compute_ratios
-from agentmem.bench.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
+from agentmem.bench.run import _run_loop, main
+from agentmem.bench.settings import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME
 from agentmem.bench.workload import CONTEXT, MESSAGES, OPERATIONS
 from agentmem.cli import main as cli_main
 from agentmem.keys import escape_glob
