@@ -6,6 +6,8 @@ from agentmem.errors import (
     AgentMemoryError,
     CircuitOpenError,
     ContextTooLargeError,
+    EmbeddingError,
+    IndexMismatchError,
     InvalidArgumentError,
     InvalidKeyError,
     MemoryCorruptedError,
@@ -14,6 +16,7 @@ from agentmem.errors import (
     MemoryUnavailableError,
     MissingDependencyError,
     ReplicationTimeoutError,
+    SearchUnavailableError,
     SerializationError,
     StoreClosedError,
     UnflushedJournalError,
@@ -21,6 +24,7 @@ from agentmem.errors import (
 from agentmem.factory import open_store
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
+from agentmem.memories import Memory, MemoryHit
 from agentmem.store import AgentMemoryStore, Turn
 from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
 
@@ -29,16 +33,21 @@ __all__ = (
     "AgentMemoryStore",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "EmbeddingError",
     "Health",
+    "IndexMismatchError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "JournaledStore",
+    "Memory",
     "MemoryCorruptedError",
     "MemoryFullError",
+    "MemoryHit",
     "MemoryPermissionError",
     "MemoryUnavailableError",
     "MissingDependencyError",
     "ReplicationTimeoutError",
+    "SearchUnavailableError",
     "SerializationError",
     "StoreClosedError",
     "StoreConfig",

@@ -173,6 +173,28 @@ class KeySchema:
         tag = self._user_tag(user_id)
         return (f"{tag}:facts", f"{tag}:forgotten")
 
+    # -- memories (store.memories: agentmem.memories) -----------------------------------
+
+    def memory(self, user_id: str, memory_id: str) -> str:
+        """One memory's hash. A user's memories share the hash tag ``{m:<id>}`` (one slot,
+        so one shard, per user), and only memories start with :meth:`memory_prefix`, the
+        prefix the memories index covers."""
+        return f"{self.prefix}:{{m:{_encode(validate_id(user_id, kind='user'))}}}:{memory_id}"
+
+    def memory_prefix(self) -> str:
+        """The key prefix the memories index is built on (``FT.CREATE ... PREFIX``)."""
+        return f"{self.prefix}:{{m:"
+
+    def match_memories(self, user_id: str) -> str:
+        """A SCAN MATCH pattern for every memory of ``user_id``."""
+        return escape_glob(self.memory(user_id, "")) + "*"
+
+    def memory_index(self, tag: str | None = None) -> str:
+        """The memories index's name (the search module checks it as a key: it matches the
+        store's ACL key pattern). On a cluster one per primary, each named with a hash
+        ``tag`` of a slot that primary serves (the module routes ``FT.*`` by the name's slot)."""
+        return f"{self.prefix}:{{memidx}}" if tag is None else f"{self.prefix}:{{{tag}}}:memidx"
+
     def _user_tag(self, user_id: str) -> str:
         return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}"
 

@@ -8,13 +8,14 @@ sends them through one transport, retried, behind the circuit breaker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -40,6 +41,9 @@ from agentmem.writes import (
     prepare_update,
     write_version,
 )
+
+if TYPE_CHECKING:
+    from agentmem.memories.api import Memories
 
 __all__ = ["MIN_APPEND_WINDOW", "AgentMemoryStore", "Turn", "append_window"]
 
@@ -235,6 +239,14 @@ class AgentMemoryStore:
         Cluster: the ``RedisCluster`` given, or from ``from_url`` the seed node's client)."""
         return self._client
 
+    @functools.cached_property
+    def memories(self) -> Memories:
+        """Recall by meaning: ``add``/``search``/``get``/``delete``/``list`` a user's
+        memories (needs ``embedder=`` and a server with a query engine; see the README)."""
+        from agentmem.memories.api import Memories
+
+        return Memories(self.engine)
+
     @property
     def breaker(self) -> CircuitBreaker:
         """The circuit breaker every call of this store goes through."""
@@ -346,14 +358,17 @@ class AgentMemoryStore:
         return int(await self.engine.script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any.
+        """Erase the user's long-term facts and memories (``store.memories``: their index
+        entries go with them); ``True`` if there were any.
 
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
         keys = self.engine.keys.profile_keys(user_id)
         tombstone_ttl = self.engine.ttl_ms("profile") or self.engine.ttl_ms("session")
         args = (write_version(), tombstone_ttl)
-        return int(await self.engine.script("forget_user", DELETE, keys, args)) > 0
+        facts = int(await self.engine.script("forget_user", DELETE, keys, args)) > 0
+        memories = await self.memories.forget(user_id)
+        return facts or memories > 0
 
     # -- observability ---------------------------------------------------------------
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -38,6 +39,9 @@ from agentmem.journal import DroppedWrite
 from agentmem.journaled import JournaledStore
 from agentmem.retry import RetryStats
 from agentmem.store import AgentMemoryStore, Turn
+
+if TYPE_CHECKING:
+    from agentmem.memories.sync import SyncMemories
 
 __all__ = ["SyncAgentMemoryStore", "SyncJournaledStore"]
 
@@ -248,8 +252,15 @@ class SyncAgentMemoryStore:
         return self._run("delete_session", lambda: self._store.delete_session(session_id))
 
     def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any."""
+        """Erase the user's long-term facts and memories; ``True`` if there were any."""
         return self._run("forget_user", lambda: self._store.forget_user(user_id))
+
+    @functools.cached_property
+    def memories(self) -> SyncMemories:
+        """``store.memories`` (recall by meaning), blocking: add, search, get, delete, list."""
+        from agentmem.memories.sync import SyncMemories
+
+        return SyncMemories(self._run, self._store.memories)
 
     def health(self) -> Health:
         """Server version, latency, pool use, breaker state and key counters."""

@@ -241,3 +241,18 @@ def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
 
     assert _run_loop(loop_type(), True).startswith(uvloop.__name__)
     assert _run_loop(loop_type(), False).startswith("asyncio")
+
+
+def test_recall_benchmark_runs_and_is_exact(agentmem_search_server: Any, tmp_path: Path) -> None:
+    """agentmem bench --recall on a search server: every sampled search equals brute force."""
+    from agentmem.bench.recall import EXACT_QUERIES
+
+    code = main(
+        ["--recall", "--quick", "--recall-sizes", "300", "--quiet", "--url", agentmem_search_server.url,
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    [result] = json.loads((tmp_path / "recall.json").read_text())["results"]
+    assert result["memories"] == 300
+    assert result["exact_queries"] == f"{EXACT_QUERIES}/{EXACT_QUERIES}"
+    assert result["add_per_second"] > 0

@@ -426,6 +426,29 @@ async def test_engine_observe_is_one_span_its_first_send_joins(
     assert op.attributes["agentmem.batch_size"] == 1
 
 
+async def test_memories_spans_carry_no_text_query_or_vector(
+    spans: InMemorySpanExporter, agentmem_search_store_factory: StoreFactory
+) -> None:
+    """Each memories call is one span named after it; no attribute holds its text, query or vector."""
+    from agentmem.testing.embedders import HashEmbedder
+
+    store = agentmem_search_store_factory(telemetry=True, embedder=HashEmbedder())
+    memory = await store.memories.add(USER, "secret text about the dog")
+    await store.memories.search(USER, "private question", k=3)
+    await store.memories.get(USER, memory.id)
+    await store.memories.list(USER)
+    await store.memories.delete(USER, memory.id)
+    finished = spans.get_finished_spans()
+    names = {s.name for s in finished}
+    assert {"memories.add", "memories.search", "memories.get", "memories.list", "memories.delete"} <= names
+    for span in finished:
+        for value in (span.attributes or {}).values():
+            assert "secret" not in str(value)
+            assert "private" not in str(value)
+        for event in span.events:
+            assert "secret" not in str(event.attributes)
+
+
 async def _touch_every_primary(store: AgentMemoryStore) -> None:
     """Writes to users spread over every slot range, so each primary's pool is made."""
     await asyncio.gather(*(store.remember(f"u{i}", {"i": i}) for i in range(24)))

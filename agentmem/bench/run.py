@@ -39,6 +39,7 @@ from agentmem.bench.lineup import standard_contenders
 from agentmem.bench.machine import machine_info, server_info
 from agentmem.bench.memory import format_memory, memory_per_session
 from agentmem.bench.probes import delete_keys, round_trips, session_memory
+from agentmem.bench.recall import run_recall
 from agentmem.bench.report import compute_ratios, format_report
 from agentmem.bench.settings import (
     CHART_NAME,
@@ -307,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         return run_topology(args)
+    if args.recall:
+        return run_recall(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)

@@ -11,6 +11,7 @@ from typing import Any
 
 from agentmem.bench.contenders import DEFAULT_POOL_SIZE, PIPELINE_BATCH
 from agentmem.bench.harness import Budget
+from agentmem.bench.recall import add_arguments as recall_arguments
 
 __all__ = [
     "CHART_NAME",
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--telemetry", action="store_true", help="only measure what telemetry=True costs (CPU per operation)"
     )
+    recall_arguments(parser)
     return parser
 
 

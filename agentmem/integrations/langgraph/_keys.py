@@ -23,6 +23,9 @@ __all__ = [
     "run_key",
     "store_index_key",
     "store_item_key",
+    "store_search_index",
+    "store_vector_key",
+    "store_vector_prefix",
     "thread_from_index_key",
     "thread_keys",
     "thread_pattern",
@@ -78,3 +81,19 @@ def store_index_key(prefix: str) -> str:
 def store_item_key(prefix: str, namespace: str, key: str) -> str:
     """One item's hash; ``namespace`` is the labels joined with ``.``."""
     return f"{prefix}:{{lgs}}:i:{encode_id(namespace)}:{encode_id(key)}"
+
+
+def store_vector_prefix(prefix: str) -> str:
+    """The key prefix of every vector document (the search index's ``PREFIX``)."""
+    return f"{prefix}:{{lgs}}:v:"
+
+
+def store_vector_key(prefix: str, namespace: str, key: str, number: int) -> str:
+    """The hash of an item's ``number``-th vector (one per indexed text of the item)."""
+    return f"{store_vector_prefix(prefix)}{encode_id(namespace)}:{encode_id(key)}:{number}"
+
+
+def store_search_index(prefix: str) -> str:
+    """The name of the store's search index; its hash tag is the items' (one slot on a
+    cluster, so a search's hits come back with their fields)."""
+    return f"{prefix}:{{lgs}}:vidx"
