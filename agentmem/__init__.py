@@ -6,6 +6,8 @@ from agentmem.errors import (
     AgentMemoryError,
     CircuitOpenError,
     ContextTooLargeError,
+    EmbeddingError,
+    IndexMismatchError,
     InvalidArgumentError,
     InvalidKeyError,
     MemoryCorruptedError,
@@ -14,12 +16,15 @@ from agentmem.errors import (
     MemoryUnavailableError,
     MissingDependencyError,
     ReplicationTimeoutError,
+    SearchUnavailableError,
     SerializationError,
     StoreClosedError,
     UnflushedJournalError,
 )
+from agentmem.factory import open_store
 from agentmem.health import Health
 from agentmem.journaled import JournaledStore
+from agentmem.memories import Memory, MemoryHit
 from agentmem.store import AgentMemoryStore, Turn
 from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
 
@@ -28,16 +33,21 @@ __all__ = (
     "AgentMemoryStore",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "EmbeddingError",
     "Health",
+    "IndexMismatchError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "JournaledStore",
+    "Memory",
     "MemoryCorruptedError",
     "MemoryFullError",
+    "MemoryHit",
     "MemoryPermissionError",
     "MemoryUnavailableError",
     "MissingDependencyError",
     "ReplicationTimeoutError",
+    "SearchUnavailableError",
     "SerializationError",
     "StoreClosedError",
     "StoreConfig",
@@ -46,4 +56,5 @@ __all__ = (
     "Turn",
     "UnflushedJournalError",
     "__version__",
+    "open_store",
 )

@@ -23,6 +23,10 @@ The framework adapters (``agentmem.integrations``) run scripts of their own and 
 plain commands; ``integrations=("langgraph", ...)`` adds what each needs, read from its
 script modules the same way (so the adapter's extra must be installed).
 
+``memories=True`` (``agentmem acl --memories``) adds what ``store.memories`` sends: ``FT.*``
+on its index (whose name matches the key pattern below, as the search module checks it as a
+key), the hash reads and deletes, and ``CLUSTER SLOTS``; nothing else.
+
 Keys: the pattern ``<prefix>:{*`` (glob characters of the prefix escaped) matches every
 key of the store and nothing else: a store's keys all start ``<prefix>:{`` (hash tag),
 and a prefix cannot hold ``{``, so a neighbour whose prefix extends this one
@@ -48,6 +52,7 @@ __all__ = [
     "acl_setuser_args",
     "integration_commands",
     "key_pattern",
+    "memories_commands",
     "store_commands",
 ]
 
@@ -80,6 +85,12 @@ INTEGRATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("agentmem.integrations.langgraph._saver_scripts", "agentmem.integrations.langgraph._store_scripts"),
         ("scan", "smembers", "unlink"),
     ),
+    # LangGraphStore(index=...): the same, plus the query engine on its index (whose name
+    # `<prefix>:{lgs}:vidx` matches the key pattern, as the search module checks it as a key)
+    "langgraph-index": (
+        ("agentmem.integrations.langgraph._saver_scripts", "agentmem.integrations.langgraph._store_scripts"),
+        ("scan", "smembers", "unlink", "ft.create", "ft.info", "ft.search"),
+    ),
 }
 
 
@@ -102,12 +113,34 @@ def integration_commands(name: str) -> tuple[str, ...]:
 _ALWAYS = ("evalsha", "script|load", "ping")
 
 
+def memories_commands() -> tuple[str, ...]:
+    """What ``store.memories`` sends beyond the store's commands: its script's commands, the
+    query engine's ``FT.*`` on its index (create, info, search; ``FT._LIST`` to learn whether
+    the server has one), reads and deletes of memory hashes, and ``CLUSTER SLOTS`` to name
+    each primary's index on a cluster."""
+    from agentmem.memories import api
+
+    direct = (
+        "ft.create",
+        "ft.info",
+        "ft.search",
+        "ft._list",
+        "hmget",
+        "exists",
+        "del",
+        "unlink",
+        "cluster|slots",
+    )
+    return tuple(sorted(set(_script_commands(api)) | set(direct)))
+
+
 def store_commands(
     *,
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
     integrations: Iterable[str] = (),
+    memories: bool = False,
 ) -> tuple[str, ...]:
     """Every command a store sends: always the scripts and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
     ``CLIENT SETNAME`` with ``client_name``, ``INFO`` for ``health``, ``CONFIG GET`` for
@@ -118,7 +151,10 @@ def store_commands(
         if wanted
     ]
     core = (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
-    added = sorted({name for adapter in integrations for name in integration_commands(adapter)} - set(core))
+    wanted = {name for adapter in integrations for name in integration_commands(adapter)}
+    if memories:
+        wanted |= set(memories_commands())
+    added = sorted(wanted - set(core))
     return (*core, *added)
 
 
@@ -136,6 +172,7 @@ def acl_setuser_args(
     health: bool = False,
     large_values: bool = False,
     integrations: Iterable[str] = (),
+    memories: bool = False,
 ) -> list[str]:
     """The arguments after ``ACL SETUSER``: ``<user> reset on [#<sha256>] ~<pattern> -@all +...``.
 
@@ -156,7 +193,11 @@ def acl_setuser_args(
         *(
             "+" + name
             for name in store_commands(
-                client_name=client_name, health=health, large_values=large_values, integrations=integrations
+                client_name=client_name,
+                health=health,
+                large_values=large_values,
+                integrations=integrations,
+                memories=memories,
             )
         ),
     ]
@@ -179,6 +220,7 @@ def acl_rule(
     health: bool = False,
     large_values: bool = False,
     integrations: Iterable[str] = (),
+    memories: bool = False,
 ) -> str:
     """The ``ACL SETUSER`` command line (quoted for ``redis-cli``) of :func:`acl_setuser_args`."""
     args = acl_setuser_args(
@@ -189,5 +231,6 @@ def acl_rule(
         health=health,
         large_values=large_values,
         integrations=integrations,
+        memories=memories,
     )
     return " ".join(["ACL", "SETUSER", *(_quote(arg) for arg in args)])

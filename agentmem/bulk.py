@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from agentmem.errors import ContextTooLargeError, MemoryPermissionError
 
 if TYPE_CHECKING:
-    from agentmem.pipeline import Call
+    from agentmem.calls import Call
     from agentmem.retry import Retrier
 
 __all__ = ["DEFAULT_BULK_LIMIT", "MIN_BULK_LIMIT", "BulkLimit"]

@@ -18,9 +18,9 @@ from redis.exceptions import RedisError
 from agentmem._version import __version__
 from agentmem.config import StoreConfig
 from agentmem.demo import DemoFailed, run_conversation
-from agentmem.embedded import NoServerBinaryError, embedded_server
 from agentmem.errors import AgentMemoryError
 from agentmem.store import AgentMemoryStore
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -114,6 +114,7 @@ def _diagnose(args: argparse.Namespace) -> tuple[Report, str | None]:
         "pool_size": args.pool_size,
         "processes": args.processes,
         "health_check_interval": args.health_check_interval,
+        "prefix": args.prefix,
     }
     if args.url:
         return asyncio.run(diagnose(args.url, **options)), None
@@ -177,6 +178,7 @@ def _cmd_acl(args: argparse.Namespace) -> int:
             health=args.health,
             large_values=args.large_values,
             integrations=args.integration,
+            memories=args.memories,
         )
     except ValueError as exc:
         print(f"agentmem acl: {exc}", file=sys.stderr)
@@ -326,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--pool-size", type=int, default=32, help="max_connections per process")
     doctor.add_argument("--processes", type=int, default=4, help="processes that share the server")
     doctor.add_argument("--health-check-interval", type=float, default=30.0)
+    doctor.add_argument("--prefix", help="also report this store's memories index (store.memories)")
     doctor.set_defaults(run=_cmd_doctor)
 
     acl = commands.add_parser(
@@ -345,10 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--large-values", action="store_true", help="allow CONFIG GET (max_value_bytes over 1 MiB)"
     )
     acl.add_argument(
+        "--memories", action="store_true", help="allow what store.memories sends (FT.* on its index)"
+    )
+    acl.add_argument(
         "--integration",
         action="append",
         default=[],
-        choices=("openai-agents", "adk", "langgraph"),
+        choices=("openai-agents", "adk", "langgraph", "langgraph-index"),
         help="also allow what this framework adapter sends (repeatable)",
     )
     acl.set_defaults(run=_cmd_acl)

@@ -1,10 +1,11 @@
 """Sending store operations to a Redis Cluster: one pipeline per node, by slot.
 
-Every :class:`~agentmem.pipeline.Call` names keys of one hash tag, so one slot, so one
-node. :class:`ClusterTransport` keeps its own slot map (``CLUSTER SLOTS``) and one
-bounded pool per primary, and offers what :class:`~agentmem.pipeline.AutoPipeliner`
-offers (``send(calls) -> replies``, batched across the tasks of one event-loop
-iteration, or sent at once):
+Every :class:`~agentmem.calls.Call` names keys of one hash tag (or a ``route`` key), so
+one slot, so one node. :class:`ClusterTransport` keeps its own slot map (``CLUSTER
+SLOTS``) and one bounded pool per primary, and offers what
+:class:`~agentmem.pipeline.NodeTransport` offers (``send(calls) -> replies``, batched
+across the tasks of one event-loop iteration by the same :class:`~agentmem.batching.Batcher`,
+or sent at once):
 
 * the calls of a batch are grouped by node and each node's group goes out as one
   pipeline, every node at once; ``load_turn`` with a ``user_id`` whose facts live on
@@ -29,19 +30,22 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 from redis import exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
 from redis.crc import key_slot
 
 from agentmem._translate import is_transient
+from agentmem.batching import Batcher, BatchStats, Item, fail
 from agentmem.breaker import CircuitBreaker
-from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload, drain
+from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
+from agentmem.pipeline import MAX_BATCH
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
 from agentmem.scripts import ScriptRunner
+from agentmem.wire import NodeLink, round_trip
 
 __all__ = ["SLOTS", "Address", "ClusterTransport", "SlotMap"]
 
@@ -53,14 +57,15 @@ SLOTS = 16384
 MAX_REDIRECTS = 5
 
 Address = tuple[str, int]
-_Item = tuple[Call, "asyncio.Future[Any]"]
 _ASKING = Call(None, (), (), command="ASKING")
 _CLUSTER_SLOTS = Call(None, ("SLOTS",), (), command="CLUSTER")
 
 
 def call_slot(call: Call) -> int:
-    """The slot of a call's keys (all share one hash tag); slot 0 for a keyless call."""
-    return key_slot(call.keys[0].encode()) if call.keys else 0
+    """The slot of a call's keys (all share one hash tag), else of its ``route``; slot 0
+    for a keyless call without a route."""
+    key = call.keys[0] if call.keys else call.route
+    return key_slot(key.encode()) if key else 0
 
 
 def _text(value: Any) -> str:
@@ -99,15 +104,6 @@ class SlotMap:
         self.loaded = True
 
 
-class _PoolSummary:
-    """What ``health()`` reads from a pool, summed over the node pools."""
-
-    def __init__(self, pools: Iterable[ConnectionPool]) -> None:
-        pools = list(pools)
-        self._in_use_connections = [c for p in pools for c in getattr(p, "_in_use_connections", ())]
-        self.max_connections = sum(int(getattr(p, "max_connections", 0) or 0) for p in pools)
-
-
 class ClusterTransport:
     """Routes calls to the cluster's primaries (see the module docstring).
 
@@ -126,6 +122,7 @@ class ClusterTransport:
         batching: bool = True,
         wait: Wait | None = None,
         max_batch: int = MAX_BATCH,
+        stats: BatchStats | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("a cluster transport needs at least one seed node")
@@ -133,27 +130,33 @@ class ClusterTransport:
         self._pool_for = pool_for
         self._runner = runner
         self._breaker = breaker
-        self._batching = batching
         self._wait = wait
         self._max_batch = max_batch
         self._clients: dict[Address, Redis] = {}
+        self._links: dict[Address, NodeLink] = {}
         self.slots = SlotMap()
         self._stale = True
         self._refresh_lock = asyncio.Lock()
         self._refreshes = 0
-        self._pending: list[_Item] = []
-        self._flush_scheduled = False
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._batcher = Batcher(self._dispatch, max_batch=None, batching=batching)
         self._closed = False
-        #: Pipelines sent, calls carried, sizes of the latest pipelines, pipelines per node.
-        self.batches = 0
-        self.calls = 0
-        self.recent_sizes: collections.deque[int] = collections.deque(maxlen=64)
+        #: Pipelines sent, calls carried, sizes of the latest pipelines (all nodes).
+        self.stats = stats if stats is not None else BatchStats()
+        #: Pipelines per node.
         self.node_batches: collections.Counter[Address] = collections.Counter()
         self.redirects = 0
-        #: Called with the calls of each pipeline sent (telemetry's batch sizes), as on
-        #: :class:`~agentmem.pipeline.AutoPipeliner`.
-        self.on_batch: Callable[[Sequence[Call]], None] | None = None
+
+    @property
+    def batches(self) -> int:
+        return self.stats.batches
+
+    @property
+    def calls(self) -> int:
+        return self.stats.calls
+
+    @property
+    def recent_sizes(self) -> collections.deque[int]:
+        return self.stats.recent_sizes
 
     # -- nodes and the slot map -------------------------------------------------------------
 
@@ -164,13 +167,37 @@ class ClusterTransport:
             client = self._clients[address] = Redis(connection_pool=self._pool_for(*address))
         return client
 
-    def admin_client(self) -> Redis:
+    def link(self, address: Address) -> NodeLink:
+        """The round trips to one node, made on first use."""
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = NodeLink(
+                self.client(address), self._runner, self._breaker, self._wait
+            )
+        return link
+
+    async def admin_client(self) -> Redis:
         """A client for a node-level command (INFO, CONFIG GET): the first primary known."""
         primaries = self.slots.primaries
         return self.client(primaries[0] if primaries else self._seeds[0])
 
-    def pool_summary(self) -> Any:
-        return _PoolSummary(client.connection_pool for client in self._clients.values())
+    async def primaries(self) -> Sequence[Address]:
+        """Every primary, from a fresh slot map."""
+        await self.refresh(force=True)
+        return self.slots.primaries
+
+    async def topology(self) -> Literal["single", "cluster"] | None:
+        return "cluster"
+
+    def describe(self) -> dict[str, Any]:
+        """The first seed node's address (each node has a pool of its own: see :meth:`pool_stats`)."""
+        host, port = self._seeds[0]
+        return {"server.address": host, "server.port": port, "db.namespace": "0"}
+
+    def pool_stats(self) -> dict[str, PoolStats]:
+        """Every node pool made so far (one per primary the store has talked to)."""
+        clients = self._clients.items()
+        return {f"{host}:{port}/0": pool_stats(client.connection_pool) for (host, port), client in clients}
 
     def _candidates(self) -> list[Address]:
         known = [*self.slots.primaries, *self._clients, *self._seeds]
@@ -188,7 +215,7 @@ class ClusterTransport:
                 try:
                     # Not reported to the breaker: the probe refreshes too, and a reply from
                     # one node says nothing of the node the failing calls went to.
-                    (reply,) = await _pipeline(self.client(address), self._runner, [_CLUSTER_SLOTS])
+                    (reply,) = await round_trip(self.client(address), self._runner, [_CLUSTER_SLOTS])
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -209,59 +236,26 @@ class ClusterTransport:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def send(self, calls: Sequence[Call]) -> list[Any]:
+    def send(self, calls: Sequence[Call]) -> Awaitable[list[Any]]:
         """Send an operation's calls (queued for the next flush when batching); raise the
         first error reply."""
-        loop = asyncio.get_running_loop()
-        items: list[_Item] = [(call, loop.create_future()) for call in calls]
-        if self._batching:
-            self._pending.extend(items)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
-        else:
-            self._start(items)
-        futures = [future for _, future in items]
-        try:
-            replies = [await future for future in futures]
-        except BaseException:
-            for future in futures:
-                if future.done() and not future.cancelled():
-                    future.exception()
-                future.cancel()
-            raise
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return self._batcher.send(calls)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        items = [item for item in self._pending if not item[1].done()]
-        self._pending = []
-        if items:
-            self._start(items)
-
-    def _start(self, items: list[_Item]) -> None:
-        task = asyncio.ensure_future(self._dispatch(items))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _dispatch(self, items: list[_Item], hops: int = 0) -> None:
+    async def _dispatch(self, items: list[Item], hops: int = 0) -> None:
         """Group items by node and send each group (in pipelines of at most ``max_batch``)."""
         try:
             await self._ensure_map()
         except Exception as exc:
             if is_transient(exc):
                 self._breaker.record_failure()
-            _fail(items, exc)
+            fail(items, exc)
             return
-        groups: dict[Address, list[_Item]] = collections.defaultdict(list)
+        groups: dict[Address, list[Item]] = collections.defaultdict(list)
         for item in items:
             address = self.slots.node_for(call_slot(item[0]))
             if address is None:
                 self._stale = True
-                _fail([item], rexc.ClusterDownError(f"slot {call_slot(item[0])} is not served by any node"))
+                fail([item], rexc.ClusterDownError(f"slot {call_slot(item[0])} is not served by any node"))
                 continue
             groups[address].append(item)
         sends = [
@@ -271,21 +265,13 @@ class ClusterTransport:
         ]
         await asyncio.gather(*sends)
 
-    async def _deliver(
-        self, address: Address, items: list[_Item], hops: int, *, asking: bool = False
-    ) -> None:
+    async def _deliver(self, address: Address, items: list[Item], hops: int, *, asking: bool = False) -> None:
         calls = [call for call, _ in items]
         wire = [c for call in calls for c in (_ASKING, call)] if asking else calls
-        self.batches += 1
-        self.calls += len(calls)
-        self.recent_sizes.append(len(calls))
+        self.stats.record(calls)
         self.node_batches[address] += 1
-        if self.on_batch is not None:
-            self.on_batch(calls)
         try:
-            replies = await _send_with_reload(
-                self.client(address), self._runner, wire, self._breaker, wait=self._wait
-            )
+            replies = await self.link(address).send_with_reload(wire)
         except asyncio.CancelledError:
             for _, future in items:
                 future.cancel()
@@ -293,12 +279,12 @@ class ClusterTransport:
         except Exception as exc:  # the node is lost (or killed): every call of it failed
             if is_transient(exc):
                 self._stale = True
-            _fail(items, exc)
+            fail(items, exc)
             return
         if asking:
             replies = replies[1::2]
-        moved: list[_Item] = []
-        asked: dict[Address, list[_Item]] = collections.defaultdict(list)
+        moved: list[Item] = []
+        asked: dict[Address, list[Item]] = collections.defaultdict(list)
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, rexc.AskError) and hops < MAX_REDIRECTS:
                 self.redirects += 1
@@ -320,14 +306,27 @@ class ClusterTransport:
         if follow:
             await asyncio.gather(*follow)
 
-    async def _dispatch_known(self, items: list[_Item], hops: int) -> None:
+    async def _dispatch_known(self, items: list[Item], hops: int) -> None:
         """Resend after MOVED with the slots just learnt (the full refresh can wait)."""
-        groups: dict[Address, list[_Item]] = collections.defaultdict(list)
+        groups: dict[Address, list[Item]] = collections.defaultdict(list)
         for item in items:
             address = self.slots.node_for(call_slot(item[0]))
             assert address is not None  # just set from the MOVED reply
             groups[address].append(item)
         await asyncio.gather(*(self._deliver(a, g, hops) for a, g in groups.items()))
+
+    async def send_to(self, address: Address, calls: Sequence[Call]) -> list[Any]:
+        """Send calls to one node now, unbatched (a node-level command on every primary,
+        such as ``FT.CREATE`` on each shard); raise the first error reply."""
+        self.stats.record(calls)
+        self.node_batches[address] += 1
+        try:
+            replies = await self.link(address).send_with_reload(calls)
+        except Exception as exc:
+            if is_transient(exc):
+                self._stale = True
+            raise
+        return raise_first_error(replies)
 
     # -- breaker probe, recovery, close ----------------------------------------------------
 
@@ -347,15 +346,7 @@ class ClusterTransport:
         if self._closed:
             return
         self._closed = True
-        if self._flush_scheduled:  # calls queued before the close are sent, not dropped
-            self._flush()
-        await drain(self._inflight)
+        await self._batcher.aclose()  # calls queued before the close are sent, not dropped
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
-
-
-def _fail(items: Iterable[_Item], exc: BaseException) -> None:
-    for _, future in items:
-        if not future.done():
-            future.set_exception(exc)

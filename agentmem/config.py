@@ -154,6 +154,13 @@ class StoreConfig:
     journal_max_bytes: int = 64 * 1024 * 1024
     #: OpenTelemetry spans and metrics on the global providers (``agentmem-redis[otel]``).
     telemetry: bool = False
+    #: What turns text into vectors for ``store.memories`` (recall by meaning): a LangChain
+    #: ``Embeddings``, an object with ``embed(texts)`` (sync or async), or a callable
+    #: ``texts -> vectors`` (sync or async). ``None``: ``store.memories`` refuses to run.
+    embedder: Any = dataclasses.field(default=None, repr=False)
+    #: The memories index: ``"flat"`` (exact KNN, the default) or ``"hnsw"`` (approximate,
+    #: for stores that mostly search across all users).
+    memory_index: Literal["flat", "hnsw"] = "flat"
 
     def __post_init__(self) -> None:
         validate_prefix(self.prefix)
@@ -202,6 +209,12 @@ class StoreConfig:
             raise InvalidArgumentError(f"telemetry must be True or False, got {self.telemetry!r}")
         if self.fallback not in ("raise", "journal"):
             raise InvalidArgumentError(f"fallback must be 'raise' or 'journal', got {self.fallback!r}")
+        if self.memory_index not in ("flat", "hnsw"):
+            raise InvalidArgumentError(f"memory_index must be 'flat' or 'hnsw', got {self.memory_index!r}")
+        if self.embedder is not None:
+            from agentmem.memories.embedder import check_embedder
+
+            check_embedder(self.embedder)
         self._check_credentials_and_tls()
 
     def _check_credentials_and_tls(self) -> None:

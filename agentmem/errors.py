@@ -10,6 +10,8 @@ __all__ = [
     "AgentMemoryError",
     "CircuitOpenError",
     "ContextTooLargeError",
+    "EmbeddingError",
+    "IndexMismatchError",
     "InvalidArgumentError",
     "InvalidKeyError",
     "MemoryCorruptedError",
@@ -18,6 +20,7 @@ __all__ = [
     "MemoryUnavailableError",
     "MissingDependencyError",
     "ReplicationTimeoutError",
+    "SearchUnavailableError",
     "SerializationError",
     "StoreClosedError",
     "UnflushedJournalError",
@@ -111,3 +114,21 @@ class UnflushedJournalError(MemoryUnavailableError):
 class MissingDependencyError(AgentMemoryError, ImportError):
     """An option needs an optional extra that is not installed (``telemetry=True`` needs
     ``agentmem-redis[otel]``); the message names the ``pip install`` to run. Nothing was sent."""
+
+
+class EmbeddingError(AgentMemoryError):
+    """The store's ``embedder`` raised, or returned the wrong number of vectors, or vectors
+    of another length than the memories index (or not finite numbers). Raised before any
+    Redis call: nothing was written. Not retried (the same texts give the same failure)."""
+
+
+class SearchUnavailableError(AgentMemoryError):
+    """``store.memories`` needs a query engine (``FT.CREATE``/``FT.SEARCH``) and this server
+    has none: use Redis 8, Redis Stack, a server with valkey-search, or a managed Redis
+    that has search. Every other store call keeps working on this server. Nothing was written."""
+
+
+class IndexMismatchError(AgentMemoryError):
+    """The memories index that exists under this prefix was built differently (another
+    vector dimension, another prefix or algorithm) from what this store would build. agentmem
+    never drops an index by itself: drop it (``FT.DROPINDEX``) or use another prefix."""

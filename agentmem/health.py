@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from agentmem.breaker import CircuitBreaker
+from agentmem.calls import PoolStats
 from agentmem.retry import RetryStats
 
-__all__ = ["Health", "collect_health", "parse_version", "server_identity"]
+__all__ = ["Health", "collect_health", "parse_version", "pool_usage", "server_identity"]
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -57,25 +58,25 @@ class Health:
         return asdict(self)
 
 
-def _pool_usage(pool: Any) -> tuple[int, int]:
-    # redis-py keeps these as private lists; read them defensively.
-    in_use = len(getattr(pool, "_in_use_connections", ()) or ())
-    size = int(getattr(pool, "max_connections", 0) or 0)
-    return in_use, size
+def pool_usage(pools: Iterable[PoolStats]) -> tuple[int, int]:
+    """Connections in use by calls and the most the pools open, summed over the pools
+    (a connection kept idle for the next inline send is not in use)."""
+    figures = list(pools)
+    return sum(max(0, p.in_use - p.held) for p in figures), sum(p.size for p in figures)
 
 
 def collect_health(
     *,
     info: dict[str, Any] | None,
     latency: float | None,
-    pool: Any,
+    pools: Iterable[PoolStats],
     breaker: CircuitBreaker,
     stats: RetryStats,
     journal_backlog: int = 0,
     skipped: tuple[str, ...] = (),
 ) -> Health:
     """A :class:`Health`; ``info=None`` when the server refused INFO (fields it feeds are None)."""
-    in_use, size = _pool_usage(pool)
+    in_use, size = pool_usage(pools)
     server, version = server_identity(info) if info is not None else (None, None)
     known = info if info is not None else {}
     return Health(

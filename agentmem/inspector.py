@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, cast
+from urllib.parse import unquote
 
 import orjson
 from redis import Redis
@@ -299,7 +300,7 @@ class Inspector:
         usable = self._keys_of(report, {"facts": facts_key, "forgotten": forgotten_key})
         facts = self._fields(usable.get("facts"), "facts", report) or {}
         self._tombstone(report, usable.get("forgotten"), "forgotten_at")
-        report.data = {"facts": facts}
+        report.data = {"facts": facts, "memories": self._memories(user_id)}
         report.size_source = self.size_source
         return report
 
@@ -321,6 +322,30 @@ class Inspector:
             if prefix and KeySchema(prefix).parse(raw_key) is not None:
                 seen.add(prefix)
         return sorted(seen)
+
+    def _memories(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's memories (``store.memories``), newest first: id, text, tags, created_at.
+        Read by SCAN and HMGET, so it works without a query engine too."""
+        found: list[dict[str, Any]] = []
+        for key in self.client.scan_iter(match=self.keys.match_memories(user_id), count=SCAN_BATCH):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            values: list[Any] = cast(list[Any], self.client.hmget(name, ["text", "tags", "created"]))
+            text, tags, created = (bytes(v) if v is not None else None for v in values)
+            if text is None:
+                continue  # deleted meanwhile
+            stamp = int(created or 0)
+            moment = datetime.datetime.fromtimestamp(stamp / 1000, tz=datetime.timezone.utc)
+            found.append(
+                {
+                    "id": name.rsplit(":", 1)[1],
+                    "text": text.decode("utf-8", "replace"),
+                    "tags": [unquote(t) for t in (tags or b"").decode().split(",") if t],
+                    "created_at": moment.isoformat(),
+                    "_ms": stamp,
+                }
+            )
+        found.sort(key=lambda item: -item["_ms"])
+        return [{k: v for k, v in item.items() if k != "_ms"} for item in found]
 
     def sessions(self, *, match: str = "*", count: int = 50) -> tuple[list[dict[str, Any]], bool]:
         """Sessions whose id matches ``match`` (fnmatch), at most ``count``, found with SCAN;
@@ -417,6 +442,14 @@ def render_user(report: Report) -> str:
     if report.keys:
         lines.append(f"  facts      {len(facts)} field{'s' if len(facts) != 1 else ''}")
         lines += [f"    {_name(name)}: {_json(value)}" for name, value in facts.items()]
+    memories = report.data.get("memories", [])
+    if memories or report.keys:
+        lines.append(f"  memories   {len(memories)}")
+        lines += [
+            f"    {item['created_at']} {item['id']} {_json(item['text'])}"
+            + (f" tags={_json(item['tags'])}" if item["tags"] else "")
+            for item in memories
+        ]
     return "\n".join(lines + _corrupt(report))
 
 

@@ -14,24 +14,40 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from agentmem.errors import AgentMemoryError, MemoryUnavailableError
+from agentmem.writes import Write, WriteKind
 
 __all__ = ["DroppedWrite", "Journal", "JournalEntry", "KnownHistory", "LocalView"]
 
-Kind = Literal["save", "update", "append", "remember"]
+Kind = WriteKind
 
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    kind: Kind
-    target: str  # session id (save/update/append) or user id (remember)
-    encoded: tuple[bytes, ...]  # what goes on the wire: field/value pairs, or messages
-    version: int  # writer clock in microseconds
+    """A prepared write (sent as it is on replay) and what it wrote, for the local view."""
+
+    write: Write
     fields: dict[str, Any] | None = None  # save/update/remember
     messages: list[dict[str, Any]] | None = None  # append
-    operation_id: bytes = b""
+
+    @property
+    def kind(self) -> Kind:
+        return self.write.kind
+
+    @property
+    def target(self) -> str:
+        """The session id (save/update/append) or user id (remember)."""
+        return self.write.target
+
+    @property
+    def encoded(self) -> tuple[bytes, ...]:
+        return self.write.encoded
+
+    @property
+    def version(self) -> int:
+        return self.write.version
 
     @property
     def scope(self) -> tuple[str, str]:

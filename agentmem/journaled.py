@@ -27,12 +27,12 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 
-from agentmem.codec import encode_context, encode_fields, encode_messages
 from agentmem.config import StoreConfig
+from agentmem.engine import append_window
 from agentmem.errors import (
     AgentMemoryError,
     MemoryUnavailableError,
@@ -41,7 +41,15 @@ from agentmem.errors import (
 )
 from agentmem.health import Health
 from agentmem.journal import DroppedWrite, Journal, JournalEntry, KnownHistory
-from agentmem.store import AgentMemoryStore, Turn, new_operation_id, write_version
+from agentmem.store import AgentMemoryStore, Turn
+from agentmem.writes import (
+    apply,
+    prepare_append,
+    prepare_remember,
+    prepare_save,
+    prepare_update,
+    write_version,
+)
 
 __all__ = ["JournaledStore"]
 
@@ -55,23 +63,21 @@ UNKNOWN_LENGTH = -1
 class JournaledStore(AgentMemoryStore):
     """An :class:`~agentmem.AgentMemoryStore` whose writes survive an outage in process memory.
 
-    Made by ``AgentMemoryStore.from_url(url, fallback="journal")`` or
-    ``AgentMemoryStore(client, fallback="journal")``; same calls and errors as the core
-    store, plus :attr:`journal_backlog`, :attr:`journal_dropped` and :meth:`flush_journal`.
+    Made by ``JournaledStore.from_url(url, **options)`` or ``JournaledStore(client,
+    **options)`` (or ``agentmem.open_store(..., fallback="journal")``); same calls and
+    errors as the core store, plus :attr:`journal_backlog`, :attr:`journal_dropped` and
+    :meth:`flush_journal`.
     """
+
+    fallback: ClassVar[str] = "journal"
 
     def __init__(self, client: Redis, *, config: StoreConfig | None = None, **options: Any) -> None:
         super().__init__(client, config=config, **options)
-        if self.config.fallback != "journal":  # made as JournaledStore(...) directly
-            self.config = dataclasses.replace(self.config, fallback="journal")
         self._journal = Journal(
             max_targets=self.config.journal_max_sessions, max_bytes=self.config.journal_max_bytes
         )
         self._known = self._journal.known
-        # A journaled append is replayed after the outage, however long it lasted, with the
-        # operation id of an attempt the server may have applied: keep append ids for the
-        # session's whole TTL, not only for the retry window.
-        self._append_window_ms = max(self._append_window_ms, int(self.config.ttl * 1000))
+        self.engine.journal_backlog = lambda: len(self._journal)
         self._replay_lock = asyncio.Lock()
         self._closing = False
         #: Journaled writes Redis refused on replay (not for an outage): removed from the
@@ -83,12 +89,16 @@ class JournaledStore(AgentMemoryStore):
         self.superseded = 0
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> JournaledStore:
-        """``AgentMemoryStore.from_url(url, fallback="journal", **options)``, typed as this class."""
-        store = super().from_url(url, **{**options, "fallback": "journal"})
-        if not isinstance(store, JournaledStore):  # pragma: no cover - __new__ picks this class
-            raise TypeError(f"expected a JournaledStore, got {type(store).__name__}")
-        return store
+    def _configure(cls, config: StoreConfig) -> StoreConfig:
+        """Always ``fallback="journal"``, whatever the options said."""
+        return config if config.fallback == cls.fallback else dataclasses.replace(config, fallback="journal")
+
+    @classmethod
+    def _append_window(cls, config: StoreConfig) -> float | None:
+        """A journaled append is replayed after the outage, however long it lasted, with the
+        operation id of an attempt the server may have applied: keep append ids for the
+        session's whole TTL, not only for the retry window."""
+        return max(append_window(config), config.ttl)
 
     # -- journal state -----------------------------------------------------------------
 
@@ -96,6 +106,12 @@ class JournaledStore(AgentMemoryStore):
     def journal_backlog(self) -> int:
         """Writes kept locally that Redis has not received yet."""
         return len(self._journal)
+
+    def forget_local_history(self, session_id: str) -> None:
+        """Forget what this process knows of the session's history (an adapter changed it
+        in Redis behind the store's back, e.g. popped an item): later reads while Redis is
+        unreachable raise instead of answering from it."""
+        self._known.drop(("hist", session_id))
 
     async def flush_journal(self) -> list[tuple[str, str]]:
         """Replay the journal now; return ``(kind, id)`` of every write still pending."""
@@ -145,40 +161,25 @@ class JournaledStore(AgentMemoryStore):
 
     async def save_context(self, session_id: str, context: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._session_keys(session_id)
-        encoded = encode_context(context, limit=self.config.max_value_bytes, what="context")
-        entry = JournalEntry("save", session_id, (encoded,), write_version(), fields=dict(context))
-        await self._send_or_keep("save_context", entry)
+        write = prepare_save(self.engine, session_id, context)
+        await self._send_or_keep("save_context", JournalEntry(write, fields=dict(context)))
 
     async def update_context(self, session_id: str, fields: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._session_keys(session_id)
-        encoded = encode_fields(fields, limit=self.config.max_value_bytes, what="context update")
-        entry = JournalEntry("update", session_id, tuple(encoded), write_version(), fields=dict(fields))
-        await self._send_or_keep("update_context", entry)
+        write = prepare_update(self.engine, session_id, fields)
+        await self._send_or_keep("update_context", JournalEntry(write, fields=dict(fields)))
 
     async def remember(self, user_id: str, facts: Mapping[str, Any]) -> None:
         self._refuse_if_closing()
-        self._keys.profile(user_id)
-        encoded = encode_fields(facts, limit=self.config.max_value_bytes, what="facts")
-        entry = JournalEntry("remember", user_id, tuple(encoded), write_version(), fields=dict(facts))
-        await self._send_or_keep("remember", entry)
+        write = prepare_remember(self.engine, user_id, facts)
+        await self._send_or_keep("remember", JournalEntry(write, fields=dict(facts)))
 
     async def append_messages(self, session_id: str, messages: Iterable[Mapping[str, Any]]) -> int:
         """As the core store; when the append was journaled, the length of the history
         this process knows in full, or ``-1`` when it knows only part of it (or none)."""
         self._refuse_if_closing()
-        self._session_keys(session_id)
-        batch = list(messages) if not isinstance(messages, (str, bytes, Mapping)) else messages
-        encoded = encode_messages(batch, limit=self.config.max_value_bytes)
-        entry = JournalEntry(
-            "append",
-            session_id,
-            tuple(encoded),
-            write_version(),
-            messages=[dict(m) for m in batch],
-            operation_id=new_operation_id(),
-        )
+        write, batch = prepare_append(self.engine, session_id, messages)
+        entry = JournalEntry(write, messages=[dict(m) for m in batch])
         sent, length = await self._send_or_keep("append_messages", entry)
         if sent and length is not None:
             return length
@@ -186,7 +187,14 @@ class JournaledStore(AgentMemoryStore):
         return len(history.messages) if history is not None and history.complete else UNKNOWN_LENGTH
 
     async def _send_or_keep(self, operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
-        """``(True, result)`` when Redis took the write, ``(False, None)`` when it was journaled."""
+        """``(True, result)`` when Redis took the write, ``(False, None)`` when it was journaled
+        (one observed operation: its span says ``agentmem.journaled``)."""
+        async with self.engine.observe(operation) as scope:
+            sent, result = await self._write_or_keep(operation, entry)
+            scope.annotate(**{"agentmem.journaled": not sent})
+        return sent, result
+
+    async def _write_or_keep(self, operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
         if len(self._journal) and not await self._replay():
             # The replay just met an outage: keep this write behind the older ones.
             self._keep(operation, entry, None)
@@ -200,22 +208,9 @@ class JournaledStore(AgentMemoryStore):
         return True, result
 
     async def _send_entry(self, operation: str, entry: JournalEntry, *, replay: bool) -> int | None:
-        """Send one write through the core store: the length for an append, 1 for another
+        """Send one write as the core store does: the length for an append, 1 for another
         write; ``None`` when a replay was superseded by a newer replace or delete."""
-        if entry.kind == "append":
-            if replay:
-                return await self._append_unless_deleted_after(
-                    operation, entry.target, entry.encoded, entry.operation_id, entry.version
-                )
-            return await self._append(operation, entry.target, entry.encoded, entry.operation_id)
-        mode = "replace" if entry.kind == "save" else "merge"
-        if replay:
-            mode += "-if-newer"
-        if entry.kind == "remember":
-            written = await self._write_facts(operation, entry.target, entry.encoded, entry.version, mode)
-        else:
-            written = await self._write_context(operation, entry.target, entry.encoded, entry.version, mode)
-        return 1 if written else None
+        return await apply(self.engine, operation, entry.write, replay=replay)
 
     def _keep(self, operation: str, entry: JournalEntry, cause: MemoryUnavailableError | None) -> None:
         if self._closing:  # a call that began before aclose(): nothing would ever flush it

@@ -27,6 +27,8 @@ __all__ = [
     "KeySchema",
     "ParsedKey",
     "SessionKeys",
+    "decode_id",
+    "encode_id",
     "escape_glob",
     "validate_id",
 ]
@@ -55,6 +57,23 @@ def validate_id(value: object, *, kind: str = "session") -> str:
 @functools.lru_cache(maxsize=4096)  # agents touch the same few ids every turn
 def _encode(value: str) -> str:
     return quote(value, safe=_SAFE, encoding="utf-8", errors="strict")
+
+
+def encode_id(value: str) -> str:
+    """An id as it appears in a key: percent-encoded UTF-8, keeping only ASCII letters,
+    digits and ``._~-``, so distinct ids never share a key and no id reaches glob or
+    hash-tag syntax. The one encoding of ids (the adapters' keys use it too)."""
+    return _encode(value)
+
+
+def decode_id(encoded: str) -> str | None:
+    """The id :func:`encode_id` turned into ``encoded``, or ``None`` when it cannot have
+    produced it (not canonical: such a key is not one of ours)."""
+    try:
+        decoded = unquote(encoded, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return decoded if _encode(decoded) == encoded else None
 
 
 def escape_glob(text: str) -> str:
@@ -153,6 +172,28 @@ class KeySchema:
         """The user's facts and the tombstone ``forget_user`` leaves (last, as for a session)."""
         tag = self._user_tag(user_id)
         return (f"{tag}:facts", f"{tag}:forgotten")
+
+    # -- memories (store.memories: agentmem.memories) -----------------------------------
+
+    def memory(self, user_id: str, memory_id: str) -> str:
+        """One memory's hash. A user's memories share the hash tag ``{m:<id>}`` (one slot,
+        so one shard, per user), and only memories start with :meth:`memory_prefix`, the
+        prefix the memories index covers."""
+        return f"{self.prefix}:{{m:{_encode(validate_id(user_id, kind='user'))}}}:{memory_id}"
+
+    def memory_prefix(self) -> str:
+        """The key prefix the memories index is built on (``FT.CREATE ... PREFIX``)."""
+        return f"{self.prefix}:{{m:"
+
+    def match_memories(self, user_id: str) -> str:
+        """A SCAN MATCH pattern for every memory of ``user_id``."""
+        return escape_glob(self.memory(user_id, "")) + "*"
+
+    def memory_index(self, tag: str | None = None) -> str:
+        """The memories index's name (the search module checks it as a key: it matches the
+        store's ACL key pattern). On a cluster one per primary, each named with a hash
+        ``tag`` of a slot that primary serves (the module routes ``FT.*`` by the name's slot)."""
+        return f"{self.prefix}:{{memidx}}" if tag is None else f"{self.prefix}:{{{tag}}}:memidx"
 
     def _user_tag(self, user_id: str) -> str:
         return f"{self.prefix}:{{u:{_encode(validate_id(user_id, kind='user'))}}}"

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from agentmem.calls import Call
 from agentmem.errors import ReplicationTimeoutError
-
-if TYPE_CHECKING:
-    from agentmem.pipeline import Call
 
 __all__ = ["Wait", "acknowledge", "carries_writes"]
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -32,11 +33,15 @@ from anyio.from_thread import BlockingPortal
 from agentmem.breaker import CircuitBreaker
 from agentmem.config import StoreConfig
 from agentmem.errors import StoreClosedError
+from agentmem.factory import open_store, store_class
 from agentmem.health import Health
 from agentmem.journal import DroppedWrite
 from agentmem.journaled import JournaledStore
 from agentmem.retry import RetryStats
 from agentmem.store import AgentMemoryStore, Turn
+
+if TYPE_CHECKING:
+    from agentmem.memories.sync import SyncMemories
 
 __all__ = ["SyncAgentMemoryStore", "SyncJournaledStore"]
 
@@ -125,8 +130,9 @@ class SyncAgentMemoryStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SyncAgentMemoryStore:
-        """``AgentMemoryStore.from_url(url, **options)``, blocking; see there for the options."""
-        return cls._wrap(*cls._start(lambda: AgentMemoryStore.from_url(url, **options)))
+        """``agentmem.open_store(url, **options)``, blocking (``fallback="journal"`` gives a
+        :class:`SyncJournaledStore`); see ``AgentMemoryStore.from_url`` for the options."""
+        return cls._wrap(*cls._start(lambda: open_store(url, **options)))
 
     @classmethod
     def from_sentinel(
@@ -137,9 +143,11 @@ class SyncAgentMemoryStore:
         sentinel_kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> SyncAgentMemoryStore:
-        """``AgentMemoryStore.from_sentinel(...)``, blocking."""
+        """``AgentMemoryStore.from_sentinel(...)`` (``JournaledStore``'s with
+        ``fallback="journal"``), blocking."""
+        store_cls = store_class(options.get("fallback", "raise"))
         made = cls._start(
-            lambda: AgentMemoryStore.from_sentinel(
+            lambda: store_cls.from_sentinel(
                 sentinels, service_name, sentinel_kwargs=sentinel_kwargs, **options
             )
         )
@@ -244,8 +252,15 @@ class SyncAgentMemoryStore:
         return self._run("delete_session", lambda: self._store.delete_session(session_id))
 
     def forget_user(self, user_id: str) -> bool:
-        """Erase the user's long-term facts; ``True`` if there were any."""
+        """Erase the user's long-term facts and memories; ``True`` if there were any."""
         return self._run("forget_user", lambda: self._store.forget_user(user_id))
+
+    @functools.cached_property
+    def memories(self) -> SyncMemories:
+        """``store.memories`` (recall by meaning), blocking: add, search, get, delete, list."""
+        from agentmem.memories.sync import SyncMemories
+
+        return SyncMemories(self._run, self._store.memories)
 
     def health(self) -> Health:
         """Server version, latency, pool use, breaker state and key counters."""
@@ -283,24 +298,19 @@ class SyncJournaledStore(SyncAgentMemoryStore):
         sentinel_kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> SyncJournaledStore:
-        """``from_sentinel(..., fallback="journal")``, blocking; typed as this class."""
-        options = {**options, "fallback": "journal"}
+        """``JournaledStore.from_sentinel(...)``, blocking; typed as this class."""
         return SyncJournaledStore(
             *cls._start_journaled(
-                lambda: AgentMemoryStore.from_sentinel(
+                lambda: JournaledStore.from_sentinel(
                     sentinels, service_name, sentinel_kwargs=sentinel_kwargs, **options
                 )
             )
         )
 
     @classmethod
-    def _start_journaled(cls, make: Callable[[], AgentMemoryStore]) -> tuple[JournaledStore, _LoopThread]:
+    def _start_journaled(cls, make: Callable[[], JournaledStore]) -> tuple[JournaledStore, _LoopThread]:
         store, loop = cls._start(make)
-        if not isinstance(store, JournaledStore):  # pragma: no cover - fallback="journal" picks it
-            loop.portal.call(store.aclose)
-            loop.stop()
-            raise TypeError(f"expected a JournaledStore, got {type(store).__name__}")
-        return store, loop
+        return cast(JournaledStore, store), loop
 
     @property
     def journal_backlog(self) -> int:

@@ -1,9 +1,12 @@
 """``telemetry=True``: OpenTelemetry spans and metrics for a store, as a layer over it.
 
-:func:`instrument` wraps one store's sending path; the core store only calls it from its
-constructor when the option is on, so a store without telemetry runs none of this code
-and never imports ``opentelemetry``. It uses the global tracer and meter providers (set
-them up as for any other instrumentation; without an SDK every call is a no-op).
+:class:`OtelObserver` is told of a store's operations by its engine (operation start and
+end, each attempt, each pipeline sent; see :class:`~agentmem.calls.SendObserver`) and
+reads pool figures from the engine's transport (every primary's pool on a cluster); it
+imports nothing of the store. The engine makes one only when the option is on, so a
+store without telemetry runs none of this code and never imports ``opentelemetry``.
+It uses the global tracer and meter providers (set them up as for any other
+instrumentation; without an SDK every call is a no-op).
 
 What is emitted, following the OpenTelemetry database-client semantic conventions:
 
@@ -22,26 +25,23 @@ What is emitted, following the OpenTelemetry database-client semantic convention
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from agentmem._version import __version__
+from agentmem.calls import Call, PoolStats
 from agentmem.errors import MissingDependencyError
-from agentmem.retry import Retrier
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
     from opentelemetry.trace import Span, Tracer
 
-    from agentmem.journal import JournalEntry
-    from agentmem.pipeline import Call
-    from agentmem.store import AgentMemoryStore
-
-__all__ = ["INSTRUMENTATION_NAME", "StoreTelemetry", "instrument", "server_attributes"]
+__all__ = ["INSTRUMENTATION_NAME", "OtelObserver", "server_attributes"]
 
 #: The tracer's and meter's name (the instrumentation scope).
 INSTRUMENTATION_NAME = "agentmem"
@@ -50,9 +50,7 @@ DB_SYSTEM = "redis"
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 BREAKER_STATES = ("closed", "open", "failing_fast")
 
-T = TypeVar("T")
-Send = Callable[[str, Sequence["Call"]], Coroutine[Any, Any, list[Any]]]
-SendOrKeep = Callable[[str, "JournalEntry"], Coroutine[Any, Any, tuple[bool, "int | None"]]]
+PoolFigures = Callable[[], Mapping[str, PoolStats]]
 
 
 @dataclass(slots=True)
@@ -100,7 +98,7 @@ class _Instruments:
         self.tracer: Tracer = otel.trace.get_tracer(INSTRUMENTATION_NAME, __version__)
         meter = otel.metrics.get_meter(INSTRUMENTATION_NAME, __version__)
         self.observation: type[Observation] = otel.metrics.Observation
-        self.stores: weakref.WeakSet[StoreTelemetry] = weakref.WeakSet()
+        self.stores: weakref.WeakSet[OtelObserver] = weakref.WeakSet()
         self.duration: Histogram = meter.create_histogram(
             "db.client.operation.duration",
             unit="s",
@@ -137,12 +135,12 @@ class _Instruments:
             description="The most connections the store's pool opens (max_connections).",
         )
 
-    def _live(self) -> Iterator[StoreTelemetry]:
-        return (store for store in list(self.stores) if not store.closed)
+    def _live(self) -> Iterator[OtelObserver]:
+        return (store for store in list(self.stores) if not store.closed())
 
     def _breaker_state(self, options: CallbackOptions) -> Iterable[Observation]:
         for store in self._live():
-            current = store.store.breaker.state.value
+            current = store.breaker_state()
             for state in BREAKER_STATES:
                 yield self.observation(
                     int(state == current), {**store.pool_attributes, "agentmem.breaker.state": state}
@@ -150,24 +148,20 @@ class _Instruments:
 
     def _journal_backlog(self, options: CallbackOptions) -> Iterable[Observation]:
         for store in self._live():
-            backlog = getattr(store.store, "journal_backlog", None)
+            backlog = store.backlog()
             if isinstance(backlog, int):
                 yield self.observation(backlog, store.pool_attributes)
 
     def _connections(self, options: CallbackOptions) -> Iterable[Observation]:
         for store in self._live():
-            # redis-py keeps these as private lists; read them defensively (as health() does).
-            pool = store.store.client.connection_pool
-            used = len(getattr(pool, "_in_use_connections", ()) or ())
-            idle = len(getattr(pool, "_available_connections", ()) or ())
-            yield self.observation(used, {**store.pool_attributes, "db.client.connection.state": "used"})
-            yield self.observation(idle, {**store.pool_attributes, "db.client.connection.state": "idle"})
+            for attributes, pool in store.pools():
+                yield self.observation(pool.in_use, {**attributes, "db.client.connection.state": "used"})
+                yield self.observation(pool.idle, {**attributes, "db.client.connection.state": "idle"})
 
     def _connections_max(self, options: CallbackOptions) -> Iterable[Observation]:
         for store in self._live():
-            size = getattr(store.store.client.connection_pool, "max_connections", None)
-            if isinstance(size, int):
-                yield self.observation(size, store.pool_attributes)
+            for attributes, pool in store.pools():
+                yield self.observation(pool.size, attributes)
 
 
 _instruments: _Instruments | None = None
@@ -180,74 +174,84 @@ def _get_instruments() -> _Instruments:
     return _instruments
 
 
-def server_attributes(store: AgentMemoryStore) -> dict[str, Any]:
-    """``server.address``, ``server.port`` and ``db.namespace`` of the store's pool, as
-    far as it knows them (a Sentinel pool learns its primary per connection: no address)."""
-    kwargs = store.client.connection_pool.connection_kwargs
-    attributes: dict[str, Any] = {"db.system.name": DB_SYSTEM, "db.system": DB_SYSTEM}
-    if kwargs.get("path"):
-        attributes["server.address"] = str(kwargs["path"])
-    elif kwargs.get("host"):
-        attributes["server.address"] = str(kwargs["host"])
-        if kwargs.get("port") is not None:
-            attributes["server.port"] = int(kwargs["port"])
-    attributes["db.namespace"] = str(kwargs.get("db") or 0)
-    return attributes
+def server_attributes(described: Mapping[str, Any]) -> dict[str, Any]:
+    """``db.system.name`` (and the older ``db.system``) with the transport's
+    ``server.address``, ``server.port`` and ``db.namespace``, as far as it knows them (a
+    Sentinel pool learns its primary per connection: no address)."""
+    return {"db.system.name": DB_SYSTEM, "db.system": DB_SYSTEM, **described}
 
 
-class _CountingRetrier(Retrier):
-    """The store's retrier, counting each attempt on the operation being sent."""
+def _pool_name(attributes: Mapping[str, Any]) -> str:
+    address = attributes.get("server.address", "unknown")
+    port = attributes.get("server.port")
+    name = f"{address}:{port}" if port is not None else str(address)
+    return f"{name}/{attributes.get('db.namespace', '0')}"
 
-    def __init__(self, retrier: Retrier) -> None:
-        super().__init__(retrier.policy, retrier.breaker)
-        self.stats = retrier.stats  # one set of counters, as before
 
-    async def run(
+@dataclass(slots=True)
+class _Scope:
+    """One operation's send as the engine reports it: the operation, and how to end it."""
+
+    op: _Operation
+    key: int
+    joined: bool
+    token: contextvars.Token[_Operation | None] | None = None
+    context: object = None
+    started: float = 0.0
+
+
+class _Annotations:
+    """What ``OtelObserver.observe`` yields: annotations for the operation's span."""
+
+    def __init__(self, op: _Operation) -> None:
+        self._op = op
+
+    def annotate(self, **attributes: Any) -> None:
+        self._op.extra.update(attributes)
+
+
+class OtelObserver:
+    """The spans and metrics of one store (a :class:`~agentmem.calls.SendObserver`).
+
+    ``described``: the transport's ``describe()``; ``pool_stats``: its ``pool_stats``
+    (read at each metric collection); the callables read the breaker's state, whether
+    the store is closed, and the journal's backlog (``None`` without a journal).
+    """
+
+    def __init__(
         self,
-        operation: str,
-        attempt: Callable[[], Awaitable[T]],
+        described: Mapping[str, Any],
+        pool_stats: PoolFigures,
         *,
-        failed: Exception | None = None,
-        started: float | None = None,
-    ) -> T:
-        current = _CURRENT.get()
-        if current is None:  # health(), or a call outside a traced operation
-            return await super().run(operation, attempt, failed=failed, started=started)
-        if failed is not None:  # the store's first attempt, made without the retrier
-            current.attempts += 1
-
-        async def counted() -> T:
-            current.attempts += 1
-            return await attempt()
-
-        return await super().run(operation, counted, failed=failed, started=started)
-
-
-class StoreTelemetry:
-    """The spans and metrics of one store; made by :func:`instrument`."""
-
-    def __init__(self, store: AgentMemoryStore, instruments: _Instruments) -> None:
-        self.store = store
+        prefix: str,
+        breaker_state: Callable[[], str],
+        closed: Callable[[], bool],
+        backlog: Callable[[], int | None],
+    ) -> None:
+        instruments = _get_instruments()
         self._instruments = instruments
-        self.attributes = server_attributes(store)
-        address = self.attributes.get("server.address", "unknown")
-        port = self.attributes.get("server.port")
-        pool_name = f"{address}:{port}" if port is not None else str(address)
-        pool_name += f"/{self.attributes['db.namespace']}"
+        self.attributes = server_attributes(described)
+        self.prefix = prefix
+        self.breaker_state = breaker_state
+        self.closed = closed
+        self.backlog = backlog
+        self._pool_stats = pool_stats
         #: Attributes of the store's observable metrics: which pool, which key prefix.
         self.pool_attributes: dict[str, Any] = {
-            "db.client.connection.pool.name": pool_name,
-            "agentmem.prefix": store.config.prefix,
+            "db.client.connection.pool.name": _pool_name(self.attributes),
+            "agentmem.prefix": prefix,
         }
         #: Operations waiting for a pipeline, by the id of their first call.
         self._waiting: dict[int, _Operation] = {}
         self._by_operation: dict[str, dict[str, Any]] = {}
         self._client_kind = instruments.trace.SpanKind.CLIENT
         self._error_code = instruments.trace.StatusCode.ERROR
+        instruments.stores.add(self)
 
-    @property
-    def closed(self) -> bool:
-        return bool(getattr(self.store, "_closed", False))
+    def pools(self) -> Iterator[tuple[dict[str, Any], PoolStats]]:
+        """Each pool's metric attributes and figures (every node's pool on a cluster)."""
+        for name, pool in self._pool_stats().items():
+            yield {"db.client.connection.pool.name": name, "agentmem.prefix": self.prefix}, pool
 
     # -- spans ---------------------------------------------------------------------------
 
@@ -277,94 +281,62 @@ class StoreTelemetry:
         if retries:
             self._instruments.retries.add(retries, metric_attributes)
 
-    def wrap_send(self, send: Send) -> Send:
-        """``store._send`` with a span per operation (or joining the journal layer's)."""
-        waiting = self._waiting
-        in_context = self._instruments.trace.set_span_in_context
-        attach, detach = self._instruments.attach, self._instruments.detach
+    def start(self, operation: str, calls: Sequence[Call]) -> _Scope:
+        """A span per operation, or the scope's (:meth:`observe`) when this is its first
+        send of the same name (the journal layer's write span)."""
+        key = id(calls[0]) if calls else 0
+        outer = _CURRENT.get()
+        if outer is not None and not outer.joined and outer.name == operation:
+            outer.joined = True  # the scope's span for this operation: count into it
+            outer.batch_size = len(calls)
+            self._waiting[key] = outer
+            return _Scope(outer, key, joined=True)
+        op = self._start(operation)
+        op.batch_size = len(calls)
+        self._waiting[key] = op
+        token = _CURRENT.set(op)
+        instruments = self._instruments
+        # Spans made inside (SCRIPT LOAD...) are its children.
+        context = instruments.attach(instruments.trace.set_span_in_context(op.span))
+        return _Scope(op, key, joined=False, token=token, context=context, started=time.perf_counter())
 
-        async def traced_send(operation: str, calls: Sequence[Call]) -> list[Any]:
-            key = id(calls[0]) if calls else 0
-            outer = _CURRENT.get()
-            if outer is not None and not outer.joined and outer.name == operation:
-                outer.joined = True  # the journal layer's span for this write: count into it
-                outer.batch_size = len(calls)
-                waiting[key] = outer
-                try:
-                    return await send(operation, calls)
-                finally:
-                    waiting.pop(key, None)
-            op = self._start(operation)
-            op.batch_size = len(calls)
-            waiting[key] = op
-            token = _CURRENT.set(op)
-            context = attach(in_context(op.span))  # spans made inside (SCRIPT LOAD...) are its children
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                return await send(operation, calls)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                detach(context)
-                _CURRENT.reset(token)
-                waiting.pop(key, None)
-                self._end(op, started, error)
+    def attempt(self, scope: _Scope) -> None:
+        scope.op.attempts += 1
 
-        return traced_send
+    def end(self, scope: _Scope, error: BaseException | None) -> None:
+        if scope.joined:
+            self._waiting.pop(scope.key, None)
+            return
+        self._instruments.detach(scope.context)
+        assert scope.token is not None
+        _CURRENT.reset(scope.token)
+        self._waiting.pop(scope.key, None)
+        self._end(scope.op, scope.started, error)
 
-    def wrap_send_or_keep(self, send_or_keep: SendOrKeep) -> SendOrKeep:
-        """``JournaledStore._send_or_keep`` with the write's span, marked when journaled."""
-        in_context = self._instruments.trace.set_span_in_context
-        attach, detach = self._instruments.attach, self._instruments.detach
+    @contextlib.asynccontextmanager
+    async def observe(self, operation: str) -> AsyncIterator[_Annotations]:
+        """A span for an operation of several sends (``StoreEngine.observe``): the first
+        send of the same name joins it, the others are its children."""
+        op = self._start(operation)
+        token = _CURRENT.set(op)
+        context = self._instruments.attach(self._instruments.trace.set_span_in_context(op.span))
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield _Annotations(op)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._instruments.detach(context)
+            _CURRENT.reset(token)
+            self._end(op, started, error)
 
-        async def traced(operation: str, entry: JournalEntry) -> tuple[bool, int | None]:
-            op = self._start(operation)
-            token = _CURRENT.set(op)
-            context = attach(in_context(op.span))
-            started = time.perf_counter()
-            try:
-                sent, result = await send_or_keep(operation, entry)
-            except BaseException as exc:
-                self._end(op, started, exc)
-                raise
-            finally:
-                detach(context)
-                _CURRENT.reset(token)
-            op.extra["agentmem.journaled"] = not sent
-            self._end(op, started, None)
-            return sent, result
-
-        return traced
-
-    def on_batch(self, calls: Sequence[Call]) -> None:
-        """Called by the auto-pipeliner with each pipeline it sends: each operation's batch size."""
+    def batch(self, calls: Sequence[Call]) -> None:
+        """A pipeline is about to be sent: each operation it carries learns its batch size."""
         size = len(calls)
         waiting = self._waiting
         for call in calls:
             op = waiting.get(id(call))
             if op is not None:
                 op.batch_size = size
-
-
-def instrument(store: AgentMemoryStore) -> StoreTelemetry:
-    """Give ``store`` spans and metrics (``telemetry=True``); raise
-    :class:`~agentmem.MissingDependencyError` when the ``otel`` extra is not installed."""
-    from agentmem.journaled import JournaledStore
-
-    instruments = _get_instruments()
-    telemetry = StoreTelemetry(store, instruments)
-    # Instance attributes shadow the methods: only this store is wrapped, and the core's
-    # code path stays the same whether telemetry is on or off.
-    store._send = telemetry.wrap_send(store._send)  # type: ignore[method-assign,assignment]
-    store._retrier = _CountingRetrier(store._retrier)
-    if isinstance(store, JournaledStore):
-        store._send_or_keep = telemetry.wrap_send_or_keep(store._send_or_keep)  # type: ignore[method-assign,assignment]
-    pipeliner = store._pipeliner
-    if pipeliner is not None:
-        pipeliner.on_batch = telemetry.on_batch
-    if store._cluster is not None:  # AgentMemoryStore(RedisCluster(...))
-        store._cluster.on_batch = telemetry.on_batch
-    instruments.stores.add(telemetry)
-    return telemetry

@@ -48,7 +48,9 @@ async def _measure(url: str, topology: str, budget: Budget, repetitions: int) ->
             for concurrency in CONCURRENCY:
                 plan = contender.plan(operation, concurrency)
                 await plan(budget.scaled(0.25))
-                transport = store._cluster
+                transport: Any = (
+                    store.engine.transport if await store.engine.topology() == "cluster" else None
+                )
                 before = dict(transport.node_batches) if transport is not None else {}
                 calls_before = transport.calls if transport is not None else 0
                 samples: list[Sample] = [await plan(budget) for _ in range(repetitions)]

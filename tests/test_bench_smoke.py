@@ -21,10 +21,11 @@ import redis
 import agentmem
 from agentmem.bench.chart import chart_available
 from agentmem.bench.report import SMOKE_NOTE, compute_ratios
-from agentmem.bench.run import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME, _run_loop, main
+from agentmem.bench.run import _run_loop, main
 from agentmem.bench.script_cost import SHAPES
 from agentmem.bench.server_cost import AGENTS, UNITS
 from agentmem.bench.server_cost import RESULTS_NAME as COST_NAME
+from agentmem.bench.settings import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME
 from agentmem.bench.workload import CONTEXT, MESSAGES, OPERATIONS
 from agentmem.cli import main as cli_main
 from agentmem.keys import escape_glob
@@ -271,3 +272,18 @@ def test_server_cost_run_prices_every_unit(agentmem_server: ServerInfo, tmp_path
         assert list(client.scan_iter(match="agentmem-bench-*:shapes*", count=1000)) == []
     finally:
         client.close()
+
+
+def test_recall_benchmark_runs_and_is_exact(agentmem_search_server: Any, tmp_path: Path) -> None:
+    """agentmem bench --recall on a search server: every sampled search equals brute force."""
+    from agentmem.bench.recall import EXACT_QUERIES
+
+    code = main(
+        ["--recall", "--quick", "--recall-sizes", "300", "--quiet", "--url", agentmem_search_server.url,
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    [result] = json.loads((tmp_path / "recall.json").read_text())["results"]
+    assert result["memories"] == 300
+    assert result["exact_queries"] == f"{EXACT_QUERIES}/{EXACT_QUERIES}"
+    assert result["add_per_second"] > 0

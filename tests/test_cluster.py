@@ -72,7 +72,7 @@ async def test_every_operation_on_sessions_spread_over_all_primaries(
         assert [m["content"] for m in turn.history] == [f"m{i}"]
         assert turn.profile == {"lang": "fr", "n": i}
     # The server's state: every primary holds keys, and each key is on the node owning its slot.
-    transport = store._cluster
+    transport: Any = store.engine.transport
     assert transport is not None
     primaries = transport.slots.primaries
     assert len(primaries) == 3
@@ -103,7 +103,7 @@ async def test_load_turn_is_one_round_trip_per_node(
     store = agentmem_cluster_store
     prefix = store.config.prefix
     await store.recall("warmup")  # detects the cluster, loads the slot map
-    transport = store._cluster
+    transport: Any = store.engine.transport
     assert transport is not None
     sid = next(f"s{i}" for i in range(100) if _slot(prefix, f"s{i}") < 5000)
     uid = next(f"u{i}" for i in range(100) if _user_slot(prefix, f"u{i}") > 11000)
@@ -157,7 +157,7 @@ async def test_moved_after_a_slot_migration(agentmem_private_cluster: ClusterGro
         source = group.primary_for(slot)
         target = next(port for port in group.primary_ports() if port != source)
         assert move_slot(slot, source, target) >= 1
-        transport = store._cluster
+        transport: Any = store.engine.transport
         assert transport is not None
         assert transport.slots.node_for(slot) == ("127.0.0.1", source)  # still the old map
         assert await store.load_context("s") == {"v": 1}
@@ -360,7 +360,7 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
             await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
             assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0
             assert await _cmd(dst, "CLUSTER COUNTKEYSINSLOT", slot) >= 1
-            transport = store._cluster
+            transport: Any = store.engine.transport
             assert transport is not None
             assert await store.recall("u") == {"lang": "fr"}
             assert transport.redirects >= 1
@@ -407,12 +407,13 @@ async def test_cluster_true_routes_by_slot_without_asking(
     """cluster=True skips the INFO detection: the first call already goes by slot."""
     store = AgentMemoryStore.from_url(agentmem_cluster[2], cluster=True, prefix=agentmem_prefix)
     try:
-        assert store._cluster is not None
-        assert store._detect_cluster is None
+        transport: Any = store.engine.transport
+        assert transport.known  # told: nothing to ask
+        assert await store.engine.topology() == "cluster"
         for i in range(6):
             await store.remember(f"u{i}", {"i": i})
         assert [await store.recall(f"u{i}") for i in range(6)] == [{"i": i} for i in range(6)]
-        assert len(store._cluster.node_batches) >= 2
+        assert len(transport.node_batches) >= 2
     finally:
         await store.aclose()
         assert await delete_cluster_prefix(agentmem_cluster, agentmem_prefix) >= 6

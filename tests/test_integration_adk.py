@@ -474,7 +474,7 @@ async def test_look_alike_ids_never_share_keys_or_listings(agentmem_store: Agent
     assert listed == {("b:c", "s", 2), ("{x}", "s?", 4)}
     star = (await service.list_sessions(app_name="a*")).sessions
     assert [(s.user_id, s.state) for s in star] == [("{x}", {"user:who": 3})]
-    schema = agentmem_store._keys
+    schema = agentmem_store.engine.keys
     assert schema.adk_session("a:b", "c", "s").state != schema.adk_session("a", "b:c", "s").state
     assert schema.adk_user_of_index("a", schema.adk_user("a", "b:c")[0]) == "b:c"
     assert schema.adk_user_of_index("a", schema.adk_user("a*", "b")[0]) is None
@@ -503,10 +503,10 @@ async def test_listing_every_users_sessions_on_a_cluster_reads_every_primary(
     users = [f"user-{i}" for i in range(24)]
     for user in users:
         await service.create_session(app_name=APP, user_id=user, session_id="s1")
-    transport = agentmem_cluster_store._cluster
+    transport: Any = agentmem_cluster_store.engine.transport
     assert transport is not None
     nodes = {
-        transport.slots.node_for(key_slot(agentmem_cluster_store._keys.adk_user(APP, user)[0].encode()))
+        transport.slots.node_for(key_slot(agentmem_cluster_store.engine.keys.adk_user(APP, user)[0].encode()))
         for user in users
     }
     assert len(nodes) == 3

@@ -486,7 +486,8 @@ async def test_listing_every_thread_on_a_cluster_reads_every_primary(
     nodes = set()
     for thread in threads:
         key = f"{agentmem_cluster_store.config.prefix}:{{lgt:{thread}}}"
-        nodes.add(agentmem_cluster_store._cluster.slots.node_for(key_slot(key.encode())))  # type: ignore[union-attr]
+        transport: Any = agentmem_cluster_store.engine.transport
+        nodes.add(transport.slots.node_for(key_slot(key.encode())))
     assert len(nodes) == 3  # the threads really are spread over the primaries
     listed = {found.config["configurable"]["thread_id"] async for found in saver.alist(None)}
     assert listed == set(threads)

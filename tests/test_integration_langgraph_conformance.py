@@ -71,4 +71,6 @@ async def test_every_capability_passes_on_redis_cluster(
     claimed = {name for name, result in report.results.items() if result.detected}
     assert claimed == {capability.value for capability in ALL_CAPABILITIES}
     assert stores
-    assert all(store._cluster is not None for store in stores)  # routed by slot
+    assert all(
+        getattr(store.engine.transport, "slots", None) is not None for store in stores
+    )  # routed by slot

@@ -4,6 +4,7 @@ paging, TTL, corruption, concurrent writers, bad input and faults."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -95,12 +96,17 @@ async def test_search_walks_past_one_scan_batch(agentmem_store: AgentMemoryStore
     assert [item.key for item in hits] == [f"k{i:04}" for i in range(450, 500)]
 
 
-async def test_query_without_a_vector_index_raises(agentmem_store: AgentMemoryStore) -> None:
-    """search(query=...) raises InvalidArgumentError: there is no index to rank by."""
+async def test_query_without_an_index_is_ignored(agentmem_store: AgentMemoryStore) -> None:
+    """Without index=, search(query=...) ignores the query (LangGraph's contract): filters apply, no score."""
     store = LangGraphStore(agentmem_store)
-    await store.aput(("docs",), "a", {"text": "hello"})
-    with pytest.raises(InvalidArgumentError, match="no vector index"):
-        await store.asearch(("docs",), query="hello")
+    await store.aput(("docs",), "a", {"text": "hello", "n": 1})
+    await store.aput(("docs",), "b", {"text": "bye", "n": 2})
+    found = await store.asearch(("docs",), query="hello")
+    assert [(item.key, item.score) for item in found] == [("a", None), ("b", None)]
+    filtered = await store.asearch(("docs",), query="hello", filter={"n": {"$gt": 1}})
+    assert [item.key for item in filtered] == ["b"]
+    await store.aput(("docs",), "c", {"text": "x"}, index=["text"])  # index= ignored too
+    assert (await store.aget(("docs",), "c")) is not None
 
 
 async def test_list_namespaces_with_conditions_depth_and_paging(agentmem_store: AgentMemoryStore) -> None:
@@ -267,3 +273,79 @@ async def test_items_survive_a_restart_of_a_persistent_server(
     assert item.value == {"v": 1}
     await store.aput(("n",), "k2", {"v": 2})
     assert await store.alist_namespaces() == [("n",)]
+
+
+async def test_sync_methods_on_the_loop_thread_raise_invalid_state(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis
+) -> None:
+    """Each sync method called on the store's own loop raises InvalidStateError and writes nothing."""
+    store = LangGraphStore(agentmem_store)
+    calls: list[Any] = [
+        lambda: store.put(("foo", "bar"), "baz", {"val": "baz"}),
+        lambda: store.get(("foo", "bar"), "baz"),
+        lambda: store.delete(("foo", "bar"), "baz"),
+        lambda: store.search(("foo", "bar")),
+        lambda: store.list_namespaces(prefix=("foo",)),
+        lambda: store.batch([PutOp(("foo", "bar"), "baz", {"val": "baz"})]),
+    ]
+    for call in calls:
+        with pytest.raises(asyncio.InvalidStateError, match="own event loop"):
+            call()
+    assert await keys_of(store) == []
+    assert await agentmem_redis.exists(store_item_key(agentmem_store.config.prefix, "foo.bar", "baz")) == 0
+
+
+async def test_sync_methods_run_on_the_store_loop_from_other_threads(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis
+) -> None:
+    """put/get/search/list_namespaces/delete/batch from a worker thread reach the server via the loop."""
+    store = LangGraphStore(agentmem_store)
+    item = store_item_key(agentmem_store.config.prefix, "foo.bar", "baz")
+
+    def in_thread() -> list[Any]:
+        store.put(("foo", "bar"), "baz", {"val": "baz"})
+        got = store.get(("foo", "bar"), "baz")
+        found = store.search(("foo",), filter={"val": "baz"})
+        namespaces = store.list_namespaces(prefix=("foo",))
+        batched = store.batch([GetOp(("foo", "bar"), "baz"), PutOp(("foo", "bar"), "two", {"v": 2})])
+        return [got, found, namespaces, batched]
+
+    got, found, namespaces, batched = await asyncio.to_thread(in_thread)
+    assert got.value == {"val": "baz"}
+    assert [i.key for i in found] == ["baz"]
+    assert namespaces == [("foo", "bar")]
+    assert batched[0].value == {"val": "baz"}
+    assert await agentmem_redis.hget(item, "v") == b'{"val":"baz"}'
+    await asyncio.to_thread(store.delete, ("foo", "bar"), "baz")
+    assert await agentmem_redis.exists(item) == 0
+    assert await store.aget(("foo", "bar"), "two") is not None
+
+
+async def test_many_threads_share_the_store_loop(agentmem_store: AgentMemoryStore) -> None:
+    """Ten threads putting, reading and searching at once all finish, and every item is stored."""
+    store = LangGraphStore(agentmem_store)
+
+    def worker(m: int) -> int:
+        for i in range(20):
+            store.put(("test", str(m)), f"key{i}", {"i": i})
+            assert store.get(("test", str(m)), f"key{i}") is not None
+            store.search(("test",), limit=5)
+        return m
+
+    with ThreadPoolExecutor(max_workers=10) as executor:
+        done = await asyncio.gather(*(asyncio.wrap_future(executor.submit(worker, m)) for m in range(10)))
+    assert done == list(range(10))
+    assert len(await store.asearch(("test",), limit=1000)) == 200
+
+
+async def test_a_store_made_outside_a_loop_binds_to_the_first_async_call(
+    agentmem_store: AgentMemoryStore,
+) -> None:
+    """Made in a thread with no loop, a sync call raises until an a* call tells the store its loop."""
+    store = await asyncio.to_thread(LangGraphStore, agentmem_store)
+    with pytest.raises(asyncio.InvalidStateError, match="needs the event loop"):
+        await asyncio.to_thread(store.get, ("n",), "k")
+    await store.aput(("n",), "k", {"v": 1})
+    item = await asyncio.to_thread(store.get, ("n",), "k")
+    assert item is not None
+    assert item.value == {"v": 1}

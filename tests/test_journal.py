@@ -18,6 +18,7 @@ from agentmem import (
     Turn,
     UnflushedJournalError,
 )
+from agentmem.factory import open_store
 from agentmem.keys import KeySchema, escape_glob
 from agentmem.testing import memory_pressure
 
@@ -448,9 +449,10 @@ async def test_closed_journal_store_raises_and_journals_nothing(
 
 async def test_journal_option_selects_the_layer(agentmem_server: Any, agentmem_prefix: str) -> None:
     """fallback="journal" gives a JournaledStore, still an AgentMemoryStore, from either constructor."""
-    by_url = AgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, fallback="journal")
+    with pytest.warns(DeprecationWarning, match="goes in 0.4"):  # the class is the choice now
+        by_url = AgentMemoryStore.from_url(agentmem_server.url, prefix=agentmem_prefix, fallback="journal")
     client = Redis.from_url(agentmem_server.url)
-    by_client = AgentMemoryStore(client, prefix=agentmem_prefix, fallback="journal")
+    by_client = open_store(client, prefix=agentmem_prefix, fallback="journal")
     plain = AgentMemoryStore(client, prefix=agentmem_prefix)
     try:
         assert isinstance(by_url, JournaledStore)

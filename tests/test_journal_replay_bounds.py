@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from agentmem import AgentMemoryStore, JournaledStore
 from agentmem.keys import KeySchema
 from agentmem.scripts import DELETE
-from agentmem.store import write_version
+from agentmem.writes import write_version
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -47,8 +47,9 @@ async def test_append_ids_are_kept_for_the_session_ttl(
 
 async def _delete_at(store: AgentMemoryStore, session_id: str, version: int) -> int:
     """delete_session as a process whose clock says ``version`` would send it (the one internal read)."""
-    keys = store._session_keys(session_id).all()
-    return int(await store._script("delete_session", DELETE, keys, (version, store._session_ttl_ms())))
+    engine = store.engine
+    keys = engine.keys.session(session_id).all()
+    return int(await engine.script("delete_session", DELETE, keys, (version, engine.ttl_ms("session"))))
 
 
 @pytest.mark.single_node  # a proxy in front of the shared single server

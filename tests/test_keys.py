@@ -118,3 +118,22 @@ def test_match_sessions_is_a_superset_of_the_glob() -> None:
     assert schema.match_sessions("call 1*") == "p\\*:{s:call%201*}:*"
     assert schema.match_sessions("李?") == "p\\*:{s:%E6%9D%8E*}:*"
     assert schema.match_sessions("[ab]c") == "p\\*:{s:*}:*"
+
+
+@pytest.mark.parametrize("value", ["a", "a:b", "{x}", "*?[", "call 1", "李", "%41", "~._-"])
+def test_encode_id_is_the_key_encoding_and_decode_id_inverts_it(value: str) -> None:
+    """encode_id is what session keys hold (and the LangGraph keys use); decode_id gives the id back."""
+    from agentmem.integrations.langgraph import _keys as langgraph_keys
+    from agentmem.keys import decode_id, encode_id
+
+    assert KeySchema("p").session(value).base == f"p:{{s:{encode_id(value)}}}:base"
+    assert langgraph_keys.encode_id is encode_id
+    assert decode_id(encode_id(value)) == value
+
+
+@pytest.mark.parametrize("encoded", ["%61", "a%3a", "%ZZ", "%FF", "a:b"])
+def test_decode_id_refuses_what_encode_id_cannot_make(encoded: str) -> None:
+    """A non-canonical or invalid encoding is no id of ours: None, so it never aliases another id."""
+    from agentmem.keys import decode_id
+
+    assert decode_id(encoded) is None

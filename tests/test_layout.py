@@ -18,6 +18,7 @@ from agentmem.codec import VERSION_BYTES
 from agentmem.keys import KeySchema
 from agentmem.scripts import APPEND, APPEND_LOG_IDS
 from agentmem.store import append_window
+from agentmem.writes import Write, WriteKind, apply
 
 RECORD = 12  # an append log record: 8-byte operation id, 4-byte server time in seconds
 
@@ -29,6 +30,32 @@ def _versioned(version: int, payload: bytes) -> bytes:
 async def _hash(redis: Redis, key: str) -> dict[bytes, bytes]:
     raw: dict[Any, Any] = await redis.hgetall(key)
     return raw
+
+
+async def _write_context(
+    store: AgentMemoryStore, operation: str, session_id: str, encoded: list[bytes], version: int, mode: str
+) -> int | None:
+    """A context write as the store and the journal send it (``-if-newer``: a replay)."""
+    kind: WriteKind = "save" if mode.startswith("replace") else "update"
+    write = Write(kind, session_id, tuple(encoded), version)
+    return await apply(store.engine, operation, write, replay=mode.endswith("-if-newer"))
+
+
+async def _write_facts(
+    store: AgentMemoryStore, operation: str, user_id: str, encoded: list[bytes], version: int, mode: str
+) -> int | None:
+    """A facts write as the store and the journal send it (``-if-newer``: a replay)."""
+    write = Write("remember", user_id, tuple(encoded), version)
+    return await apply(store.engine, operation, write, replay=mode.endswith("-if-newer"))
+
+
+async def _append(
+    store: AgentMemoryStore, operation: str, session_id: str, encoded: list[bytes], op_id: bytes
+) -> int:
+    """An append with a given operation id (a retry of an applied one adds nothing)."""
+    length = await apply(store.engine, operation, Write("append", session_id, tuple(encoded), 0, op_id))
+    assert length is not None
+    return length
 
 
 async def test_save_stores_one_string_with_its_version(
@@ -105,9 +132,9 @@ async def test_replayed_replace_keeps_newer_merged_fields(
     and drops those merged before it."""
     store = agentmem_store
     keys = KeySchema(agentmem_prefix).session("s")
-    await store._write_context("u", "s", [b"old", b"1"], 100, "merge")
-    await store._write_context("u", "s", [b"new", b"2"], 300, "merge")
-    written = await store._write_context("r", "s", [orjson.dumps({"base": 1})], 200, "replace-if-newer")
+    await _write_context(store, "u", "s", [b"old", b"1"], 100, "merge")
+    await _write_context(store, "u", "s", [b"new", b"2"], 300, "merge")
+    written = await _write_context(store, "r", "s", [orjson.dumps({"base": 1})], 200, "replace-if-newer")
     assert written
     assert await _hash(agentmem_redis, keys.context) == {b"new": _versioned(300, b"2")}
     assert await agentmem_redis.get(keys.base) == _versioned(200, b'{"base":1}')
@@ -120,9 +147,9 @@ async def test_replay_older_than_the_last_replace_is_dropped(
     """A merge or replace replayed with a version older than the stored base changes nothing."""
     store = agentmem_store
     keys = KeySchema(agentmem_prefix).session("s")
-    await store._write_context("r", "s", [orjson.dumps({"a": 1})], 500, "replace")
-    assert not await store._write_context("u", "s", [b"a", b"2"], 400, "merge-if-newer")
-    assert not await store._write_context("r", "s", [orjson.dumps({"b": 1})], 400, "replace-if-newer")
+    await _write_context(store, "r", "s", [orjson.dumps({"a": 1})], 500, "replace")
+    assert not await _write_context(store, "u", "s", [b"a", b"2"], 400, "merge-if-newer")
+    assert not await _write_context(store, "r", "s", [orjson.dumps({"b": 1})], 400, "replace-if-newer")
     assert await agentmem_redis.exists(keys.context) == 0
     assert await agentmem_redis.get(keys.base) == _versioned(500, b'{"a":1}')
     assert await store.load_context("s") == {"a": 1}
@@ -135,9 +162,9 @@ async def test_facts_are_versioned_values_and_a_replay_skips_newer_ones(
     a merge replayed with an older version skips the facts written after it."""
     store = agentmem_store
     key = KeySchema(agentmem_prefix).profile("u")
-    await store._write_facts("r", "u", [b"lang", b'"zh"', b"tier", b'"gold"'], 100, "merge")
-    await store._write_facts("r", "u", [b"tier", b'"vip"'], 300, "merge")
-    assert await store._write_facts("r", "u", [b"lang", b'"en"', b"tier", b'"free"'], 200, "merge-if-newer")
+    await _write_facts(store, "r", "u", [b"lang", b'"zh"', b"tier", b'"gold"'], 100, "merge")
+    await _write_facts(store, "r", "u", [b"tier", b'"vip"'], 300, "merge")
+    assert await _write_facts(store, "r", "u", [b"lang", b'"en"', b"tier", b'"free"'], 200, "merge-if-newer")
     assert await _hash(agentmem_redis, key) == {
         b"lang": _versioned(200, b'"en"'),
         b"tier": _versioned(300, b'"vip"'),
@@ -162,7 +189,7 @@ async def test_the_append_log_is_a_compact_string_that_expires(
         assert now - 5 <= int.from_bytes(log[start + 8 : start + RECORD], "big") <= now + 1
     window_ms = int(append_window(store.config) * 1000)
     assert window_ms - 5_000 < await agentmem_redis.pttl(keys.log) <= window_ms
-    assert await store._append("retry", "s", [orjson.dumps({"n": 9})], log[:8]) == 3  # an applied id
+    assert await _append(store, "retry", "s", [orjson.dumps({"n": 9})], log[:8]) == 3  # an applied id
     assert await agentmem_redis.llen(keys.history) == 3
     assert await agentmem_redis.get(keys.log) == log
 
@@ -205,7 +232,7 @@ async def test_layout_0_2_still_reads_and_its_next_write_rewrites_it(
     assert await store.recall("u") == {"lang": "zh"}
     await agentmem_redis.pexpire(keys.context, 77_000)  # after the reads, which slide it
 
-    assert not await store._write_context("u", "s", [b"a", b"9"], 400, "merge-if-newer")  # older than 500
+    assert not await _write_context(store, "u", "s", [b"a", b"9"], 400, "merge-if-newer")  # older than 500
     assert await agentmem_redis.get(keys.base) == _versioned(500, b'{"a":1,"b":2}')
     assert await _hash(agentmem_redis, keys.context) == {b"b": _versioned(600, b"3")}
     assert 70_000 < await agentmem_redis.pttl(keys.base) <= 77_000

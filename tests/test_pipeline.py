@@ -19,7 +19,7 @@ StoreFactory = Callable[..., AgentMemoryStore]
 
 
 def _pipeliner(store: AgentMemoryStore) -> Any:
-    pipeliner = store._pipeliner
+    pipeliner: Any = store.engine.transport
     assert pipeliner is not None
     return pipeliner
 
@@ -40,8 +40,7 @@ async def test_lone_callers_are_sent_inline(
     for i in range(3):
         task = asyncio.ensure_future(agentmem_store.update_context(f"lone{i}", {"i": i}))
         await asyncio.sleep(0)
-        assert not pipeliner._flush_scheduled
-        assert not pipeliner._pending
+        assert pipeliner.queued == 0
         await task
     assert pipeliner.batches - before == 3
     schema = KeySchema(agentmem_prefix)
@@ -144,12 +143,12 @@ async def test_noscript_in_a_batch_reloads_once(
     admin = Redis.from_url(agentmem_private_server.url)
     try:
         await admin.script_flush()
-        loads_before = store._scripts.loads
+        loads_before = store.engine.scripts.loads
         results = await asyncio.gather(*(store.load_context("s") for _ in range(30)))
     finally:
         await admin.aclose()
     assert results == [{"a": 1}] * 30
-    assert store._scripts.loads == loads_before + 1
+    assert store.engine.scripts.loads == loads_before + 1
 
 
 async def test_pipelining_over_a_caller_client(agentmem_redis: Redis, agentmem_prefix: str) -> None:

@@ -1,7 +1,9 @@
 """The README's examples run as written, so the front door cannot rot.
 
 Every ```python block runs, each in a subprocess of its own against a private server
-whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets read), unless the line
+whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets read; a block that uses
+``store.memories`` or a ``LangGraphStore(index=...)`` gets the run's search-capable server
+instead, and must write under its own ``prefix=``), unless the line
 before it says why not (``<!-- not-run: reason -->``) or marks it as the plugin's example
 test (``<!-- pytest-example -->``, run by pytest in a new project with the configuration
 block marked ``<!-- pytest-example-config -->``). Shell commands and output samples carry
@@ -18,6 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -61,6 +64,13 @@ def _python(marker: str | None) -> list[Block]:
 
 
 RUNNABLE = _python("")
+#: A block needs a query engine (FT.*) when it uses these.
+SEARCH_USES = re.compile(r"\.memories\.|LangGraphStore\([^)]*index=")
+
+
+def needs_search(block: Block) -> bool:
+    """Whether the block needs a server with a query engine (the search-capable fixture)."""
+    return SEARCH_USES.search(block.code) is not None
 
 
 def _run(code: str, tmp_path: Path, url: str | None) -> subprocess.CompletedProcess[str]:
@@ -92,6 +102,8 @@ def test_every_python_block_runs_or_says_why_not() -> None:
 
 
 NOT_RUNNABLE = [b for b in _python(None) if NOT_RUN.fullmatch(b.marker)]
+PLAIN = [b for b in RUNNABLE if not needs_search(b)]
+SEARCHING = [b for b in RUNNABLE if needs_search(b)]
 
 
 @pytest.mark.parametrize("block", NOT_RUNNABLE, ids=[f"line{b.line}" for b in NOT_RUNNABLE])
@@ -108,7 +120,7 @@ def test_a_block_that_cannot_run_still_compiles_and_imports(block: Block, tmp_pa
     assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[f"line{b.line}" for b in RUNNABLE])
+@pytest.mark.parametrize("block", PLAIN, ids=[f"line{b.line}" for b in PLAIN])
 def test_readme_block_runs(block: Block, agentmem_private_server: EmbeddedServer, tmp_path: Path) -> None:
     """The block runs as written against the server in AGENTMEM_REDIS_URL, prints something,
     and writes to that server."""
@@ -117,6 +129,24 @@ def test_readme_block_runs(block: Block, agentmem_private_server: EmbeddedServer
     assert done.stdout.strip(), f"README.md:{block.line} printed nothing: it should show what it did"
     with redis.Redis.from_url(agentmem_private_server.url) as client:
         assert client.dbsize() > 0, f"README.md:{block.line} stored nothing"
+
+
+@pytest.mark.parametrize("block", SEARCHING, ids=[f"line{b.line}" for b in SEARCHING])
+def test_readme_search_block_runs(block: Block, agentmem_search_server: Any, tmp_path: Path) -> None:
+    """A block using store.memories or a LangGraph index runs as written against the
+    search-capable server in AGENTMEM_REDIS_URL, prints something, and writes under its prefix
+    (the server is shared: its keys are cleared first, so what is found is this run's)."""
+    prefix = re.search(r'prefix="([^"]+)"', block.code)
+    assert prefix is not None, f"README.md:{block.line}: a search block names its prefix="
+    pattern = f"{prefix.group(1)}:*"
+    with redis.Redis.from_url(agentmem_search_server.url) as client:
+        for key in list(client.scan_iter(match=pattern, count=500)):
+            client.delete(key)
+        done = _run(block.code, tmp_path, agentmem_search_server.url)
+        assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
+        assert done.stdout.strip(), f"README.md:{block.line} printed nothing: it should show what it did"
+        written = list(client.scan_iter(match=pattern, count=500))
+    assert written, f"README.md:{block.line} stored nothing under {pattern}"
 
 
 def test_quickstart_on_a_fresh_machine(tmp_path: Path) -> None:

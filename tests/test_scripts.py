@@ -94,24 +94,28 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "24adcb3cf3c132610e2d0e3769c9c9ec1efcdec0",
     ),
     "langgraph_store_delete": (
-        "64723aaaa6781668dfe6aa79518ff571a54f471b",
-        "84193a094d8dd1923faab7dfde057f821208d92f",
+        "6cdc4d68227d8366a8889ec3a999e08e1f561ddf",
+        "de1a9ec7264f37f5837dba461b7eb6a11226d6de",
     ),
     "langgraph_store_fetch": (
-        "b5ed4cd91f2ec093b8da48a97a56bf6ce759848a",
-        "5f3ddeb250dddffeeb72aa32a47e35331c29a5e6",
+        "bf75e90ecb69a3a76929bc2225d44ed90eaf5f20",
+        "b5f9fca7005abd47d73ce77025fec8287e7d0ac7",
     ),
     "langgraph_store_members": (
         "832db726a8f25fa06c5ba05c40f7a7d5588a95ff",
         "27752b650b8e9e326a29453a089127c459414f41",
     ),
     "langgraph_store_put": (
-        "3fe2b644725ceec5cfc28c2cb29f243a2fc70b3a",
-        "127a49ef0e040d7a319964b924d774e37bc49192",
+        "3e7910e47f89b4f7ed09819b73023ba10fa1525d",
+        "7699502a6d52882a0b4381a139161c15fdd15e83",
     ),
     "langgraph_store_touch": (
         "c37ba77a7ef4c200024d059525ec07b6c542f82b",
         "969afc5d5f5fbda208eae9c5fadda0e6e292cda5",
+    ),
+    "memory_add": (
+        "24e58bfabe480bfb7bb0e27071858ca825493068",
+        "29b6b7eb89a4c22ec6a8bfe2c49a3bf2e41a731d",
     ),
     "openai_agents_pop": (
         "9189f656b34e20f2afdf8e6e0e1a745374436c15",

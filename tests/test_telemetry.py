@@ -401,3 +401,98 @@ def test_the_sync_store_passes_telemetry_through(
     finally:
         client.close()
         asyncio.run(delete_prefix(agentmem_server.url, agentmem_prefix))
+
+
+async def test_engine_observe_is_one_span_its_first_send_joins(
+    spans: InMemorySpanExporter, agentmem_store_factory: StoreFactory
+) -> None:
+    """engine.observe(): one annotated span; its first send of that name joins it, others are children."""
+    from agentmem.calls import Call
+
+    store = agentmem_store_factory(telemetry=True)
+    key = store.engine.keys.profile(USER)
+    async with store.engine.observe("adapter.op") as scope:
+        await store.engine.send("adapter.op", (Call(None, (key,), (), command="EXISTS"),))
+        await store.engine.send("adapter.step", (Call(None, (key,), (), command="EXISTS"),))
+        scope.annotate(**{"agentmem.journaled": False})
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished].count("adapter.op") == 1
+    op = next(s for s in finished if s.name == "adapter.op")
+    step = next(s for s in finished if s.name == "adapter.step")
+    assert step.parent is not None
+    assert step.parent.span_id == op.context.span_id
+    assert op.attributes is not None
+    assert op.attributes["agentmem.journaled"] is False
+    assert op.attributes["agentmem.batch_size"] == 1
+
+
+async def test_memories_spans_carry_no_text_query_or_vector(
+    spans: InMemorySpanExporter, agentmem_search_store_factory: StoreFactory
+) -> None:
+    """Each memories call is one span named after it; no attribute holds its text, query or vector."""
+    from agentmem.testing.embedders import HashEmbedder
+
+    store = agentmem_search_store_factory(telemetry=True, embedder=HashEmbedder())
+    memory = await store.memories.add(USER, "secret text about the dog")
+    await store.memories.search(USER, "private question", k=3)
+    await store.memories.get(USER, memory.id)
+    await store.memories.list(USER)
+    await store.memories.delete(USER, memory.id)
+    finished = spans.get_finished_spans()
+    names = {s.name for s in finished}
+    assert {"memories.add", "memories.search", "memories.get", "memories.list", "memories.delete"} <= names
+    for span in finished:
+        for value in (span.attributes or {}).values():
+            assert "secret" not in str(value)
+            assert "private" not in str(value)
+        for event in span.events:
+            assert "secret" not in str(event.attributes)
+
+
+async def _touch_every_primary(store: AgentMemoryStore) -> None:
+    """Writes to users spread over every slot range, so each primary's pool is made."""
+    await asyncio.gather(*(store.remember(f"u{i}", {"i": i}) for i in range(24)))
+
+
+@pytest.mark.parametrize("how", ["caller_client", "from_url"])
+async def test_a_cluster_store_with_telemetry_reports_every_primary_pool(
+    how: str,
+    agentmem_cluster: list[str],
+    agentmem_prefix: str,
+    spans: InMemorySpanExporter,
+    reader: InMemoryMetricReader,
+) -> None:
+    """telemetry=True on a cluster (a caller's RedisCluster or from_url): spans per operation,
+    and connection gauges for each primary's own pool (not the seed node's only)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from agentmem.testing.fixtures import delete_cluster_prefix
+
+    client = RedisCluster.from_url(agentmem_cluster[0]) if how == "caller_client" else None
+    store = (
+        AgentMemoryStore(client, prefix=agentmem_prefix, telemetry=True)
+        if client is not None
+        else AgentMemoryStore.from_url(agentmem_cluster[0], prefix=agentmem_prefix, telemetry=True)
+    )
+    try:
+        await _touch_every_primary(store)
+        assert await store.recall("u3") == {"i": 3}
+        names = [s.name for s in spans.get_finished_spans()]
+        assert names.count("remember") == 24
+        assert names.count("recall") == 1
+        sizes = {
+            p.attributes["db.client.connection.pool.name"]: p.value
+            for p in _points(reader, "db.client.connection.max")
+            if p.attributes["agentmem.prefix"] == agentmem_prefix
+        }
+        transport: Any = store.engine.transport
+        primaries = {f"{host}:{port}/0" for host, port in transport.slots.primaries}
+        assert primaries <= set(sizes)
+        assert all(sizes[name] == store.config.max_connections for name in primaries)
+        health = await store.health()
+        assert health.pool_size == sum(sizes.values())
+    finally:
+        await store.aclose()
+        if client is not None:
+            await client.aclose()
+        await delete_cluster_prefix(agentmem_cluster, agentmem_prefix)

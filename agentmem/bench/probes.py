@@ -1,6 +1,6 @@
 """Counting, not timing: round trips per store call, and server memory per session.
 
-Round trips are counted by the store's own auto-pipeliner (``_pipeliner.batches``: one
+Round trips are counted by the store's own auto-pipeliner (``store.engine.transport.batches``: one
 pipeline is one round trip) and cross-checked on the server with ``INFO commandstats``
 (``EVALSHA`` calls: one per script run). Memory is ``MEMORY USAGE key SAMPLES 0`` (every
 element counted) of each key a session holds in steady state: a full history and, for
@@ -53,7 +53,7 @@ async def round_trips(url: str, prefix: str, calls: int) -> dict[str, Any]:
     """
     store = AgentMemoryStore.from_url(url, prefix=prefix, ttl=SESSION_TTL, max_history=MAX_HISTORY)
     admin = Redis.from_url(url)
-    pipeliner = store._pipeliner
+    pipeliner: Any = store.engine.transport
     if pipeliner is None:  # pragma: no cover - auto_pipeline is on by default
         raise RuntimeError("round trips are counted by the auto-pipeliner, which is off")
     methods: dict[str, Callable[[], Awaitable[object]]] = {

@@ -42,13 +42,14 @@ import orjson
 import redis
 from redis.asyncio import Redis
 
-from agentmem.bench.contenders import AgentMem, Contender, PipelinedBlob, RawBlob, RawHash, Session
+from agentmem.bench.contenders import AgentMem, Contender, Session
+from agentmem.bench.handwritten import PipelinedBlob, RawBlob, RawHash
 from agentmem.bench.harness import Budget
 from agentmem.bench.machine import machine_info, server_info
 from agentmem.bench.probes import delete_keys
 from agentmem.bench.script_cost import format_shapes, script_shapes
 from agentmem.bench.workload import CONTEXT, CONTEXT_UPDATE, HISTORY_LAST, MAX_HISTORY, MESSAGES, SESSION_TTL
-from agentmem.embedded import NoServerBinaryError, embedded_server
+from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 __all__ = ["AGENTS", "AgentMemOps", "RawTurn", "ServerCounters", "run", "server_cost"]
 

@@ -30,7 +30,7 @@ from typing import Any
 from agentmem import AgentMemoryStore
 from agentmem.bench.probes import delete_keys
 from agentmem.bench.workload import CONTEXT
-from agentmem.embedded import embedded_server
+from agentmem.testing.embedded import embedded_server
 
 __all__ = ["format_telemetry", "run_telemetry", "telemetry_overhead"]
 

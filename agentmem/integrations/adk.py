@@ -69,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from agentmem.calls import Call
 from agentmem.codec import decode_fields, decode_messages, encode_fields, encode_messages
 from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, SerializationError
 from agentmem.integrations.adk_scripts import (
@@ -80,7 +81,6 @@ from agentmem.integrations.adk_scripts import (
     ADK_READ,
 )
 from agentmem.keys import AdkSessionKeys
-from agentmem.pipeline import Call
 from agentmem.scripts import MAX_EXACT, READ_HASH
 from agentmem.store import AgentMemoryStore
 
@@ -178,26 +178,25 @@ class AgentMemorySessionService(BaseSessionService):
         if not app_items:
             return keys.all(), []
         store = self._store
-        if store._detect_cluster is not None:
-            await store._resolve_topology()
-        # Still unknown (the server did not answer): apart works on either topology.
-        if store._cluster is not None or store._detect_cluster is not None:
+        if await store.engine.topology() == "cluster":
             return keys.all(), []
-        return (*keys.all(), store._keys.adk_app_state(app_name)), app_items
+        return (*keys.all(), store.engine.keys.adk_app_state(app_name)), app_items
 
     async def _write_app_state(self, operation: str, app_name: str, app_items: Sequence[bytes]) -> None:
         store = self._store
-        key = store._keys.adk_app_state(app_name)
-        await store._script(operation, ADK_APP_STATE, (key,), (store._profile_ttl_ms(), *app_items))
+        key = store.engine.keys.adk_app_state(app_name)
+        await store.engine.script(
+            operation, ADK_APP_STATE, (key,), (store.engine.ttl_ms("profile"), *app_items)
+        )
 
     def _keys(self, app_name: str, user_id: str, session_id: str) -> AdkSessionKeys:
-        return self._store._keys.adk_session(app_name, user_id, session_id)
+        return self._store.engine.keys.adk_session(app_name, user_id, session_id)
 
     def _read_calls(self, app_name: str, keys: AdkSessionKeys, session_id: str, events: int) -> list[Call]:
         store = self._store
         return [
-            Call(ADK_READ, keys.all(), (store._read_ttl_ms(), session_id, events)),
-            Call(READ_HASH, (store._keys.adk_app_state(app_name),), (0,)),
+            Call(ADK_READ, keys.all(), (store.engine.ttl_ms("read"), session_id, events)),
+            Call(READ_HASH, (store.engine.keys.adk_app_state(app_name),), (0,)),
         ]
 
     def _session_from(
@@ -243,8 +242,8 @@ class AgentMemorySessionService(BaseSessionService):
         store = self._store
         script_keys, together = await self._session_script_scope(app_name, keys, app_items)
         args = (
-            store._session_ttl_ms(),
-            store._profile_ttl_ms(),
+            store.engine.ttl_ms("session"),
+            store.engine.ttl_ms("profile"),
             uuid.uuid4().hex,
             session_id,
             repr(time.time()),
@@ -254,7 +253,7 @@ class AgentMemorySessionService(BaseSessionService):
             *user_items,
             *together,
         )
-        created = await store._script("adk_create_session", ADK_CREATE, script_keys, args)
+        created = await store.engine.script("adk_create_session", ADK_CREATE, script_keys, args)
         if int(created) == 0:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.")
         if app_items and not together:
@@ -262,7 +261,7 @@ class AgentMemorySessionService(BaseSessionService):
         # A second round trip, not a read queued behind the create in one operation: calls
         # of one operation can run out of order when some of them must be resent after
         # NOSCRIPT, so a read there could miss the create.
-        read, app_state = await store._send(
+        read, app_state = await store.engine.send(
             "adk_create_session", self._read_calls(app_name, keys, session_id, 0)
         )
         session = self._session_from(app_name, user_id, session_id, read, app_state)
@@ -284,7 +283,7 @@ class AgentMemorySessionService(BaseSessionService):
         count = MAX_EXACT
         if config is not None and config.num_recent_events is not None:
             count = config.num_recent_events
-        read, app_state = await self._store._send(
+        read, app_state = await self._store.engine.send(
             "adk_get_session", self._read_calls(app_name, keys, session_id, count)
         )
         session = self._session_from(app_name, user_id, session_id, read, app_state)
@@ -303,10 +302,10 @@ class AgentMemorySessionService(BaseSessionService):
         return ListSessionsResponse(sessions=sessions)
 
     async def _users_with_sessions(self, app_name: str) -> list[str]:
-        schema = self._store._keys
+        schema = self._store.engine.keys
         pattern = schema.adk_match_indexes(app_name)
         users: set[str] = set()
-        for key in await self._store._scan("adk_list_sessions", pattern, count=SCAN_COUNT):
+        for key in await self._store.engine.scan("adk_list_sessions", pattern, count=SCAN_COUNT):
             user = schema.adk_user_of_index(app_name, key)
             if user is not None:
                 users.add(user)
@@ -314,14 +313,16 @@ class AgentMemorySessionService(BaseSessionService):
 
     async def _list_user_sessions(self, app_name: str, user_id: str) -> list[Session]:
         store = self._store
-        index, _ = store._keys.adk_user(app_name, user_id)
-        (flat,) = await store._send("adk_list_sessions", (Call(None, (index,), (0, -1), command="ZRANGE"),))
+        index, _ = store.engine.keys.adk_user(app_name, user_id)
+        (flat,) = await store.engine.send(
+            "adk_list_sessions", (Call(None, (index,), (0, -1), command="ZRANGE"),)
+        )
         ids = [member.decode("utf-8") for member in flat]
         if not ids:
             return []
-        calls = [Call(READ_HASH, (store._keys.adk_app_state(app_name),), (0,))]
+        calls = [Call(READ_HASH, (store.engine.keys.adk_app_state(app_name),), (0,))]
         calls += [Call(ADK_READ, self._keys(app_name, user_id, sid).all(), (0, sid, 0)) for sid in ids]
-        app_state, *reads = await store._send("adk_list_sessions", calls)
+        app_state, *reads = await store.engine.send("adk_list_sessions", calls)
         sessions: list[Session] = []
         gone: list[Call] = []
         for sid, read in zip(ids, reads, strict=True):
@@ -331,19 +332,19 @@ class AgentMemorySessionService(BaseSessionService):
             else:
                 sessions.append(session)
         if gone:
-            await store._send("adk_list_sessions", gone)
+            await store.engine.send("adk_list_sessions", gone)
         return sessions
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session and its events; its ``user:``/``app:`` state stays."""
         session_id = session_id.strip() if session_id else session_id
         keys = self._keys(app_name, user_id, session_id)
-        await self._store._script("adk_delete_session", ADK_DELETE, keys.all()[:4], (session_id,))
+        await self._store.engine.script("adk_delete_session", ADK_DELETE, keys.all()[:4], (session_id,))
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """The ``user:`` state of (app, user), keys without the prefix (``{}`` when none)."""
-        _, user_state = self._store._keys.adk_user(app_name, user_id)
-        raw = await self._store._script("adk_get_user_state", READ_HASH, (user_state,), (0,))
+        _, user_state = self._store.engine.keys.adk_user(app_name, user_id)
+        raw = await self._store.engine.script("adk_get_user_state", READ_HASH, (user_state,), (0,))
         return decode_fields(raw, what=f"user: state of {user_id!r}")
 
     async def append_event(self, session: Session, event: Event) -> Event:
@@ -362,8 +363,8 @@ class AgentMemorySessionService(BaseSessionService):
         store = self._store
         script_keys, together = await self._session_script_scope(session.app_name, keys, app_items)
         args = (
-            store._session_ttl_ms(),
-            store._profile_ttl_ms(),
+            store.engine.ttl_ms("session"),
+            store.engine.ttl_ms("profile"),
             session.id,
             event.id,
             _timestamp(event.timestamp),
@@ -374,7 +375,7 @@ class AgentMemorySessionService(BaseSessionService):
             *user_items,
             *together,
         )
-        applied = int(await store._script("adk_append_event", ADK_APPEND, script_keys, args))
+        applied = int(await store.engine.script("adk_append_event", ADK_APPEND, script_keys, args))
         if applied < 0:
             raise SessionNotFoundError(f"Session {session.id} not found.")
         if (

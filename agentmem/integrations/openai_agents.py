@@ -77,7 +77,7 @@ class AgentMemorySession(SessionABC):
     ) -> None:
         if not isinstance(store, AgentMemoryStore):
             raise TypeError(f"store must be an AgentMemoryStore, not {type(store).__name__}")
-        self._keys = store._keys.session(session_id)  # validates the id: InvalidKeyError
+        self._keys = store.engine.keys.session(session_id)  # validates the id: InvalidKeyError
         self.session_id = session_id
         self.session_settings = (
             coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
@@ -114,14 +114,14 @@ class AgentMemorySession(SessionABC):
         store = self._store
         if isinstance(store, JournaledStore):
             await self._flush_appends(store)
-        args = (store._session_ttl_ms(), uuid.uuid4().hex, store._append_window_ms)
+        args = (store.engine.ttl_ms("session"), uuid.uuid4().hex, store.engine.append_window_ms)
         try:
             keys = self._keys
             script_keys = (keys.context, keys.base, keys.history, keys.pops, keys.deleted)
-            reply = await store._script("pop_item", POP_LAST, script_keys, args)
+            reply = await store.engine.script("pop_item", POP_LAST, script_keys, args)
         finally:
             if isinstance(store, JournaledStore):
-                store._known.drop(("hist", self.session_id))  # what it knew may hold the popped item
+                store.forget_local_history(self.session_id)  # what it knew may hold the popped item
         code = int(reply[0])
         if code == 0:
             return None

@@ -4,6 +4,7 @@ The pytest plugin (:mod:`agentmem.testing.plugin`) is registered through an entr
 point and needs the ``agentmem-redis[testing]`` extra. The helpers here work without pytest.
 """
 
+from agentmem.testing.embedders import HashEmbedder
 from agentmem.testing.faults import kill_connections, memory_pressure
 from agentmem.testing.provision import (
     ProvisionSettings,
@@ -13,6 +14,7 @@ from agentmem.testing.provision import (
     provision,
 )
 from agentmem.testing.proxy import TcpProxy
+from agentmem.testing.search import provision_search, search_module_path
 from agentmem.testing.server import (
     EmbeddedServer,
     ServerBinary,
@@ -25,6 +27,7 @@ from agentmem.testing.tls import TlsFiles, TlsServer, make_tls_files, start_tls_
 
 __all__ = (
     "EmbeddedServer",
+    "HashEmbedder",
     "ProvisionSettings",
     "ServerBinary",
     "ServerInfo",
@@ -41,5 +44,7 @@ __all__ = (
     "memory_pressure",
     "probe_binary",
     "provision",
+    "provision_search",
+    "search_module_path",
     "start_tls_server",
 )

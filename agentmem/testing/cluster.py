@@ -20,7 +20,7 @@ import json
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +47,21 @@ class ClusterGroup:
         *,
         node_timeout: float = 1.0,
         detach: bool = False,
+        config: Mapping[str, str | int] | None = None,
     ) -> None:
         self.binary = binary
         self.directory = Path(directory)
         self.node_timeout = node_timeout
-        config: dict[str, str | int] = {
+        directives: dict[str, str | int] = {
             "cluster_enabled": "yes",
             "cluster_config_file": "nodes.conf",
             "cluster_node_timeout": int(node_timeout * 1000),
             # A replica with a stale link may still be promoted (the default factor can
             # refuse a replica that lost its link during a slow CI run).
             "cluster_replica_validity_factor": 0,
+            **(config or {}),  # e.g. loadmodule: a cluster of search-capable nodes
         }
-        self._config = config
+        self._config = directives
         self._detach = detach
         #: Bumped by each new try at forming the cluster: a node's directory (and the
         #: nodes.conf in it) is never one an earlier try wrote.
@@ -330,12 +332,19 @@ class SharedCluster:
     using it is a user; the last one out stops every node.
     """
 
-    STATE = "agentmem-cluster.json"
-    LOCK = "agentmem-cluster.lock"
-
-    def __init__(self, directory: Path, worker: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        worker: str,
+        *,
+        name: str = "agentmem-cluster",
+        config: Mapping[str, str | int] | None = None,
+    ) -> None:
         self.directory = directory
         self.worker = worker
+        #: Names the state and lock files and the nodes' directory (one per kind of cluster).
+        self.name = name
+        self.config = dict(config or {})
         self._joined = False
         self._owned: ClusterGroup | None = None  # keeps the node processes' handles alive
 
@@ -344,8 +353,8 @@ class SharedCluster:
         from filelock import FileLock
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / self.STATE
-        with FileLock(str(self.directory / self.LOCK), timeout=300):
+        path = self.directory / f"{self.name}.json"
+        with FileLock(str(self.directory / f"{self.name}.lock"), timeout=300):
             try:
                 state: dict[str, Any] = json.loads(path.read_text())
             except FileNotFoundError:
@@ -363,7 +372,8 @@ class SharedCluster:
                 return list(state["ports"])
             if state["status"] == "failed":
                 raise ServerStartError(state["error"])
-            group = ClusterGroup(binary, self.directory / "cluster", detach=True)
+            nodes_dir = self.directory / ("cluster" if self.name == "agentmem-cluster" else self.name)
+            group = ClusterGroup(binary, nodes_dir, detach=True, config=self.config)
             try:
                 group.start()
             except ServerStartError as exc:

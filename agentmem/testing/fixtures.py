@@ -230,9 +230,10 @@ async def agentmem_store_factory(
     request: pytest.FixtureRequest, agentmem_prefix: str
 ) -> AsyncIterator[StoreFactory]:
     """``make(url=None, **options)``: stores with the test's prefix and a client name of
-    their own (``<name>-1``, ``-2``...); the URL defaults to the shared server. Every
-    store made is closed afterwards."""
-    from agentmem.store import AgentMemoryStore
+    their own (``<name>-1``, ``-2``...); the URL defaults to the shared server (the class
+    from ``fallback``, as :func:`agentmem.open_store` picks it). Every store made is
+    closed afterwards."""
+    from agentmem.factory import open_store
 
     made: list[AgentMemoryStore] = []
     shared: list[_Target] = []
@@ -244,7 +245,7 @@ async def agentmem_store_factory(
             url = shared[0].url
         options.setdefault("prefix", agentmem_prefix)
         options.setdefault("client_name", f"{_client_name(agentmem_prefix)}-{len(made) + 1}")
-        store = AgentMemoryStore.from_url(url, **options)
+        store: AgentMemoryStore = open_store(url, **options)
         made.append(store)
         return store
 

@@ -34,7 +34,10 @@ added to every test that uses a TLS server fixture: those need a binary built wi
 Fixtures: ``agentmem_server`` (session), ``agentmem_prefix``, ``agentmem_redis``,
 ``agentmem_store``, ``agentmem_store_factory``, ``agentmem_proxy``,
 ``agentmem_proxy_factory``, ``agentmem_server_factory``, ``agentmem_private_server``,
-``agentmem_tls_server_factory``, ``agentmem_tls_server``.
+``agentmem_tls_server_factory``, ``agentmem_tls_server``; on a server with a query engine
+(:mod:`agentmem.testing.search_fixtures`): ``agentmem_search_server``, ``agentmem_search_store``,
+``agentmem_search_store_factory``, ``agentmem_search_cluster``, ``agentmem_search_cluster_store``,
+``agentmem_private_search_cluster``, ``agentmem_embedder`` (marker ``search``).
 Each test gets its own key prefix; every key under it is deleted after the test.
 """
 
@@ -61,6 +64,7 @@ from agentmem.testing.shared import SharedServer
 __all__ = [
     "CLUSTER_FIXTURES",
     "PRIVATE_SERVER_FIXTURES",
+    "SEARCH_FIXTURES",
     "SHARED_SERVER_FIXTURES",
     "TLS_SERVER_FIXTURES",
     "PluginState",
@@ -69,7 +73,7 @@ __all__ = [
 ]
 
 # The fixtures live in their own module; loading this plugin loads them.
-pytest_plugins = ["agentmem.testing.fixtures"]
+pytest_plugins = ["agentmem.testing.fixtures", "agentmem.testing.search_fixtures"]
 
 #: Fixtures that use the run's shared server.
 SHARED_SERVER_FIXTURES = frozenset(
@@ -85,11 +89,23 @@ SHARED_SERVER_FIXTURES = frozenset(
 TLS_SERVER_FIXTURES = frozenset({"agentmem_tls_server_factory", "agentmem_tls_server"})
 #: Fixtures on a Redis Cluster (3 primaries, 3 replicas; marked ``cluster``).
 CLUSTER_FIXTURES = frozenset({"agentmem_cluster", "agentmem_cluster_store", "agentmem_private_cluster"})
-#: Fixtures that start a private server of the test's own.
+#: Fixtures on a search-capable server or cluster (RediSearch loaded; marked ``search``).
+SEARCH_FIXTURES = frozenset(
+    {
+        "agentmem_search_server",
+        "agentmem_search_store",
+        "agentmem_search_store_factory",
+        "agentmem_search_cluster",
+        "agentmem_search_cluster_store",
+        "agentmem_private_search_cluster",
+    }
+)
+#: Fixtures that start a private server of the test's own (or a server other than the shared one).
 PRIVATE_SERVER_FIXTURES = (
     frozenset({"agentmem_server_factory", "agentmem_private_server", "agentmem_sentinel"})
     | TLS_SERVER_FIXTURES
     | CLUSTER_FIXTURES
+    | SEARCH_FIXTURES
 )
 
 _SKIP_PREFIX = "agentmem: no real Redis server: "
@@ -363,6 +379,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "cluster: runs on a Redis Cluster (added to users of the agentmem cluster fixtures)",
     )
+    config.addinivalue_line(
+        "markers",
+        "search: needs a server with a query engine (added to users of the agentmem search fixtures)",
+    )
     run = PluginState(config)
     config.stash[_STATE] = run
     config.pluginmanager.register(run, "agentmem-run")
@@ -384,6 +404,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.tls)
         if fixtures & CLUSTER_FIXTURES and not item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.cluster)
+        if fixtures & SEARCH_FIXTURES and not item.get_closest_marker("search"):
+            item.add_marker(pytest.mark.search)
     if on_cluster(config):  # deselected, not skipped: these tests are about one server
         single = [item for item in items if item.get_closest_marker("single_node")]
         if single:
@@ -422,3 +444,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         directory = run.shared_dir()
         if directory is not None:
             SharedServer(directory / "agentmem", "controller").stop_leftover()
+            SharedServer(directory / "agentmem", "controller", name="agentmem-search-server").stop_leftover()

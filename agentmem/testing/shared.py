@@ -42,15 +42,18 @@ DRAIN_TIMEOUT = 600.0
 class SharedServer:
     """This worker's view of the run's shared server (see the module docstring)."""
 
-    def __init__(self, directory: Path, worker: str) -> None:
+    def __init__(self, directory: Path, worker: str, *, name: str = "agentmem-server") -> None:
         self.directory = directory
         self.worker = worker
+        #: Names the state and lock files, so several shared servers (the plain one, the
+        #: search-capable one) live side by side in one directory.
+        self.name = name
         self._registered = False
         self._owned: Provisioned | None = None
 
     @property
     def state_path(self) -> Path:
-        return self.directory / STATE_NAME
+        return self.directory / f"{self.name}.json"
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -62,7 +65,7 @@ class SharedServer:
             ) from exc
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.directory / LOCK_NAME), timeout=LOCK_TIMEOUT):
+        with FileLock(str(self.directory / f"{self.name}.lock"), timeout=LOCK_TIMEOUT):
             state = self.read_state() or {"status": "idle", "users": []}
             yield state
             tmp = self.state_path.with_suffix(f".{os.getpid()}.tmp")

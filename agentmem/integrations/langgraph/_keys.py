@@ -3,7 +3,7 @@
 A thread's keys share one hash tag, ``{lgt:<thread id>}``, so every script that touches
 a thread runs in one cluster slot. A run's index of threads lives under
 ``{lgr:<run id>}``. Ids are
-percent-encoded exactly as :mod:`agentmem.keys` encodes session ids (an injective
+percent-encoded by :func:`agentmem.keys.encode_id`, as session ids are (an injective
 encoding whose output has no ``{``, ``}``, ``:`` or glob character), so the tags
 ``lgt``/``lgr``/``lgs`` can never collide with the store's own ``s``/``u`` tags.
 A BaseStore keeps all its keys under the one tag ``{lgs}``: a namespace-prefix search
@@ -13,9 +13,8 @@ reads one index, so the whole LangGraphStore lives in one cluster slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
-from agentmem.keys import escape_glob, validate_id
+from agentmem.keys import decode_id, encode_id, escape_glob, validate_id
 
 __all__ = [
     "ThreadKeys",
@@ -24,25 +23,13 @@ __all__ = [
     "run_key",
     "store_index_key",
     "store_item_key",
+    "store_search_index",
+    "store_vector_key",
+    "store_vector_prefix",
     "thread_from_index_key",
     "thread_keys",
     "thread_pattern",
 ]
-
-_SAFE = "._~-"
-
-
-def encode_id(value: str) -> str:
-    return quote(value, safe=_SAFE, encoding="utf-8", errors="strict")
-
-
-def decode_id(encoded: str) -> str | None:
-    """The id ``encoded`` stands for, or ``None`` when ``encode_id`` cannot have produced it."""
-    try:
-        decoded = unquote(encoded, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        return None
-    return decoded if encode_id(decoded) == encoded else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +81,19 @@ def store_index_key(prefix: str) -> str:
 def store_item_key(prefix: str, namespace: str, key: str) -> str:
     """One item's hash; ``namespace`` is the labels joined with ``.``."""
     return f"{prefix}:{{lgs}}:i:{encode_id(namespace)}:{encode_id(key)}"
+
+
+def store_vector_prefix(prefix: str) -> str:
+    """The key prefix of every vector document (the search index's ``PREFIX``)."""
+    return f"{prefix}:{{lgs}}:v:"
+
+
+def store_vector_key(prefix: str, namespace: str, key: str, number: int) -> str:
+    """The hash of an item's ``number``-th vector (one per indexed text of the item)."""
+    return f"{store_vector_prefix(prefix)}{encode_id(namespace)}:{encode_id(key)}:{number}"
+
+
+def store_search_index(prefix: str) -> str:
+    """The name of the store's search index; its hash tag is the items' (one slot on a
+    cluster, so a search's hits come back with their fields)."""
+    return f"{prefix}:{{lgs}}:vidx"

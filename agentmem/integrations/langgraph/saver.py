@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from agentmem.calls import Call
 from agentmem.config import MAX_TTL, Duration, seconds
 from agentmem.errors import (
     ContextTooLargeError,
@@ -58,7 +59,6 @@ from agentmem.integrations.langgraph._saver_scripts import (
     READ,
     READ_THREAD,
 )
-from agentmem.pipeline import Call
 from agentmem.store import AgentMemoryStore
 
 __all__ = ["AgentMemorySaver"]
@@ -211,7 +211,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         if run:
             calls.append(Call(ADD_RUN, (run_key(self._prefix, run),), (self._ttl_ms(), thread_id)))
         calls.append(Call(PUT, keys.all(), args))
-        await self._store._send("langgraph.aput", calls)
+        await self._store.engine.send("langgraph.aput", calls)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
 
     async def aput_writes(
@@ -238,7 +238,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
             kind, data = self._dump_parts(value, f"write to {channel!r}")
             frame = _frames.pack((_text(channel, "channel name").encode(), kind, data, task_path.encode()))
             args += [field, frame, "keep" if index >= 0 else "set"]
-        await self._store._script("langgraph.aput_writes", PUT_WRITES, keys.all(), args)
+        await self._store.engine.script("langgraph.aput_writes", PUT_WRITES, keys.all(), args)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         self, thread_id: str, ns: str, checkpoint_id: str, *, refresh: int
     ) -> CheckpointTuple | None:
         keys = self._thread(thread_id)
-        reply = await self._store._script(
+        reply = await self._store.engine.script(
             "langgraph.aget_tuple", READ, keys.all(), (refresh, ns, checkpoint_id)
         )
         return None if reply is None else self._tuple(thread_id, ns, reply)
@@ -308,7 +308,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
     async def _threads(self) -> list[str]:
         """Every thread under the store's prefix (a SCAN of the keyspace: for admin use)."""
         found: set[str] = set()
-        for key in await self._store._scan(
+        for key in await self._store.engine.scan(
             "langgraph.alist", thread_pattern(self._prefix), count=_SCAN_COUNT
         ):
             thread = thread_from_index_key(self._prefix, key)
@@ -323,7 +323,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         keys = self._thread(thread_id)
         server_limit = 0 if filtered or limit is None or ns is None else limit
         args = (ns or "", "1" if ns is None else "0", (before or "") if ns is not None else "", server_limit)
-        reply = await self._store._script("langgraph.alist", LIST, keys.all()[:2], args)
+        reply = await self._store.engine.script("langgraph.alist", LIST, keys.all()[:2], args)
         return [(m.decode(), meta, thread_id) for m, meta in zip(reply[::2], reply[1::2], strict=True)]
 
     async def alist(
@@ -383,7 +383,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint and write of the thread, in every namespace."""
         keys = self._thread(thread_id)
-        await self._store._script("langgraph.adelete_thread", DELETE_THREAD, keys.all(), ())
+        await self._store.engine.script("langgraph.adelete_thread", DELETE_THREAD, keys.all(), ())
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) that were written by these runs, in every
@@ -391,13 +391,15 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         runs finished: a checkpoint a run writes while this runs may survive."""
         for run_id in run_ids:
             key = run_key(self._prefix, _text(run_id, "run_id"))
-            threads = await self._store._send(
+            threads = await self._store.engine.send(
                 "langgraph.adelete_for_runs", (Call(None, (key,), (), "SMEMBERS"),)
             )
             for thread in sorted(threads[0]):
                 keys = self._thread(thread.decode())
-                await self._store._script("langgraph.adelete_for_runs", DELETE_RUNS, keys.all(), (run_id,))
-            await self._store._send("langgraph.adelete_for_runs", (Call(None, (key,), (), "UNLINK"),))
+                await self._store.engine.script(
+                    "langgraph.adelete_for_runs", DELETE_RUNS, keys.all(), (run_id,)
+                )
+            await self._store.engine.send("langgraph.adelete_for_runs", (Call(None, (key,), (), "UNLINK"),))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and pending write of the source thread into
@@ -405,7 +407,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         atomic step and the target written in another."""
         source = self._thread(source_thread_id)
         target = self._thread(target_thread_id)
-        checkpoints, blobs, writes = await self._store._script(
+        checkpoints, blobs, writes = await self._store.engine.script(
             "langgraph.acopy_thread", READ_THREAD, source.all(), ()
         )
         if not checkpoints:
@@ -421,7 +423,7 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         ]
         args = (ttl, len(checkpoints), len(blobs), *checkpoints, *blobs, *writes)
         calls.append(Call(COPY_INTO, target.all(), args))
-        await self._store._send("langgraph.acopy_thread", calls)
+        await self._store.engine.send("langgraph.acopy_thread", calls)
 
     async def aprune(
         self, thread_ids: Sequence[str], *, strategy: Literal["keep_latest", "delete"] | str = "keep_latest"
@@ -435,7 +437,10 @@ class AgentMemorySaver(BaseCheckpointSaver[str]):
         keys = [self._thread(thread_id) for thread_id in thread_ids]  # all checked before any I/O
         # One script per thread, sent together: the auto-pipeliner batches them into few round trips.
         await asyncio.gather(
-            *(self._store._script("langgraph.aprune", PRUNE, thread.all(), (strategy,)) for thread in keys)
+            *(
+                self._store.engine.script("langgraph.aprune", PRUNE, thread.all(), (strategy,))
+                for thread in keys
+            )
         )
 
 

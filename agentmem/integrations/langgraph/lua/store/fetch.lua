@@ -1,12 +1,12 @@
 --- KEYS: index, item, item, ... ARGV: refresh ("1": renew each found item's TTL), member, ...
---- (member i belongs to KEYS[i + 1]). Returns one {value, created, updated} or false per item;
---- the index members of items that are gone are removed.
+--- (member i belongs to KEYS[i + 1]). Returns one {value, created, updated, ttl_ms, vectors}
+--- or false per item; the index members of items that are gone are removed.
 
 local out = {}
 for i = 2, #KEYS do
-  local fields = redis.call('HMGET', KEYS[i], 'v', 'c', 'u', 't')
+  local fields = redis.call('HMGET', KEYS[i], 'v', 'c', 'u', 't', 'n')
   if fields[1] then
-    out[#out + 1] = {fields[1], fields[2] or '', fields[3] or ''}
+    out[#out + 1] = {fields[1], fields[2] or '', fields[3] or '', fields[4] or '0', fields[5] or '0'}
     if ARGV[1] == '1' and fields[4] and fields[4] ~= '0' then
       redis.call('PEXPIRE', KEYS[i], fields[4])
     end

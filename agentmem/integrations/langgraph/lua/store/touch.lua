@@ -1,4 +1,4 @@
---- KEYS: item, ... Renews each item's own TTL (an item without one is left alone).
+--- KEYS: item or vector document, ... Renews each one's own TTL (one without is left alone).
 
 for i = 1, #KEYS do
   local ttl = redis.call('HGET', KEYS[i], 't')

