@@ -27,6 +27,7 @@ from agentmem.calls import Call, Observation, SendObserver, Transport
 from agentmem.config import StoreConfig
 from agentmem.errors import StoreClosedError
 from agentmem.keys import KeySchema, SessionKeys
+from agentmem.refresh import RefreshCoalescer
 from agentmem.retry import Retrier, RetryingSender, RetryPolicy
 from agentmem.scripts import Script, ScriptRunner
 
@@ -104,6 +105,9 @@ class StoreEngine:
         self.keys = KeySchema(config.prefix)
         # Agents touch the same few sessions every turn: build (and validate) their keys once.
         self._cached_session_keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(self.keys.session)
+        #: When this store's reads last refreshed each session's (user's) TTLs: reads and plain
+        #: writes within the bound skip refreshes (agentmem.refresh).
+        self.refresh = RefreshCoalescer()
         self.scripts = ScriptRunner()
         self.closed = False
         self.breaker = CircuitBreaker(

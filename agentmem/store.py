@@ -59,6 +59,14 @@ class Turn:
     profile: dict[str, Any]
 
 
+def _flat(reply: Any) -> Any:
+    """An HGETALL reply as the flat list (field, value, ...) a script returns: a RESP3
+    connection (``protocol=3``) answers a plain HGETALL with a map."""
+    if isinstance(reply, dict):
+        return [item for pair in reply.items() for item in pair]
+    return reply
+
+
 def _count(value: object, name: str) -> int:
     """A count argument (``last``) as the scripts take it, or InvalidArgumentError before any I/O."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXACT:
@@ -290,9 +298,9 @@ class AgentMemoryStore:
     async def load_context(self, session_id: str) -> dict[str, Any] | None:
         """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self.engine.session_keys(session_id)
-        fields, base, _ = await self.engine.script(
-            "load_context", READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 1, 0)
-        )
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        fields, base, _ = await self.engine.script("load_context", READ_SESSION, keys.core(), (refresh, 1, 0))
+        self._refreshed(("s", session_id), refresh, sent)
         return decode_context(fields, base)
 
     # -- history ---------------------------------------------------------------------
@@ -309,9 +317,14 @@ class AgentMemoryStore:
         """The last ``last`` messages, oldest first (``[]`` when there are none)."""
         last = _count(last, "last")
         keys = self.engine.session_keys(session_id)
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        if not refresh:  # one command is atomic by itself: no script run (issue 21)
+            lrange = Call(None, (keys.history,), (-last, -1), command="LRANGE")
+            return decode_messages((await self.engine.send("load_history", (lrange,)))[0])
         _, _, raw_history = await self.engine.script(
-            "load_history", READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 0, last)
+            "load_history", READ_SESSION, keys.core(), (refresh, 0, last)
         )
+        self._refreshed(("s", session_id), refresh, sent)
         return decode_messages(raw_history)
 
     # -- long-term facts -------------------------------------------------------------
@@ -320,14 +333,32 @@ class AgentMemoryStore:
         """Merge ``facts`` into the user's long-term facts."""
         await apply(self.engine, "remember", prepare_remember(self.engine, user_id, facts))
 
-    def _recall_call(self, user_id: str) -> Call:
-        refresh = self.engine.ttl_ms("profile") if self.config.sliding_ttl else 0
-        return Call(READ_HASH, (self.engine.keys.profile(user_id),), (refresh,))
+    def _read_refresh_ms(self, key: tuple[str, str], ttl: float | None) -> int:
+        """The TTL a sliding read of ``key`` (``("s", session)`` or ``("u", user)``) refreshes:
+        0 without ``sliding_ttl`` or a TTL, or when this store's reads refreshed it recently."""
+        if not self.config.sliding_ttl or ttl is None or not self.engine.refresh.due(key, ttl):
+            return 0
+        return max(1, int(ttl * 1000))
+
+    def _refreshed(self, key: tuple[str, str], refresh_ms: int, sent: float) -> None:
+        if refresh_ms:
+            self.engine.refresh.refreshed(key, sent)
+
+    def _recall_call(self, user_id: str) -> tuple[Call, int]:
+        """The read of the user's facts (the id validated first) and the TTL it refreshes."""
+        key = self.engine.keys.profile(user_id)
+        refresh = self._read_refresh_ms(("u", user_id), self.config.profile_ttl)
+        if not refresh:  # one command is atomic by itself: no script run (issue 21)
+            return Call(None, (key,), command="HGETALL"), 0
+        return Call(READ_HASH, (key,), (refresh,)), refresh
 
     async def recall(self, user_id: str) -> dict[str, Any]:
         """The user's long-term facts (``{}`` when there are none)."""
-        (raw,) = await self.engine.send("recall", (self._recall_call(user_id),))
-        return decode_fields(raw, what="facts")
+        sent = time.monotonic()
+        call, refresh = self._recall_call(user_id)
+        (raw,) = await self.engine.send("recall", (call,))
+        self._refreshed(("u", user_id), refresh, sent)
+        return decode_fields(_flat(raw), what="facts")
 
     # -- both at once ----------------------------------------------------------------
 
@@ -335,15 +366,21 @@ class AgentMemoryStore:
         """Context, the last ``last`` messages and the user's facts, in one round trip."""
         last = _count(last, "last")
         keys = self.engine.session_keys(session_id)
-        calls = [Call(READ_SESSION, keys.core(), (self.engine.ttl_ms("read"), 1, last))]
+        refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
+        calls = [Call(READ_SESSION, keys.core(), (refresh, 1, last))]
+        facts_refresh = 0
         if user_id is not None:
-            calls.append(self._recall_call(user_id))  # validates before any I/O
+            facts_call, facts_refresh = self._recall_call(user_id)  # validates before any I/O
+            calls.append(facts_call)
         results = await self.engine.send("load_turn", calls)
+        self._refreshed(("s", session_id), refresh, sent)
+        if user_id is not None:
+            self._refreshed(("u", user_id), facts_refresh, sent)
         fields, base, raw_history = results[0]
         return Turn(
             context=decode_context(fields, base),
             history=decode_messages(raw_history),
-            profile=decode_fields(results[1], what="facts") if user_id is not None else {},
+            profile=decode_fields(_flat(results[1]), what="facts") if user_id is not None else {},
         )
 
     # -- erasure ---------------------------------------------------------------------
@@ -355,6 +392,7 @@ class AgentMemoryStore:
         """
         keys = self.engine.session_keys(session_id).all()
         args = (write_version(), self.engine.ttl_ms("session"))
+        self.engine.refresh.forget(("s", session_id))
         return int(await self.engine.script("delete_session", DELETE, keys, args)) > 0
 
     async def forget_user(self, user_id: str) -> bool:
@@ -364,6 +402,7 @@ class AgentMemoryStore:
         Leaves a small tombstone key that lives ``profile_ttl``, or ``ttl`` when facts never expire.
         """
         keys = self.engine.keys.profile_keys(user_id)
+        self.engine.refresh.forget(("u", user_id))
         tombstone_ttl = self.engine.ttl_ms("profile") or self.engine.ttl_ms("session")
         args = (write_version(), tombstone_ttl)
         facts = int(await self.engine.script("forget_user", DELETE, keys, args)) > 0

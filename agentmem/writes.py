@@ -122,7 +122,15 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
         args = (engine.ttl_ms("profile"), packed_version(write.version), mode, *write.encoded)
         written = await engine.script(operation, WRITE_FACTS, engine.keys.profile_keys(write.target), args)
     else:
-        session = engine.session_keys(write.target).core()
+        session: tuple[str, ...] = engine.session_keys(write.target).core()
+        if (
+            not replay
+            and engine.config.sliding_ttl
+            and not engine.refresh.due(("s", write.target), engine.config.ttl)
+        ):
+            # this store's reads refreshed the session within the bound: the script then sets
+            # only the TTLs of what it may create, the base and the hash (write_context.lua)
+            session = session[:2]
         args = (engine.ttl_ms("session"), packed_version(write.version), mode, *write.encoded)
         written = await engine.script(operation, WRITE_CONTEXT, session, args)
     return 1 if written else None

@@ -22,6 +22,9 @@ import agentmem
 from agentmem.bench.chart import chart_available
 from agentmem.bench.report import SMOKE_NOTE, compute_ratios
 from agentmem.bench.run import _run_loop, main
+from agentmem.bench.script_cost import SHAPES
+from agentmem.bench.server_cost import AGENTS, UNITS
+from agentmem.bench.server_cost import RESULTS_NAME as COST_NAME
 from agentmem.bench.settings import CHART_NAME, MEMORY_NAME, QUICK_CONCURRENCY, RESULTS_NAME
 from agentmem.bench.workload import CONTEXT, MESSAGES, OPERATIONS
 from agentmem.cli import main as cli_main
@@ -241,6 +244,34 @@ def test_uvloop_runs_the_coroutine_on_uvloop() -> None:
 
     assert _run_loop(loop_type(), True).startswith(uvloop.__name__)
     assert _run_loop(loop_type(), False).startswith("asyncio")
+
+
+def test_server_cost_run_prices_every_unit(agentmem_server: ServerInfo, tmp_path: Path) -> None:
+    """``--server-cost`` measures every unit of work at 1 and 64 agents for its contenders from
+    the server's counters, prices every save/load shape, prints the turns-per-core lines and
+    leaves no key behind (figures not asserted: other workers share this server)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(
+            ["--server-cost", "--quick", "--quiet", "--url", agentmem_server.url, "--out", str(tmp_path)]
+        )
+    assert code == 0, stderr.getvalue()
+    written = json.loads((tmp_path / COST_NAME).read_text())
+    measured = {(row["unit"], row["agents"], row["contender"]): row for row in written["rows"]}
+    expected = {(unit, agents, name) for unit, names in UNITS for agents in AGENTS for name in names}
+    assert set(measured) == expected
+    for row in measured.values():
+        assert row["commands"] >= 1
+        assert row["server_cpu_us"] > 0
+        assert row["ops_per_s"] > 0
+    assert {(row["operation"], row["shape"]) for row in written["shapes"]} == set(SHAPES)
+    assert len(written["targets"]) == 5
+    assert "one Redis core carries about" in stdout.getvalue()
+    client = redis.Redis.from_url(agentmem_server.url)
+    try:
+        assert list(client.scan_iter(match="agentmem-bench-*:shapes*", count=1000)) == []
+    finally:
+        client.close()
 
 
 def test_recall_benchmark_runs_and_is_exact(agentmem_search_server: Any, tmp_path: Path) -> None:

@@ -134,8 +134,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "9fc3525ca94d5ac8a39eb9864502a57ce4b51e5b",
     ),
     "write_context": (
-        "51f8109ad66890bdfd40b4e14fb68ac6d3b57f46",
-        "fa4fff162d28af335c4ba5836cf19229392fb1c2",
+        "9ced1265c74055075f6cbb97e9ce785164594eee",
+        "d87d0c5a06831a42cb8b9e1ee69ecb14e70f479d",
     ),
     "write_facts": (
         "18aea6b7003c7f95577e1b2f6482a551f9d5ec1e",

@@ -258,7 +258,7 @@ def _round_trip_lines(trips: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"load_turn from {concurrent['tasks']} concurrent tasks: "
             f"{concurrent['store_calls_per_pipeline']:.1f} calls "
-            f"({concurrent['scripts_per_pipeline']:.1f} scripts) per pipeline"
+            f"({concurrent['scripts_per_pipeline']:.1f} commands) per pipeline"
         )
     return lines
 

@@ -310,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_topology(args)
     if args.recall:
         return run_recall(args)
+    if args.server_cost:
+        from agentmem.bench.server_cost import run as run_server_cost
+
+        return run_server_cost(args)
     if args.telemetry:
         return run_telemetry(args.url, quick=args.quick, ops=args.ops, repeat=args.repeat, out=Path(args.out))
     settings = Settings.from_args(args)

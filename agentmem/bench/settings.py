@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every async contender on uvloop's event loop (pip install 'agentmem-redis[uvloop]')",
     )
+    parser.add_argument(
+        "--server-cost",
+        action="store_true",
+        help="only measure what the server pays per operation, from INFO (agentmem/bench/server_cost.py)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(

@@ -1,4 +1,7 @@
---- KEYS: the session's merged-fields hash, base, history, tombstone (SessionKeys.core).
+--- KEYS: the session's merged-fields hash, base, history, tombstone (SessionKeys.core); or,
+--- for a plain replace or merge (never an -if-newer replay), only the hash and the base: the
+--- store's reads refreshed the session's TTLs less than the refresh bound ago (agentmem/refresh.py),
+--- so only the keys this write may create get theirs (the base by its SET, the hash by a PEXPIRE).
 --- ARGV: see lib/write_head.lua.
 ---
 --- The layout (see README "Storage layout"):
@@ -6,7 +9,7 @@
 ---   hash   the fields update_context merged since then, each prefixed with its version,
 ---          overriding the base's field of that name on read.
 --- A save costs the server one SET (with the TTL), one DEL (of the hash, if any) and two
---- PEXPIREs; a read one GETEX and one HGETALL (read_session.lua). Only merged fields carry
+--- PEXPIREs (none with two keys); a read one GETEX and one HGETALL (read_session.lua). Only merged fields carry
 --- versions of their own, which a journal replay needs.
 --- The first write is a SET or HSET on purpose: on Redis 6.2 the OOM check applies only to
 --- a script's first write, so past maxmemory it refuses the script before anything changed.
@@ -22,7 +25,7 @@ if mode == 'replace' then  -- the hot path: a save, as few calls as it takes
     redis.call('SET', base_key, prefix .. ARGV[4], 'KEEPTTL')
   end
   redis.call('DEL', hash)
-  if ttl then
+  if ttl and #KEYS > 2 then
     redis.call('PEXPIRE', KEYS[3], ARGV[1])
     redis.call('PEXPIRE', KEYS[#KEYS], ARGV[1])
   end
@@ -47,6 +50,6 @@ else
   end
 end
 if tonumber(ARGV[1]) > 0 then
-  for _, i in ipairs({1, 2, 3, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+  for _, i in ipairs(#KEYS > 2 and {1, 2, 3, #KEYS} or {1}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1
