@@ -37,9 +37,11 @@ async def test_a_write_acknowledged_by_exactly_wait_replicas_replicas_succeeds(
 ) -> None:
     """wait_replicas=1 on a server with one replica: writes and deletes succeed and are on the replica."""
     primary_server = agentmem_server_factory()
-    replica_server = agentmem_server_factory(replicaof=f"127.0.0.1 {primary_server.port}")
+    replica_server = agentmem_server_factory()
     primary, replica = Redis.from_url(primary_server.url), Redis.from_url(replica_server.url)
     try:
+        # REPLICAOF as a command: Redis 6.2 refuses the one-argument config-file form.
+        await replica.replicaof("127.0.0.1", primary_server.port)
         await _replica_in_sync(primary, replica)
         store = agentmem_store_factory(url=primary_server.url, wait_replicas=1)
         keys = KeySchema(agentmem_prefix).session("s")
