@@ -1,19 +1,22 @@
 """The README's examples run as written, so the front door cannot rot.
 
-Every ```python block runs, each in a subprocess of its own against a private server
-whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets read; a block that uses
-``store.memories`` or a ``LangGraphStore(index=...)`` gets the run's search-capable server
-instead, and must write under its own ``prefix=``), unless the line
-before it says why not (``<!-- not-run: reason -->``) or marks it as the plugin's example
-test (``<!-- pytest-example -->``, run by pytest in a new project with the configuration
-block marked ``<!-- pytest-example-config -->``). Shell commands and output samples carry
-another language tag (or none) and are not run.
+Every ```python block runs, each in a subprocess of its own from an empty directory:
+- against a private server whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets
+  read); a block that uses ``store.memories`` or a ``LangGraphStore(index=...)`` gets the
+  run's search-capable server instead, and must write under its own ``prefix=``;
+- a block that reads ``AGENTMEM_SENTINEL_URL``, ``AGENTMEM_CLUSTER_URL`` or
+  ``AGENTMEM_TLS_ADDRESS`` (with ``AGENTMEM_TLS_CERTS``) against the plugin's real Sentinel
+  group, Redis Cluster or TLS server (marker ``tls``: a binary built with TLS);
+- the block after ``<!-- pytest-example -->`` by pytest in a new project, with the
+  configuration block marked ``<!-- pytest-example-config -->``.
+A block after ``<!-- excerpt-of: examples/<file>.py -->`` is not run itself: its lines must
+appear, in order, in that example, which the tests run. Shell commands and output samples
+carry another language tag (or none) and are not run.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import subprocess
@@ -137,7 +140,9 @@ def test_an_excerpt_is_in_its_example_in_order(block: Block) -> None:
     example = _code_lines((README.parent / marker.group("path")).read_text())
     position = 0
     for line in _code_lines(block.code):
-        assert line in example[position:], f"README.md:{block.line}: {line!r} not in {marker.group('path')} here"
+        assert line in example[position:], (
+            f"README.md:{block.line}: {line!r} not in {marker.group('path')} here"
+        )
         position = example.index(line, position) + 1
 
 
@@ -265,5 +270,8 @@ def test_readme_tls_block_runs(agentmem_tls_server: TlsServer, tmp_path: Path) -
     for name in ("password", "mutual", "context", "url"):
         assert f"{name} {{'over': 'TLS'}}" in done.stdout, done.stdout
     tenant = _keys(agentmem_tls_server.plain_url, "tenantA:*")
-    assert any(b"call-password" in key for key in tenant) and any(b"call-url" in key for key in tenant)
-    assert len(_keys(agentmem_tls_server.plain_url, "*")) > len(tenant)  # mutual and context: default prefix
+    everything = _keys(agentmem_tls_server.plain_url, "*")
+    for name in ("password", "url"):  # the tenant's stores, under its prefix
+        assert any(f"call-{name}".encode() in key for key in tenant), name
+    for name in ("mutual", "context"):  # the default prefix
+        assert any(f"call-{name}".encode() in key for key in everything), name
