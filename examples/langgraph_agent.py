@@ -46,10 +46,11 @@ def build_graph(store: AgentMemoryStore, model: GenericFakeChatModel) -> Compile
     graph = StateGraph(MessagesState)
     graph.add_node("chat", chat)
     graph.add_edge(START, "chat")
-    return graph.compile(
+    agent = graph.compile(
         checkpointer=AgentMemorySaver(store),
         store=LangGraphStore(store, ttl={"default_ttl": 60 * 24, "refresh_on_read": True}),
     )
+    return agent
 
 
 async def run(url: str, prefix: str) -> int:

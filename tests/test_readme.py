@@ -1,19 +1,22 @@
 """The README's examples run as written, so the front door cannot rot.
 
-Every ```python block runs, each in a subprocess of its own against a private server
-whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets read; a block that uses
-``store.memories`` or a ``LangGraphStore(index=...)`` gets the run's search-capable server
-instead, and must write under its own ``prefix=``), unless the line
-before it says why not (``<!-- not-run: reason -->``) or marks it as the plugin's example
-test (``<!-- pytest-example -->``, run by pytest in a new project with the configuration
-block marked ``<!-- pytest-example-config -->``). Shell commands and output samples carry
-another language tag (or none) and are not run.
+Every ```python block runs, each in a subprocess of its own from an empty directory:
+- against a private server whose URL is in ``AGENTMEM_REDIS_URL`` (the variable the snippets
+  read); a block that uses ``store.memories`` or a ``LangGraphStore(index=...)`` gets the
+  run's search-capable server instead, and must write under its own ``prefix=``;
+- a block that reads ``AGENTMEM_SENTINEL_URL``, ``AGENTMEM_CLUSTER_URL`` or
+  ``AGENTMEM_TLS_ADDRESS`` (with ``AGENTMEM_TLS_CERTS``) against the plugin's real Sentinel
+  group, Redis Cluster or TLS server (marker ``tls``: a binary built with TLS);
+- the block after ``<!-- pytest-example -->`` by pytest in a new project, with the
+  configuration block marked ``<!-- pytest-example-config -->``.
+A block after ``<!-- excerpt-of: examples/<file>.py -->`` is not run itself: its lines must
+appear, in order, in that example, which the tests run. Shell commands and output samples
+carry another language tag (or none) and are not run.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import subprocess
@@ -25,10 +28,14 @@ from typing import Any
 import pytest
 import redis
 
+from agentmem.acl import acl_setuser_args
+from agentmem.testing.fixtures import delete_cluster_prefix
+from agentmem.testing.sentinel import SentinelGroup
 from agentmem.testing.server import EmbeddedServer
+from agentmem.testing.tls import TlsServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-NOT_RUN = re.compile(r"<!-- not-run: (?P<reason>.+\S) -->")
+EXCERPT = re.compile(r"<!-- excerpt-of: (?P<path>examples/\S+\.py) -->")
 #: Seconds one snippet may take (the Quickstart without a URL starts a server of its own).
 SNIPPET_TIMEOUT = 60
 
@@ -73,13 +80,15 @@ def needs_search(block: Block) -> bool:
     return SEARCH_USES.search(block.code) is not None
 
 
-def _run(code: str, tmp_path: Path, url: str | None) -> subprocess.CompletedProcess[str]:
-    """``code`` as a user would run it: a file of its own, from an empty directory."""
+def _run(code: str, tmp_path: Path, url: str | None, **variables: str) -> subprocess.CompletedProcess[str]:
+    """``code`` as a user would run it: a file of its own, from an empty directory, with
+    ``url`` in AGENTMEM_REDIS_URL (none if None) and ``variables`` in its environment."""
     script = tmp_path / "snippet.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if k != "AGENTMEM_REDIS_URL"}
     if url is not None:
         env["AGENTMEM_REDIS_URL"] = url
+    env.update(variables)
     return subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
@@ -91,33 +100,56 @@ def _run(code: str, tmp_path: Path, url: str | None) -> subprocess.CompletedProc
     )
 
 
-def test_every_python_block_runs_or_says_why_not() -> None:
-    """A python block is run, or marked as the plugin example, or says why it cannot run."""
+def test_every_python_block_runs_or_is_an_excerpt_of_an_example() -> None:
+    """A python block is run, or marked as the plugin example, or is an excerpt of an example."""
     for block in _python(None):
         if block.marker in ("", "<!-- pytest-example -->"):
             continue
-        assert NOT_RUN.fullmatch(block.marker), f"README.md:{block.line}: unknown marker {block.marker!r}"
+        assert EXCERPT.fullmatch(block.marker), f"README.md:{block.line}: unknown marker {block.marker!r}"
     assert len(RUNNABLE) >= 2
     assert len(_python("<!-- pytest-example -->")) == 1
 
 
-NOT_RUNNABLE = [b for b in _python(None) if NOT_RUN.fullmatch(b.marker)]
-PLAIN = [b for b in RUNNABLE if not needs_search(b)]
+#: Blocks that read their server from one of these run against that topology's fixture.
+TOPOLOGY_VARIABLES = ("AGENTMEM_SENTINEL_URL", "AGENTMEM_CLUSTER_URL", "AGENTMEM_TLS_ADDRESS")
+
+
+def topology_block(variable: str) -> Block:
+    """The one runnable block that reads ``variable``."""
+    [block] = [b for b in RUNNABLE if variable in b.code]
+    return block
+
+
+EXCERPTS = [b for b in _python(None) if EXCERPT.fullmatch(b.marker)]
+PLAIN = [b for b in RUNNABLE if not needs_search(b) and not any(v in b.code for v in TOPOLOGY_VARIABLES)]
 SEARCHING = [b for b in RUNNABLE if needs_search(b)]
 
 
-@pytest.mark.parametrize("block", NOT_RUNNABLE, ids=[f"line{b.line}" for b in NOT_RUNNABLE])
-def test_a_block_that_cannot_run_still_compiles_and_imports(block: Block, tmp_path: Path) -> None:
-    """A block marked not-run (it needs a cluster, a model, ...) is still valid Python and
-    every name it imports exists, so a renamed module or class fails here."""
-    tree = compile(
-        block.code, f"README.md:{block.line}", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    )
-    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
-    if "google.adk" in block.code and importlib.util.find_spec("google.adk") is None:
-        pytest.skip("needs the adk extra (Python >= 3.11), as tests/test_integration_adk.py")
-    done = _run("\n".join(ast.unparse(node) for node in imports) + "\n", tmp_path, None)
-    assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
+def _code_lines(code: str) -> list[str]:
+    """The code of each non-blank line, without indentation or a trailing ``  # comment``."""
+    lines = (re.sub(r"\s{2,}#.*$", "", line).strip() for line in code.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("block", EXCERPTS, ids=[f"line{b.line}" for b in EXCERPTS])
+def test_an_excerpt_is_in_its_example_in_order(block: Block) -> None:
+    """A block marked excerpt-of is the example's own lines, in order (indentation and trailing
+    comments aside), so the README cannot show code the example, which the tests run, lost."""
+    marker = EXCERPT.fullmatch(block.marker)
+    assert marker is not None
+    example = _code_lines((README.parent / marker.group("path")).read_text())
+    position = 0
+    for line in _code_lines(block.code):
+        assert line in example[position:], (
+            f"README.md:{block.line}: {line!r} not in {marker.group('path')} here"
+        )
+        position = example.index(line, position) + 1
+
+
+@pytest.mark.parametrize("block", EXCERPTS, ids=[f"line{b.line}" for b in EXCERPTS])
+def test_an_excerpt_compiles(block: Block) -> None:
+    """An excerpt is valid Python as shown (its example's imports and calls are run elsewhere)."""
+    compile(block.code, f"README.md:{block.line}", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
 @pytest.mark.parametrize("block", PLAIN, ids=[f"line{b.line}" for b in PLAIN])
@@ -180,3 +212,66 @@ def test_plugin_example_passes_in_a_new_project(
     output = result.stdout.str() + result.stderr.str()
     assert "PytestDeprecationWarning" not in output
     assert 'asyncio_default_fixture_loop_scope" is unset' not in output
+
+
+def _keys(url: str, pattern: str) -> list[bytes]:
+    with redis.Redis.from_url(url) as client:
+        return list(client.scan_iter(match=pattern, count=500))
+
+
+def test_readme_sentinel_block_runs(agentmem_sentinel: SentinelGroup, tmp_path: Path) -> None:
+    """The Sentinel block runs as written with a real Sentinel group's URL in
+    AGENTMEM_SENTINEL_URL, and its write is on the primary the sentinels name."""
+    block = topology_block("AGENTMEM_SENTINEL_URL")
+    done = _run(block.code, tmp_path, None, AGENTMEM_SENTINEL_URL=agentmem_sentinel.url)
+    assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
+    assert "{'name': 'Li Wei'}" in done.stdout
+    host, port = agentmem_sentinel.primary_address()
+    assert _keys(f"redis://{host}:{port}", "support-bot:*"), "nothing written on the primary"
+
+
+async def test_readme_cluster_block_runs(agentmem_cluster: list[str], tmp_path: Path) -> None:
+    """The Redis Cluster block runs as written with a node of the real cluster in
+    AGENTMEM_CLUSTER_URL: its three stores (detected, cluster=True, your client) each write
+    a session, found on the cluster's nodes."""
+    block = topology_block("AGENTMEM_CLUSTER_URL")
+    await delete_cluster_prefix(agentmem_cluster, "support-bot")
+    try:
+        done = _run(block.code, tmp_path, None, AGENTMEM_CLUSTER_URL=agentmem_cluster[0])
+        assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
+        assert done.stdout.count("{'name': 'Li Wei'}") == 3, done.stdout
+        written = {key for url in agentmem_cluster for key in _keys(url, "support-bot:*")}
+        for number in (1, 2, 3):
+            assert any(f"call-{number}".encode() in key for key in written), f"call-{number} not written"
+    finally:
+        await delete_cluster_prefix(agentmem_cluster, "support-bot")
+
+
+@pytest.mark.tls
+def test_readme_tls_block_runs(agentmem_tls_server: TlsServer, tmp_path: Path) -> None:
+    """The TLS block runs as written against a real TLS server (its TLS port in
+    AGENTMEM_TLS_ADDRESS, its CA and client certificate in AGENTMEM_TLS_CERTS, an ACL user
+    tenantA with the printed rule): all four ways in connect and write."""
+    block = topology_block("AGENTMEM_TLS_ADDRESS")
+    certs = Path(agentmem_tls_server.ca_path).parent
+    assert {p.name for p in certs.iterdir()} >= {"ca.pem", "client.pem", "client.key"}
+    with redis.Redis.from_url(agentmem_tls_server.plain_url) as admin:
+        rule = acl_setuser_args("tenantA", "tenantA", password="secret", client_name=True)
+        admin.execute_command("ACL", "SETUSER", *rule)
+    done = _run(
+        block.code,
+        tmp_path,
+        None,
+        AGENTMEM_TLS_ADDRESS=agentmem_tls_server.url.removeprefix("rediss://"),
+        AGENTMEM_TLS_CERTS=str(certs),
+        TENANT_A_PASSWORD="secret",
+    )
+    assert done.returncode == 0, f"README.md:{block.line}\n{done.stderr}"
+    for name in ("password", "mutual", "context", "url"):
+        assert f"{name} {{'over': 'TLS'}}" in done.stdout, done.stdout
+    tenant = _keys(agentmem_tls_server.plain_url, "tenantA:*")
+    everything = _keys(agentmem_tls_server.plain_url, "*")
+    for name in ("password", "url"):  # the tenant's stores, under its prefix
+        assert any(f"call-{name}".encode() in key for key in tenant), name
+    for name in ("mutual", "context"):  # the default prefix
+        assert any(f"call-{name}".encode() in key for key in everything), name
