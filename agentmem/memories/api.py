@@ -14,7 +14,7 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
@@ -79,12 +79,20 @@ def memory_id(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _ms(moment: datetime, name: str) -> int:
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _ms(moment: datetime, name: str, *, up: bool) -> int:
+    """``moment`` in whole ms since the epoch, exactly (no float), rounded ``up`` (a lower
+    bound) or down (an upper bound): created_at has ms precision, so a bound between two
+    milliseconds must not take in the one outside it."""
     if not isinstance(moment, datetime):
         raise InvalidArgumentError(f"{name} must be a datetime, not {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidArgumentError(f"{name} must be an aware datetime (with a tzinfo), got a naive one")
-    return int(moment.timestamp() * 1000)
+    whole, rest = divmod(moment - _EPOCH, _ONE_MS)
+    return whole + 1 if up and rest else whole
 
 
 def _check_text(text: object, name: str) -> str:
@@ -322,8 +330,8 @@ class Memories:
         cleaned = _check_text(query, "query")
         _check_count(k, "k")
         wanted_tags = _check_tags(tags, allow_none=True)
-        since_ms = None if since is None else _ms(since, "since")
-        until_ms = None if until is None else _ms(until, "until")
+        since_ms = None if since is None else _ms(since, "since", up=True)
+        until_ms = None if until is None else _ms(until, "until", up=False)
         if max_distance is not None and (
             isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or max_distance < 0
         ):
