@@ -151,6 +151,23 @@ async def test_bad_arguments_are_refused_before_anything_is_sent(
     assert await _memory_keys(agentmem_search_server.url, agentmem_prefix) == []
 
 
+async def test_tags_the_index_cannot_match_are_refused(
+    agentmem_search_store: Any, agentmem_search_server: ServerInfo, agentmem_prefix: str
+) -> None:
+    """A tag over 1024 UTF-8 bytes is refused at add (nothing written) and search; one at the
+    limit (percent-encoded 3072 bytes) is found by that tag."""
+    memories = agentmem_search_store.memories
+    with pytest.raises(InvalidArgumentError, match="1024"):
+        await memories.add("alice", "x", tags=["t" * 1025])
+    assert await _memory_keys(agentmem_search_server.url, agentmem_prefix) == []
+    with pytest.raises(InvalidArgumentError, match="1024"):
+        await memories.search("alice", "x", tags=["t" * 5000])
+    widest = "\u00e9" * 512  # 2 bytes each in UTF-8, 6 characters each percent-encoded
+    added = await memories.add("alice", "x", tags=[widest])
+    hits = await memories.search("alice", "x", tags=[widest])
+    assert [h.memory.id for h in hits] == [added.id]
+
+
 async def test_retried_add_stores_one_memory(
     agentmem_search_store_factory: StoreFactory,
     agentmem_proxy_factory: ProxyFactory,

@@ -44,12 +44,15 @@ from agentmem.scripts import Script, load
 if TYPE_CHECKING:
     from agentmem.engine import StoreEngine
 
-__all__ = ["MAX_K", "MAX_TEXT_BYTES", "Memories"]
+__all__ = ["MAX_K", "MAX_TAG_BYTES", "MAX_TEXT_BYTES", "Memories"]
 
 #: Longest memory text, in UTF-8 bytes.
 MAX_TEXT_BYTES = 64 * 1024
 #: Most hits one search returns.
 MAX_K = 1000
+#: Longest tag, in UTF-8 bytes: percent-encoded (at most 3x) it stays within the 4096
+#: bytes the search module matches a TAG value up to (a longer one is stored but never found).
+MAX_TAG_BYTES = 1024
 #: Most neighbours one query asks for while it widens past ties at the k-th distance.
 _MAX_LIMIT = 4 * MAX_K
 _FORGET_BATCH = 500
@@ -121,9 +124,11 @@ def _check_tags(tags: object, *, allow_none: bool) -> tuple[str, ...] | None:
         if not isinstance(tag, str) or not tag:
             raise InvalidArgumentError(f"every tag must be a non-empty str, got {tag!r}")
         try:
-            tag.encode("utf-8")
+            size = len(tag.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise InvalidArgumentError(f"tag {tag!r} is not valid Unicode text") from exc
+        if size > MAX_TAG_BYTES:
+            raise InvalidArgumentError(f"a tag is {size} bytes in UTF-8; the limit is {MAX_TAG_BYTES}")
         if tag not in checked:
             checked.append(tag)
     return tuple(checked)
