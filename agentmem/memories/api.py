@@ -381,28 +381,28 @@ class Memories:
         if max_distance is not None:
             found = [item for item in found if item[0] <= max_distance]
         top = found[:k]
+        distances = {key: distance for distance, _, key, _ in top}
         complete = await self._complete([(key, fields) for _, _, key, fields in top], "memories.search")
-        return [
-            MemoryHit(_decode(key, fields, user_id), distance)
-            for (distance, _, _, _), (key, fields) in zip(top, complete, strict=True)
-        ]
+        return [MemoryHit(_decode(key, fields, user_id), distances[key]) for key, fields in complete]
 
     async def _complete(self, hits: Hits, operation: str) -> Hits:
-        """Hits whose fields the search left out, read by key. On a cluster the module
-        returns a hit's fields only when its slot is the index name's slot."""
+        """Hits whose fields the search left out, read by key; a hit deleted since the
+        search is left out. On a cluster the module returns a hit's fields only when its
+        slot is the index name's slot."""
         missing = [i for i, (_, fields) in enumerate(hits) if any(f not in fields for f in FIELDS)]
         if not missing:
             return hits
         calls = [Call(None, (hits[i][0],), FIELDS, command="HMGET") for i in missing]
         replies = await self.engine.send(operation, calls)
-        done: Hits = hits.copy()
+        done: builtins.list[tuple[str, dict[str, bytes]] | None] = [*hits]
         for i, values in zip(missing, replies, strict=True):
+            if not values or all(value is None for value in values):
+                done[i] = None  # deleted between the search and this read
+                continue
             key, fields = hits[i]
-            read = {
-                name: value for name, value in zip(FIELDS, values or (), strict=False) if value is not None
-            }
+            read = {name: value for name, value in zip(FIELDS, values, strict=False) if value is not None}
             done[i] = (key, {**fields, **read})
-        return done
+        return [hit for hit in done if hit is not None]
 
 
 def _check_count(value: object, name: str) -> None:
