@@ -26,7 +26,7 @@ from agentmem.testing.embedders import HashEmbedder
 from agentmem.testing.fixtures import (
     StoreFactory,
     _client_name,
-    delete_cluster_prefix,
+    cluster_store,
     delete_prefix,
 )
 from agentmem.testing.plugin import plugin_state
@@ -200,33 +200,20 @@ def agentmem_search_cluster(request: pytest.FixtureRequest) -> Iterator[list[str
         shared.release()
 
 
-async def _clean_cluster(urls: list[str], prefix: str) -> None:
-    for url in urls:
-        await drop_indexes(url, prefix)
-    await delete_cluster_prefix(urls, prefix)
-
-
 @async_fixture
 async def agentmem_search_cluster_store(
     agentmem_search_cluster: list[str], agentmem_prefix: str, agentmem_embedder: Any
 ) -> AsyncIterator[AgentMemoryStore]:
     """A store on the shared search cluster with the test's prefix and ``agentmem_embedder``;
     closed, and its keys and indexes dropped on every node, afterwards."""
-    from agentmem.store import AgentMemoryStore
-
-    store = AgentMemoryStore.from_url(
-        agentmem_search_cluster[0],
-        prefix=agentmem_prefix,
-        embedder=agentmem_embedder,
-        client_name=_client_name(agentmem_prefix),
-    )
     try:
-        yield store
+        async with cluster_store(
+            agentmem_search_cluster, agentmem_prefix, embedder=agentmem_embedder
+        ) as store:
+            yield store
     finally:
-        try:
-            await store.aclose()
-        finally:
-            await _clean_cluster(agentmem_search_cluster, agentmem_prefix)
+        for url in agentmem_search_cluster:
+            await drop_indexes(url, agentmem_prefix)
 
 
 @pytest.fixture
