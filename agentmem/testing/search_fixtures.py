@@ -32,7 +32,7 @@ from agentmem.testing.fixtures import (
 from agentmem.testing.plugin import plugin_state
 from agentmem.testing.provision import Provisioned, ServerInfo, ServerUnavailableError
 from agentmem.testing.search import provision_search, search_binary, search_config
-from agentmem.testing.server import ServerStartError
+from agentmem.testing.server import ServerBinary, ServerStartError
 from agentmem.testing.shared import SharedServer
 
 try:
@@ -96,6 +96,15 @@ def agentmem_search_server(request: pytest.FixtureRequest) -> Iterator[ServerInf
         yield info
     finally:
         shared.release()
+
+
+def _cluster_nodes(run: Any) -> tuple[ServerBinary, dict[str, str | int]]:
+    """The binary and config of search cluster nodes; skipped loudly (failed in CI) without."""
+    try:
+        return search_binary(_configured(run)), search_config()
+    except ServerStartError as exc:
+        run.unavailable(f"search cluster: {exc}")
+        raise  # unreachable: unavailable() skips or fails
 
 
 def _configured(run: Any) -> Any:
@@ -180,12 +189,7 @@ def agentmem_search_cluster(request: pytest.FixtureRequest) -> Iterator[list[str
     directory = run.shared_dir()
     if directory is None:  # pragma: no cover
         raise pytest.UsageError("agentmem needs pytest's tmpdir plugin (-p tmpdir)")
-    try:
-        binary = search_binary(_configured(run))
-        config = search_config()
-    except ServerStartError as exc:
-        run.unavailable(f"search cluster: {exc}")
-        raise  # unreachable
+    binary, config = _cluster_nodes(run)
     shared = SharedCluster(directory / "agentmem", run.worker, name=SEARCH_CLUSTER_NAME, config=config)
     _SHARED_CLUSTERS.append(shared)
     try:
@@ -222,13 +226,7 @@ def agentmem_private_search_cluster(
 ) -> Iterator[ClusterGroup]:
     """A cluster of search-capable nodes of the test's own (fail over, reshard it freely);
     stopped afterwards."""
-    run = plugin_state(request.config)
-    try:
-        binary = search_binary(_configured(run))
-        config = search_config()
-    except ServerStartError as exc:
-        run.unavailable(f"search cluster: {exc}")
-        raise  # unreachable
+    binary, config = _cluster_nodes(plugin_state(request.config))
     group = ClusterGroup(binary, tmp_path_factory.mktemp("agentmem-search-cluster"), config=config)
     try:
         yield group.start()
