@@ -88,12 +88,29 @@ def _broken(kind: str) -> Any:
             return [array("f", [float("nan")] * 64) for _ in texts]
         if kind == "zeros-float32":
             return [array("f", [0.0] * 64) for _ in texts]
+        if kind == "beyond-float32":  # finite as float64, infinite as FLOAT32
+            return [[1e39] + [1.0] * 63 for _ in texts]
+        if kind == "below-float32":  # non-zero as float64, all zeros as FLOAT32
+            return [[1e-46] * 64 for _ in texts]
         return None
 
     return embed
 
 
-@pytest.mark.parametrize("kind", ["raises", "count", "dims", "nan", "nan-float32", "zeros-float32", "none"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "raises",
+        "count",
+        "dims",
+        "nan",
+        "nan-float32",
+        "zeros-float32",
+        "beyond-float32",
+        "below-float32",
+        "none",
+    ],
+)
 async def test_embedding_errors_write_nothing(
     agentmem_search_store_factory: StoreFactory,
     agentmem_search_server: ServerInfo,
