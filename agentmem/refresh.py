@@ -3,9 +3,12 @@ reads refreshed less than :func:`refresh_bound` ago is read without refreshing i
 
 Each refresh is a ``PEXPIRE`` per key on the server (a ``GETEX`` for the base), and an
 agent reads its session every turn: most of those refreshes moved an expiry by a few
-milliseconds. Writes are not coalesced: every write still sets the TTL of every key it
-touches (so a key a write creates always gets its TTL, and ``sliding_ttl=False`` keeps its
-meaning: the TTL counts from the last write).
+milliseconds. Writes consult the same record but never add to it: a ``save_context`` or
+``update_context`` within the bound of a refreshing read sets only the TTLs of the keys it
+may create (the base and the merged-fields hash, so a key a write creates always gets its
+TTL), not the history's or the tombstone's (:func:`agentmem.writes.apply`); a journal
+replay, any write outside the bound, and every write with ``sliding_ttl=False`` set every
+key's TTL (so there the TTL counts from the last write).
 
 What the sliding TTL promises, with the bound ``b = refresh_bound(ttl)``:
 

@@ -132,3 +132,34 @@ async def test_inspect_lists_memories_on_a_cluster(
             assert sorted(m["text"] for m in memories) == [f"{user} fact {n}" for n in range(3)]
     finally:
         client.close()
+
+
+async def test_a_memory_deleted_while_a_search_runs_is_left_out(
+    agentmem_search_cluster_store: AgentMemoryStore, monkeypatch: Any
+) -> None:
+    """A hit deleted between FT.SEARCH and the read of its fields is left out (not a
+    MemoryCorruptedError): on a cluster most hits' fields are read after the search."""
+    store = agentmem_search_cluster_store
+    await _fill(store)
+    memories = store.memories
+    complete = memories._complete
+    deleted: list[str] = []
+    current = [""]
+
+    async def delete_one_first(hits: Any, operation: str) -> Any:
+        if hits and not deleted:
+            deleted.append(hits[0][0].rsplit(":", 1)[1])
+            assert await memories.delete(current[0], deleted[0]) is True
+        return await complete(hits, operation)
+
+    monkeypatch.setattr(memories, "_complete", delete_one_first)
+    for user in USERS:
+        current[0] = user
+        deleted.clear()
+        hits = await memories.search(user, f"{user} fact 0", k=3)
+        assert len(hits) == 2
+        assert deleted[0] not in {h.memory.id for h in hits}
+        deleted.clear()
+        listed = await memories.list(user)
+        assert len(listed) == 1
+        assert deleted[0] not in {m.id for m in listed}

@@ -88,12 +88,29 @@ def _broken(kind: str) -> Any:
             return [array("f", [float("nan")] * 64) for _ in texts]
         if kind == "zeros-float32":
             return [array("f", [0.0] * 64) for _ in texts]
+        if kind == "beyond-float32":  # finite as float64, infinite as FLOAT32
+            return [[1e39] + [1.0] * 63 for _ in texts]
+        if kind == "below-float32":  # non-zero as float64, all zeros as FLOAT32
+            return [[1e-46] * 64 for _ in texts]
         return None
 
     return embed
 
 
-@pytest.mark.parametrize("kind", ["raises", "count", "dims", "nan", "nan-float32", "zeros-float32", "none"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "raises",
+        "count",
+        "dims",
+        "nan",
+        "nan-float32",
+        "zeros-float32",
+        "beyond-float32",
+        "below-float32",
+        "none",
+    ],
+)
 async def test_embedding_errors_write_nothing(
     agentmem_search_store_factory: StoreFactory,
     agentmem_search_server: ServerInfo,
@@ -149,6 +166,23 @@ async def test_bad_arguments_are_refused_before_anything_is_sent(
         with pytest.raises(error):
             await call
     assert await _memory_keys(agentmem_search_server.url, agentmem_prefix) == []
+
+
+async def test_tags_the_index_cannot_match_are_refused(
+    agentmem_search_store: Any, agentmem_search_server: ServerInfo, agentmem_prefix: str
+) -> None:
+    """A tag over 1024 UTF-8 bytes is refused at add (nothing written) and search; one at the
+    limit (percent-encoded 3072 bytes) is found by that tag."""
+    memories = agentmem_search_store.memories
+    with pytest.raises(InvalidArgumentError, match="1024"):
+        await memories.add("alice", "x", tags=["t" * 1025])
+    assert await _memory_keys(agentmem_search_server.url, agentmem_prefix) == []
+    with pytest.raises(InvalidArgumentError, match="1024"):
+        await memories.search("alice", "x", tags=["t" * 5000])
+    widest = "\u00e9" * 512  # 2 bytes each in UTF-8, 6 characters each percent-encoded
+    added = await memories.add("alice", "x", tags=[widest])
+    hits = await memories.search("alice", "x", tags=[widest])
+    assert [h.memory.id for h in hits] == [added.id]
 
 
 async def test_retried_add_stores_one_memory(

@@ -121,6 +121,19 @@ async def test_time_bounds_and_max_distance(
     assert later == []
 
 
+async def test_time_bounds_finer_than_a_millisecond_stay_inclusive_and_exact(
+    agentmem_search_store_factory: StoreFactory, table: TableEmbedder, clock: list[int]
+) -> None:
+    """A since/until between two milliseconds keeps only memories whose created_at lies inside."""
+    store = agentmem_search_store_factory(embedder=table)
+    first, second = [await store.memories.add("alice", f"m{n}") for n in range(2)]
+    half = timedelta(microseconds=500)
+    after_first = await store.memories.search("alice", "q", k=10, since=first.created_at + half)
+    assert [h.memory.id for h in after_first] == [second.id]
+    before_second = await store.memories.search("alice", "q", k=10, until=second.created_at - half)
+    assert [h.memory.id for h in before_second] == [first.id]
+
+
 async def test_ties_come_newest_first(agentmem_search_store_factory: StoreFactory, clock: list[int]) -> None:
     """Memories at the same distance come back newest first."""
     same = [1.0] + [0.0] * (DIMS - 1)

@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from agentmem import AgentMemoryStore
 from agentmem.bench.machine import machine_info, server_info
+from agentmem.bench.probes import delete_keys
 from agentmem.memories.index import encode_tag, escape_tag
 
 __all__ = ["DIMS", "WRITERS", "add_arguments", "run_recall"]
@@ -187,14 +189,13 @@ async def _one_size(url: str, memories: int, users: int, searches: int, log: Any
         }
         return result
     finally:
-        await raw.aclose()
-        with contextlib.suppress(Exception):
-            cleaner = Redis.from_url(url)
-            await cleaner.execute_command("FT.DROPINDEX", store.engine.keys.memory_index())  # type: ignore[no-untyped-call]
-            async for key in cleaner.scan_iter(match=f"{prefix}:*", count=1000):
-                await cleaner.unlink(key)
-            await cleaner.aclose()
-        await store.aclose()
+        try:
+            with contextlib.suppress(RedisError):  # no index: the run failed before it made one
+                await raw.execute_command("FT.DROPINDEX", store.engine.keys.memory_index())  # type: ignore[no-untyped-call]
+            await delete_keys(url, prefix)
+        finally:
+            await raw.aclose()
+            await store.aclose()
 
 
 def _format(result: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
@@ -44,12 +44,15 @@ from agentmem.scripts import Script, load
 if TYPE_CHECKING:
     from agentmem.engine import StoreEngine
 
-__all__ = ["MAX_K", "MAX_TEXT_BYTES", "Memories"]
+__all__ = ["MAX_K", "MAX_TAG_BYTES", "MAX_TEXT_BYTES", "Memories"]
 
 #: Longest memory text, in UTF-8 bytes.
 MAX_TEXT_BYTES = 64 * 1024
 #: Most hits one search returns.
 MAX_K = 1000
+#: Longest tag, in UTF-8 bytes: percent-encoded (at most 3x) it stays within the 4096
+#: bytes the search module matches a TAG value up to (a longer one is stored but never found).
+MAX_TAG_BYTES = 1024
 #: Most neighbours one query asks for while it widens past ties at the k-th distance.
 _MAX_LIMIT = 4 * MAX_K
 _FORGET_BATCH = 500
@@ -79,12 +82,20 @@ def memory_id(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _ms(moment: datetime, name: str) -> int:
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def _ms(moment: datetime, name: str, *, up: bool) -> int:
+    """``moment`` in whole ms since the epoch, exactly (no float), rounded ``up`` (a lower
+    bound) or down (an upper bound): created_at has ms precision, so a bound between two
+    milliseconds must not take in the one outside it."""
     if not isinstance(moment, datetime):
         raise InvalidArgumentError(f"{name} must be a datetime, not {type(moment).__name__}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidArgumentError(f"{name} must be an aware datetime (with a tzinfo), got a naive one")
-    return int(moment.timestamp() * 1000)
+    whole, rest = divmod(moment - _EPOCH, _ONE_MS)
+    return whole + 1 if up and rest else whole
 
 
 def _check_text(text: object, name: str) -> str:
@@ -113,9 +124,11 @@ def _check_tags(tags: object, *, allow_none: bool) -> tuple[str, ...] | None:
         if not isinstance(tag, str) or not tag:
             raise InvalidArgumentError(f"every tag must be a non-empty str, got {tag!r}")
         try:
-            tag.encode("utf-8")
+            size = len(tag.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise InvalidArgumentError(f"tag {tag!r} is not valid Unicode text") from exc
+        if size > MAX_TAG_BYTES:
+            raise InvalidArgumentError(f"a tag is {size} bytes in UTF-8; the limit is {MAX_TAG_BYTES}")
         if tag not in checked:
             checked.append(tag)
     return tuple(checked)
@@ -322,8 +335,8 @@ class Memories:
         cleaned = _check_text(query, "query")
         _check_count(k, "k")
         wanted_tags = _check_tags(tags, allow_none=True)
-        since_ms = None if since is None else _ms(since, "since")
-        until_ms = None if until is None else _ms(until, "until")
+        since_ms = None if since is None else _ms(since, "since", up=True)
+        until_ms = None if until is None else _ms(until, "until", up=False)
         if max_distance is not None and (
             isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or max_distance < 0
         ):
@@ -368,28 +381,28 @@ class Memories:
         if max_distance is not None:
             found = [item for item in found if item[0] <= max_distance]
         top = found[:k]
+        distances = {key: distance for distance, _, key, _ in top}
         complete = await self._complete([(key, fields) for _, _, key, fields in top], "memories.search")
-        return [
-            MemoryHit(_decode(key, fields, user_id), distance)
-            for (distance, _, _, _), (key, fields) in zip(top, complete, strict=True)
-        ]
+        return [MemoryHit(_decode(key, fields, user_id), distances[key]) for key, fields in complete]
 
     async def _complete(self, hits: Hits, operation: str) -> Hits:
-        """Hits whose fields the search left out, read by key. On a cluster the module
-        returns a hit's fields only when its slot is the index name's slot."""
+        """Hits whose fields the search left out, read by key; a hit deleted since the
+        search is left out. On a cluster the module returns a hit's fields only when its
+        slot is the index name's slot."""
         missing = [i for i, (_, fields) in enumerate(hits) if any(f not in fields for f in FIELDS)]
         if not missing:
             return hits
         calls = [Call(None, (hits[i][0],), FIELDS, command="HMGET") for i in missing]
         replies = await self.engine.send(operation, calls)
-        done: Hits = hits.copy()
+        done: builtins.list[tuple[str, dict[str, bytes]] | None] = [*hits]
         for i, values in zip(missing, replies, strict=True):
+            if not values or all(value is None for value in values):
+                done[i] = None  # deleted between the search and this read
+                continue
             key, fields = hits[i]
-            read = {
-                name: value for name, value in zip(FIELDS, values or (), strict=False) if value is not None
-            }
+            read = {name: value for name, value in zip(FIELDS, values, strict=False) if value is not None}
             done[i] = (key, {**fields, **read})
-        return done
+        return [hit for hit in done if hit is not None]
 
 
 def _check_count(value: object, name: str) -> None:

@@ -113,6 +113,11 @@ def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
     packed = array("f", values)
     if packed.itemsize != 4:  # pragma: no cover - every CPython platform has a 4-byte float
         raise EmbeddingError("this platform's array('f') is not FLOAT32")
+    if not math.isfinite(sum(map(abs, packed))) or not any(packed):
+        raise EmbeddingError(
+            f"the embedder's vector {index} is out of FLOAT32's range: as stored it holds infinity "
+            "(a value above 3.4e38) or is all zeros (every value below 1.4e-45)"
+        )
     return packed.tobytes()
 
 

@@ -6,6 +6,7 @@ the shared server delete every key under it afterwards (:func:`delete_prefix`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -440,24 +441,30 @@ async def _delete_prefix_by_key(url: str, prefix: str) -> int:
     return deleted
 
 
-@async_fixture
-async def agentmem_cluster_store(
-    agentmem_cluster: list[str], agentmem_prefix: str
-) -> AsyncIterator[AgentMemoryStore]:
-    """An ``AgentMemoryStore`` on the shared cluster (``from_url`` of one node, the
-    cluster detected), with the test's prefix; closed and its keys deleted afterwards."""
+@contextlib.asynccontextmanager
+async def cluster_store(urls: list[str], prefix: str, **options: Any) -> AsyncIterator[AgentMemoryStore]:
+    """An ``AgentMemoryStore`` on the cluster of ``urls`` (``from_url`` of the first node,
+    the cluster detected) with ``prefix``; closed and the prefix's keys deleted on exit."""
     from agentmem.store import AgentMemoryStore
 
-    store = AgentMemoryStore.from_url(
-        agentmem_cluster[0], prefix=agentmem_prefix, client_name=_client_name(agentmem_prefix)
-    )
+    store = AgentMemoryStore.from_url(urls[0], prefix=prefix, client_name=_client_name(prefix), **options)
     try:
         yield store
     finally:
         try:
             await store.aclose()
         finally:
-            await delete_cluster_prefix(agentmem_cluster, agentmem_prefix)
+            await delete_cluster_prefix(urls, prefix)
+
+
+@async_fixture
+async def agentmem_cluster_store(
+    agentmem_cluster: list[str], agentmem_prefix: str
+) -> AsyncIterator[AgentMemoryStore]:
+    """An ``AgentMemoryStore`` on the shared cluster (``from_url`` of one node, the
+    cluster detected), with the test's prefix; closed and its keys deleted afterwards."""
+    async with cluster_store(agentmem_cluster, agentmem_prefix) as store:
+        yield store
 
 
 @pytest.fixture

@@ -26,13 +26,13 @@ from agentmem.testing.embedders import HashEmbedder
 from agentmem.testing.fixtures import (
     StoreFactory,
     _client_name,
-    delete_cluster_prefix,
+    cluster_store,
     delete_prefix,
 )
 from agentmem.testing.plugin import plugin_state
 from agentmem.testing.provision import Provisioned, ServerInfo, ServerUnavailableError
 from agentmem.testing.search import provision_search, search_binary, search_config
-from agentmem.testing.server import ServerStartError
+from agentmem.testing.server import ServerBinary, ServerStartError
 from agentmem.testing.shared import SharedServer
 
 try:
@@ -96,6 +96,15 @@ def agentmem_search_server(request: pytest.FixtureRequest) -> Iterator[ServerInf
         yield info
     finally:
         shared.release()
+
+
+def _cluster_nodes(run: Any) -> tuple[ServerBinary, dict[str, str | int]]:
+    """The binary and config of search cluster nodes; skipped loudly (failed in CI) without."""
+    try:
+        return search_binary(_configured(run)), search_config()
+    except ServerStartError as exc:
+        run.unavailable(f"search cluster: {exc}")
+        raise  # unreachable: unavailable() skips or fails
 
 
 def _configured(run: Any) -> Any:
@@ -180,12 +189,7 @@ def agentmem_search_cluster(request: pytest.FixtureRequest) -> Iterator[list[str
     directory = run.shared_dir()
     if directory is None:  # pragma: no cover
         raise pytest.UsageError("agentmem needs pytest's tmpdir plugin (-p tmpdir)")
-    try:
-        binary = search_binary(_configured(run))
-        config = search_config()
-    except ServerStartError as exc:
-        run.unavailable(f"search cluster: {exc}")
-        raise  # unreachable
+    binary, config = _cluster_nodes(run)
     shared = SharedCluster(directory / "agentmem", run.worker, name=SEARCH_CLUSTER_NAME, config=config)
     _SHARED_CLUSTERS.append(shared)
     try:
@@ -200,33 +204,20 @@ def agentmem_search_cluster(request: pytest.FixtureRequest) -> Iterator[list[str
         shared.release()
 
 
-async def _clean_cluster(urls: list[str], prefix: str) -> None:
-    for url in urls:
-        await drop_indexes(url, prefix)
-    await delete_cluster_prefix(urls, prefix)
-
-
 @async_fixture
 async def agentmem_search_cluster_store(
     agentmem_search_cluster: list[str], agentmem_prefix: str, agentmem_embedder: Any
 ) -> AsyncIterator[AgentMemoryStore]:
     """A store on the shared search cluster with the test's prefix and ``agentmem_embedder``;
     closed, and its keys and indexes dropped on every node, afterwards."""
-    from agentmem.store import AgentMemoryStore
-
-    store = AgentMemoryStore.from_url(
-        agentmem_search_cluster[0],
-        prefix=agentmem_prefix,
-        embedder=agentmem_embedder,
-        client_name=_client_name(agentmem_prefix),
-    )
     try:
-        yield store
+        async with cluster_store(
+            agentmem_search_cluster, agentmem_prefix, embedder=agentmem_embedder
+        ) as store:
+            yield store
     finally:
-        try:
-            await store.aclose()
-        finally:
-            await _clean_cluster(agentmem_search_cluster, agentmem_prefix)
+        for url in agentmem_search_cluster:
+            await drop_indexes(url, agentmem_prefix)
 
 
 @pytest.fixture
@@ -235,13 +226,7 @@ def agentmem_private_search_cluster(
 ) -> Iterator[ClusterGroup]:
     """A cluster of search-capable nodes of the test's own (fail over, reshard it freely);
     stopped afterwards."""
-    run = plugin_state(request.config)
-    try:
-        binary = search_binary(_configured(run))
-        config = search_config()
-    except ServerStartError as exc:
-        run.unavailable(f"search cluster: {exc}")
-        raise  # unreachable
+    binary, config = _cluster_nodes(plugin_state(request.config))
     group = ClusterGroup(binary, tmp_path_factory.mktemp("agentmem-search-cluster"), config=config)
     try:
         yield group.start()
