@@ -36,8 +36,9 @@ from redis import exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
 from redis.crc import key_slot
 
-from agentmem._translate import is_transient
+from agentmem._translate import is_permission, is_transient
 from agentmem.breaker import CircuitBreaker
+from agentmem.errors import MemoryPermissionError
 from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload, drain
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -190,11 +191,15 @@ class ClusterTransport:
                     # one node says nothing of the node the failing calls went to.
                     (reply,) = await _pipeline(self.client(address), self._runner, [_CLUSTER_SLOTS])
                 except Exception as exc:
+                    if is_permission(exc):
+                        raise _refused(exc) from exc
                     if not is_transient(exc):
                         raise
                     last = exc
                     continue
                 if isinstance(reply, Exception):
+                    if is_permission(reply):  # an ACL refusal is no outage: every node says the same
+                        raise _refused(reply) from reply
                     last = reply
                     continue
                 self.slots.load(reply, address)
@@ -353,6 +358,16 @@ class ClusterTransport:
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
+
+
+def _refused(exc: BaseException) -> MemoryPermissionError:
+    error = MemoryPermissionError(
+        f"the cluster refused this client CLUSTER SLOTS ({type(exc).__name__}: {exc}): a store on a "
+        "Redis Cluster needs the rule `agentmem acl --cluster ...` prints (CLUSTER SLOTS, ASKING, INFO), "
+        "applied on every node; not retried, nothing was written"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _fail(items: Iterable[_Item], exc: BaseException) -> None:

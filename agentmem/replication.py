@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentmem.errors import ReplicationTimeoutError
+from agentmem._translate import is_permission
+from agentmem.errors import MemoryPermissionError, ReplicationTimeoutError
 
 if TYPE_CHECKING:
     from agentmem.pipeline import Call
@@ -49,6 +50,8 @@ def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: An
     fewer than ``wait.replicas`` replicas acknowledged (``acked``: the WAIT reply)."""
     if isinstance(acked, int) and acked >= wait.replicas:
         return replies
+    if isinstance(acked, Exception) and is_permission(acked):
+        return _refused(wait, calls, replies, acked)
     seen = acked if isinstance(acked, int) else f"an error ({acked})"
     out = list(replies)
     for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
@@ -59,4 +62,20 @@ def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: An
                 "it is applied there and may be lost if that primary fails now: it is safe to repeat",
                 replicas=acked if isinstance(acked, int) else 0,
             )
+    return out
+
+
+def _refused(wait: Wait, calls: Sequence[Call], replies: list[Any], refusal: Exception) -> list[Any]:
+    """The ACL refused ``WAIT``: each applied write fails with MemoryPermissionError (a repeat
+    cannot help, and the write is on the primary), the others keep their replies."""
+    out = list(replies)
+    for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+        if _writes(call) and not isinstance(reply, Exception):
+            error = MemoryPermissionError(
+                f"the write reached the primary but the server refused WAIT ({refusal}): "
+                f"wait_replicas={wait.replicas} needs the rule `agentmem acl --wait-replicas ...` prints; "
+                "it is applied on the primary, unacknowledged by any replica; not retried"
+            )
+            error.__cause__ = refusal
+            out[i] = error
     return out
