@@ -98,12 +98,14 @@ def _peer_closed(connection: Any) -> bool:
     return bool(transport is not None and transport.is_closing())
 
 
-async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[Any]:
+async def _write_and_read(connection: Any, packed: bytes, count: int, extra: float = 0.0) -> list[Any]:
     """Write one packed pipeline and read its ``count`` replies, all under one
-    ``socket_timeout`` (one timer per round trip, not one per reply)."""
+    ``socket_timeout`` (one timer per round trip, not one per reply), plus ``extra``
+    seconds the server is asked to wait (``WAIT``'s timeout)."""
     replies: list[Any] = []
+    limit = connection.socket_timeout + extra if connection.socket_timeout is not None else None
     try:
-        async with _timeout(connection.socket_timeout):
+        async with _timeout(limit):
             writer = connection._writer
             if writer is None or writer.transport.is_closing():
                 raise rexc.ConnectionError("connection closed by the server before write")
@@ -117,7 +119,8 @@ async def _write_and_read(connection: Any, packed: bytes, count: int) -> list[An
                     replies.append(exc)
     except asyncio.TimeoutError as exc:
         raise rexc.TimeoutError(
-            f"no reply within socket_timeout={connection.socket_timeout}s "
+            f"no reply within socket_timeout={connection.socket_timeout}s"
+            f"{f' + wait_timeout={extra}s' if extra else ''} "
             f"({len(replies)} of {count} replies read)"
         ) from exc
     except OSError as exc:
@@ -209,7 +212,8 @@ async def _pipeline(
         if not connection.is_connected:
             await connection.connect()
         await connection.check_health()  # a PING only when health_check_interval is due
-        replies = await _write_and_read(connection, packed, len(commands))
+        extra = wait.timeout_ms / 1000 if waits and wait is not None else 0.0
+        replies = await _write_and_read(connection, packed, len(commands), extra)
         exchanged = True
         if waits:
             assert wait is not None
