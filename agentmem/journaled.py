@@ -98,8 +98,13 @@ class JournaledStore(AgentMemoryStore):
         return len(self._journal)
 
     async def flush_journal(self) -> list[tuple[str, str]]:
-        """Replay the journal now; return ``(kind, id)`` of every write still pending."""
+        """Replay the journal now; return ``(kind, id)`` of every write still pending.
+
+        While the breaker is open it probes the server first, so a flush as the network
+        returns replays at once instead of waiting for the breaker's next probe."""
         self._refuse_if_closing()
+        if len(self._journal) and self.breaker.is_open:
+            await self.breaker.probe_now()
         await self._replay_pending()
         return self._journal.pending()
 

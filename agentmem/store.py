@@ -33,7 +33,14 @@ from agentmem.codec import (
     packed_version,
 )
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
-from agentmem.errors import AgentMemoryError, InvalidArgumentError, MemoryPermissionError, StoreClosedError
+from agentmem.errors import (
+    AgentMemoryError,
+    CircuitOpenError,
+    InvalidArgumentError,
+    MemoryPermissionError,
+    MemoryUnavailableError,
+    StoreClosedError,
+)
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
 from agentmem.pipeline import AutoPipeliner, Call, send_direct
@@ -654,20 +661,29 @@ class AgentMemoryStore:
     async def health(self) -> Health:
         """Server version, round-trip latency, pool use, breaker state and key counters.
 
+        During an outage it answers at once (nothing sent while the breaker is open) with
+        what the process knows: the server fields are ``None`` and ``skipped`` says why.
         A least-privilege ACL user may not run INFO (or even PING): the fields it cannot
         see are ``None``, and ``skipped`` says what was left out and why.
         """
         self._check_open("health")
-        if self._detect_cluster is not None:
-            await self._resolve_topology()
-        admin = self._admin_client()
         skipped: list[str] = []
         info: dict[str, Any] | None = None
         latency: float | None = None
-        started = time.perf_counter()
         try:
+            if self.breaker.is_open:  # answer at once with what this process knows
+                raise CircuitOpenError(f"the circuit breaker is {self.breaker.state.value}")
+            if self._detect_cluster is not None:
+                await self._resolve_topology()
+            admin = self._admin_client()
+            started = time.perf_counter()
             info = await self._retrier.run("health", admin.info)
             latency = time.perf_counter() - started
+        except MemoryUnavailableError as exc:  # CircuitOpenError included
+            skipped.append(
+                f"Redis unreachable ({exc}): server, server_version, latency_ms, evicted_keys, "
+                "expired_keys and maxmemory_policy are unknown"
+            )
         except MemoryPermissionError as exc:
             skipped.append(
                 f"INFO refused by the server's ACL for this user ({exc.__cause__ or exc}): "
@@ -675,7 +691,7 @@ class AgentMemoryStore:
             )
             started = time.perf_counter()
             try:
-                await self._retrier.run("health", admin.ping)
+                await self._retrier.run("health", self._admin_client().ping)
                 latency = time.perf_counter() - started
             except MemoryPermissionError as ping_exc:
                 skipped.append(

@@ -1,0 +1,73 @@
+"""The journal's edges (issue 19): what a journaled store reports during an outage, when
+``flush_journal()`` gives up, and how a replay whose write the primary applied is counted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from agentmem import AgentMemoryStore, JournaledStore
+from agentmem.keys import KeySchema
+
+StoreFactory = Callable[..., AgentMemoryStore]
+
+
+def _journaled(store: AgentMemoryStore) -> JournaledStore:
+    assert isinstance(store, JournaledStore)
+    return store
+
+
+def _down(proxy: Any) -> None:
+    """Cut open connections and refuse new ones: Redis is unreachable, its data intact."""
+    proxy.refuse()
+    proxy.reset()
+
+
+async def _open_breaker(store: JournaledStore) -> int:
+    """Journal writes until the store's breaker opens; how many were journaled."""
+    written = 0
+    while not store.breaker.is_open:
+        await store.append_messages("s", [{"n": written}])
+        written += 1
+        assert written < 50, "the breaker never opened"
+    return written
+
+
+async def test_health_answers_during_an_outage_and_flush_probes_first(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """During an outage health() reports what the process knows (breaker state, journal backlog,
+    server fields None, skipped says why) without raising or waiting; flush_journal() right as the
+    network returns probes the server itself instead of reporting everything pending until the
+    breaker's next probe (5 s away here)."""
+    store = _journaled(
+        agentmem_store_factory(
+            url=agentmem_proxy.url,
+            fallback="journal",
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+            retry_deadline=0.5,
+            breaker_probe_interval=5.0,
+        )
+    )
+    await store.load_history("s")  # the history is known: journaled appends need nothing else
+    _down(agentmem_proxy)
+    journaled = await _open_breaker(store)
+    await asyncio.sleep(0.6)  # the outage is older than retry_deadline: callers fail fast
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    health = await store.health()
+    assert loop.time() - started < 0.2
+    assert health.breaker_state == "failing_fast"
+    assert health.journal_backlog == journaled
+    assert (health.server, health.server_version, health.latency_ms) == (None, None, None)
+    assert any("unreachable" in line for line in health.skipped)
+
+    agentmem_proxy.restore()
+    assert await store.flush_journal() == []
+    history = KeySchema(agentmem_prefix).session("s").history
+    assert await agentmem_redis.llen(history) == journaled
+    assert (await store.health()).breaker_state == "closed"
