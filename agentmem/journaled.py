@@ -9,7 +9,9 @@ knows nothing of it. The rules:
 * **The journal is replayed, in order, before every call** while it holds entries. An entry
   Redis refuses for a reason that is not an outage (``WRONGTYPE``, ``MemoryFullError``...)
   is removed, logged as an error and listed in :attr:`JournaledStore.journal_dropped`, so it
-  never blocks later writes. While a replay meets an outage, new writes queue behind it,
+  never blocks later writes. A replay that reached the primary but not ``wait_replicas``
+  replicas (:class:`~agentmem.ReplicationTimeoutError`) is applied, so it counts as
+  written back, never as dropped. While a replay meets an outage, new writes queue behind it,
   so a session's writes reach Redis in the order they were made.
 * **A replay never undoes a newer write.** It carries the write's original version (and
   an append its operation id): fields written later, a later ``save_context`` (replace)
@@ -36,6 +38,7 @@ from agentmem.config import StoreConfig
 from agentmem.errors import (
     AgentMemoryError,
     MemoryUnavailableError,
+    ReplicationTimeoutError,
     StoreClosedError,
     UnflushedJournalError,
 )
@@ -257,6 +260,21 @@ class JournaledStore(AgentMemoryStore):
                         exc,
                     )
                     return False
+                except ReplicationTimeoutError as exc:
+                    # The primary applied it (WAIT comes after the write): written back, not
+                    # lost; what it left on the server is not known for certain (a newer write
+                    # may have superseded it), so this process forgets what it knew.
+                    self._journal.pop_first()
+                    self.replayed += 1
+                    self._forget_known(entry)
+                    log.warning(
+                        "agentmem journal: replay of %s %r applied on the primary, not yet on "
+                        "wait_replicas replicas: %s",
+                        entry.kind,
+                        entry.target,
+                        exc,
+                    )
+                    continue
                 except AgentMemoryError as exc:
                     self._journal.pop_first()
                     self.journal_dropped.append(

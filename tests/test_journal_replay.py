@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore, JournaledStore
@@ -71,3 +72,37 @@ async def test_health_answers_during_an_outage_and_flush_probes_first(
     history = KeySchema(agentmem_prefix).session("s").history
     assert await agentmem_redis.llen(history) == journaled
     assert (await store.health()).breaker_state == "closed"
+
+
+@pytest.mark.single_node  # WAIT must find no replica: the shared single server has none
+async def test_replay_the_primary_applied_is_not_lost_when_replicas_lag(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """fallback="journal" with wait_replicas: a replay that reached the primary but no replica
+    (ReplicationTimeoutError) counts as applied: not in journal_dropped, aclose() raises nothing,
+    and the append is stored once."""
+    store = _journaled(
+        agentmem_store_factory(
+            url=agentmem_proxy.url,
+            fallback="journal",
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+            retries=0,
+            breaker_threshold=0,
+            wait_replicas=1,
+            wait_timeout=0.05,
+        )
+    )
+    assert await store.load_history("s") == []
+    assert await store.load_context("s") is None
+    _down(agentmem_proxy)
+    await store.append_messages("s", [{"n": 1}])
+    await store.update_context("s", {"step": 2})
+    assert store.journal_backlog == 2
+    agentmem_proxy.restore()
+    assert await store.flush_journal() == []
+    assert store.journal_dropped == []
+    keys = KeySchema(agentmem_prefix).session("s")
+    assert await agentmem_redis.llen(keys.history) == 1
+    assert await agentmem_redis.hexists(keys.context, "step")
+    await store.aclose()  # nothing lost: no UnflushedJournalError
