@@ -6,6 +6,8 @@ in one place (:func:`agentmem._translate.translate`) and chained with ``from``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AgentMemoryError",
     "CircuitOpenError",
@@ -78,12 +80,14 @@ class ReplicationTimeoutError(AgentMemoryError):
     is safe to repeat (same result, no duplicate append), so repeat it, or treat it as
     written-but-not-yet-durable. Not retried by the store (a replica that is down or
     lagging stays so for longer than a retry) and not counted by the circuit breaker.
-    ``replicas`` is how many replicas did acknowledge.
+    ``replicas`` is how many replicas did acknowledge; ``reply`` what the write answered
+    on the primary (for ``pop_item``: the item it popped).
     """
 
-    def __init__(self, message: str, *, replicas: int = 0) -> None:
+    def __init__(self, message: str, *, replicas: int = 0, reply: Any = None) -> None:
         super().__init__(message)
         self.replicas = replicas
+        self.reply = reply
 
 
 class StoreClosedError(AgentMemoryError):

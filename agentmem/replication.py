@@ -61,6 +61,7 @@ def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: An
                 f"wait_replicas asks for acknowledged it within wait_timeout={wait.timeout_ms} ms; "
                 "it is applied there and may be lost if that primary fails now: it is safe to repeat",
                 replicas=acked if isinstance(acked, int) else 0,
+                reply=reply,
             )
     return out
 
