@@ -43,7 +43,7 @@ from agentmem.errors import (
 )
 from agentmem.health import Health, collect_health
 from agentmem.keys import KeySchema, SessionKeys
-from agentmem.pipeline import AutoPipeliner, Call, send_direct
+from agentmem.pipeline import AutoPipeliner, Call, drain, send_direct
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
 from agentmem.retry import Retrier, RetryPolicy, RetryStats
@@ -229,6 +229,8 @@ class AgentMemoryStore:
             self._cluster = client_transport(
                 cluster_client, self._scripts, self.breaker, self.config, self._wait
             )
+        #: Round trips on the wire without the auto-pipeliner (auto_pipeline=False).
+        self._direct_sends = 0
         self._bulk_limit = BulkLimit(self._client, self._retrier)
         self._pipeliner = (
             AutoPipeliner(self._client, self._scripts, self.breaker, wait=self._wait)
@@ -367,6 +369,8 @@ class AgentMemoryStore:
                 await self._pipeliner.aclose()
             if self._cluster is not None:
                 await self._cluster.aclose()
+            # auto_pipeline=False: round trips on the wire complete on an open pool.
+            await drain(set(), lambda: self._direct_sends > 0)
         finally:
             if self._owns_client:
                 await self._client.aclose(close_connection_pool=True)
@@ -447,7 +451,11 @@ class AgentMemoryStore:
                 return await self._cluster.send(calls)
             if pipeliner is not None:
                 return await pipeliner.send(calls)
-            return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
+            self._direct_sends += 1  # aclose() waits for it, as the pipeliner does for its own
+            try:
+                return await send_direct(self._client, self._scripts, calls, self.breaker, self._wait)
+            finally:
+                self._direct_sends -= 1
 
         return await self._retrier.run(operation, attempt, failed=failed, started=started)
 
