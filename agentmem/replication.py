@@ -35,10 +35,17 @@ class Wait:
         return ("WAIT", self.replicas, self.timeout_ms)
 
 
+#: Plain commands (no script) that change nothing: every other plain command a store or an
+#: adapter sends (LangGraph's UNLINK of a run index) is a write, acknowledged like a script's.
+_READ_COMMANDS = frozenset({"ASKING", "CLUSTER", "INFO", "PING", "SCAN", "SMEMBERS", "ZRANGE"})
+
+
 def _writes(call: Call) -> bool:
     """Every script but a read (which refreshes TTLs only, needing no replica) changes data,
-    the adapters' included."""
-    return call.script is not None and not call.script.read_only
+    the adapters' included, and so does every plain command but a known read."""
+    if call.script is not None:
+        return not call.script.read_only
+    return call.command.upper() not in _READ_COMMANDS
 
 
 def carries_writes(calls: Sequence[Call]) -> bool:

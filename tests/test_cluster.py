@@ -320,6 +320,23 @@ async def test_wait_replicas_covers_adapter_writes_not_reads(
     assert after == before
 
 
+@pytest.mark.single_node
+async def test_wait_replicas_covers_an_adapter_write_outside_a_script(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis
+) -> None:
+    """LangGraph's adelete_for_runs ends with a plain UNLINK of the run index: WAIT follows it
+    too (no replica here: ReplicationTimeoutError), as for every write."""
+    pytest.importorskip("langgraph")
+    from agentmem.integrations.langgraph import AgentMemorySaver
+
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
+    before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    with pytest.raises(ReplicationTimeoutError):
+        await AgentMemorySaver(store).adelete_for_runs(["never-ran"])  # SMEMBERS (empty), then UNLINK
+    after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert after > before
+
+
 async def test_wait_replicas_0_sends_no_wait(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis
 ) -> None:
