@@ -1,7 +1,6 @@
 """agentmem: asyncio memory for AI agents on Redis that fails loudly, never silently."""
 
-from importlib.metadata import PackageNotFoundError, version
-
+from agentmem._version import __version__
 from agentmem.config import StoreConfig
 from agentmem.errors import (
     AgentMemoryError,
@@ -23,11 +22,6 @@ from agentmem.health import Health
 from agentmem.journaled import JournaledStore
 from agentmem.store import AgentMemoryStore, Turn
 from agentmem.sync import SyncAgentMemoryStore, SyncJournaledStore
-
-try:
-    __version__ = version("agentmem")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 __all__ = (
     "AgentMemoryError",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from agentmem import __version__
+from agentmem._version import __version__
 from agentmem.demo import DemoFailed, run_conversation
 from agentmem.embedded import NoServerBinaryError, embedded_server
 from agentmem.errors import AgentMemoryError

@@ -11,9 +11,9 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from agentmem.errors import InvalidArgumentError
-from agentmem.scripts import MAX_EXACT
 
 __all__ = [
+    "MAX_EXACT",
     "MAX_TTL",
     "POOL_OPTIONS",
     "TLS_OPTIONS",
@@ -39,6 +39,11 @@ _REMOVED = {
         "than retry_deadline fails fast; set breaker_probe_interval instead"
     ),
 }
+
+#: Largest integer a script takes for a TTL in ms or a count: Lua numbers are doubles,
+#: exact up to 2**53, and a TTL this long still cannot overflow the server's clock.
+#: The scripts get it as their ``@MAX_EXACT@`` constant (:mod:`agentmem.scripts`).
+MAX_EXACT = 2**53 - 1
 
 #: Longest ``ttl``/``profile_ttl`` in seconds (~285,000 years): the TTL goes to the server
 #: in ms, and must stay an exact integer inside a Lua script and far from overflowing

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agentmem._version import __version__
 from agentmem.errors import MissingDependencyError
 from agentmem.retry import Retrier
 
@@ -93,8 +94,6 @@ class _Instruments:
     providers; observable metrics report every live instrumented store."""
 
     def __init__(self, otel: Any) -> None:
-        from agentmem import __version__
-
         self.trace = otel.trace
         self.attach = otel.context.attach
         self.detach = otel.context.detach

@@ -170,6 +170,34 @@ async def test_on_recover_runs_before_the_callers_are_released() -> None:
     await breaker.aclose()
 
 
+async def test_a_slow_on_recover_finishes_before_the_callers_are_released() -> None:
+    """A recovery hook that yields (as dropping connections does) still ends before any waiter goes."""
+    server = Server()
+    order: list[str] = []
+
+    async def on_recover() -> None:
+        order.append("recover started")
+        await asyncio.sleep(0.05)
+        order.append("recover done")
+
+    breaker = CircuitBreaker(
+        threshold=1, fail_fast_after=2.0, probe_interval=0.05, probe=server.probe, on_recover=on_recover
+    )
+    breaker.record_failure()
+
+    async def caller(i: int) -> None:
+        assert await breaker.admit(deadline=deadline(2.0), new_caller=True) == "go"
+        order.append(f"caller {i}")
+
+    tasks = [asyncio.ensure_future(caller(i)) for i in range(3)]
+    await asyncio.sleep(0.03)
+    server.up = True
+    await asyncio.wait_for(asyncio.gather(*tasks), 1.0)
+    assert order[:2] == ["recover started", "recover done"]
+    assert sorted(order[2:]) == ["caller 0", "caller 1", "caller 2"]
+    await breaker.aclose()
+
+
 async def test_threshold_zero_disables() -> None:
     """threshold=0 never opens, whatever fails."""
     breaker = CircuitBreaker(threshold=0, fail_fast_after=2.0, probe_interval=0.5)

@@ -142,6 +142,22 @@ async def test_ttl_in_minutes_with_refresh_on_read(
     assert await agentmem_redis.pttl(item) > 115_000
 
 
+async def test_search_with_refresh_ttl_false_refreshes_nothing(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis
+) -> None:
+    """asearch(refresh_ttl=False) leaves every found item's TTL as it was (refresh_on_read on)."""
+    store = LangGraphStore(agentmem_store, ttl={"default_ttl": 2, "refresh_on_read": True})
+    items = [store_item_key(agentmem_store.config.prefix, "t", k) for k in ("a", "b")]
+    for key in ("a", "b"):
+        await store.aput(("t",), key, {"v": key})
+    for item in items:
+        await agentmem_redis.pexpire(item, 10_000)
+    found = await store.asearch(("t",), refresh_ttl=False)
+    assert sorted(i.key for i in found) == ["a", "b"]
+    for item in items:
+        assert 0 < await agentmem_redis.pttl(item) <= 10_000
+
+
 async def test_an_expired_item_is_gone_from_every_read(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis
 ) -> None:

@@ -217,3 +217,35 @@ async def test_layout_0_2_still_reads_and_its_next_write_rewrites_it(
     assert set(stored) == {b"lang", b"vip"}
     assert stored[b"lang"] == _versioned(700, b'"zh"')
     assert await store.recall("u") == {"lang": "zh", "vip": True}
+
+
+async def test_layout_0_2_values_longer_than_a_version_read_whole_before_and_after_the_upgrade(
+    agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """0.2 plain values longer than 8 bytes (context fields, base, facts) are not mistaken for
+    versioned ones: they read whole, and the next write prefixes them with their 0.2 version."""
+    store = agentmem_store
+    schema = KeySchema(agentmem_prefix)
+    keys = schema.session("s")
+    note, bio = b'"a note well over eight bytes long"', b'"likes long walks on the beach"'
+    await agentmem_redis.hset(
+        keys.context,
+        mapping={
+            b"\xff": b"500",
+            b"\xff\x01": b'{"k":"a base value, long too"}',
+            b"note": note,
+            b"\xfenote": b"600",
+        },
+    )
+    facts = schema.profile("u")
+    await agentmem_redis.hset(facts, mapping={b"\xff": b"0", b"bio": bio, b"\xfebio": b"700"})
+    before = {"k": "a base value, long too", "note": orjson.loads(note)}
+    assert await store.load_context("s") == before
+    assert await store.recall("u") == {"bio": orjson.loads(bio)}
+    assert (await store.load_turn("s", user_id="u")).profile == {"bio": orjson.loads(bio)}
+    await store.update_context("s", {"c": 4})
+    await store.remember("u", {"vip": True})
+    assert await store.load_context("s") == {**before, "c": 4}
+    assert await store.recall("u") == {"bio": orjson.loads(bio), "vip": True}
+    assert (await _hash(agentmem_redis, keys.context))[b"note"] == _versioned(600, note)
+    assert (await _hash(agentmem_redis, facts))[b"bio"] == _versioned(700, bio)

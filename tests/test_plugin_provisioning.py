@@ -223,6 +223,31 @@ def test_prefix_isolation_and_cleanup(inner: pytest.Pytester, agentmem_server: S
             assert client.keys(prefix + "*") == []
 
 
+def test_store_factory_deletes_the_tests_keys(inner: pytest.Pytester, agentmem_server: ServerInfo) -> None:
+    """Keys written through agentmem_store_factory's stores (and no other fixture) are gone after the test."""
+    record = inner.path / "prefixes.txt"
+    inner.makepyfile(
+        f"""
+        import redis
+
+        async def test_writes(agentmem_store_factory):
+            store = agentmem_store_factory()
+            with open({str(record)!r}, "a") as f:
+                f.write(store.config.prefix + "\\n")
+            await store.save_context("s", {{"a": 1}})
+            await store.append_messages("s", [{{"role": "user", "content": "hi"}}])
+            await store.remember("u", {{"lang": "fr"}})
+            await store.delete_session("gone")  # a tombstone key too
+            with redis.Redis.from_url({agentmem_server.url!r}) as client:
+                assert len(client.keys(store.config.prefix + ":*")) >= 4
+        """
+    )
+    run_inner(inner, f"--redis-url={agentmem_server.url}").assert_outcomes(passed=1)
+    (prefix,) = record.read_text().split()
+    with redis.Redis.from_url(agentmem_server.url) as client:
+        assert client.keys(prefix + ":*") == []
+
+
 def test_real_redis_option_selects_server_tests(inner: pytest.Pytester) -> None:
     """--real-redis runs only the tests that need a server and deselects the rest."""
     inner.makepyfile(

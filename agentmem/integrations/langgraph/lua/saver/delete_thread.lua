@@ -1,0 +1,3 @@
+--- No ARGV. Returns how many keys existed.
+
+return redis.call('DEL', unpack(KEYS))
