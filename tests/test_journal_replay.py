@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -106,3 +107,34 @@ async def test_replay_the_primary_applied_is_not_lost_when_replicas_lag(
     assert await agentmem_redis.llen(keys.history) == 1
     assert await agentmem_redis.hexists(keys.context, "step")
     await store.aclose()  # nothing lost: no UnflushedJournalError
+
+
+async def test_journaled_append_applies_once_whatever_a_shorter_window_writer_does(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A journaled append applied with its reply lost is replayed once, even after another writer
+    with a shorter append window (1 s here; 60 s for default stores) appended to the session and
+    that window passed: the log's expiry only grows, and each id keeps its own window."""
+    store = _journaled(
+        agentmem_store_factory(
+            url=agentmem_proxy.url,
+            fallback="journal",
+            socket_timeout=0.3,
+            socket_connect_timeout=0.3,
+            retries=0,
+            breaker_threshold=0,
+        )
+    )
+    other = agentmem_store_factory()
+    other._append_window_ms = 1000  # a writer that remembers its ids for 1 s only
+    assert await store.append_messages("s", [{"n": 0}]) == 1
+    agentmem_proxy.cut_next_reply()
+    await store.append_messages("s", [{"n": 1}])  # applied; the reply is lost: journaled
+    assert store.journal_backlog == 1
+    assert await other.append_messages("s", [{"n": 2}]) == 3
+    log = KeySchema(agentmem_prefix).session("s").log
+    assert await agentmem_redis.pttl(log) > 60_000  # the journaled writer's window still holds
+    await asyncio.sleep(2.2)  # the other writer's window is over
+    assert await store.flush_journal() == []
+    history = await agentmem_redis.lrange(KeySchema(agentmem_prefix).session("s").history, 0, -1)
+    assert [orjson.loads(m)["n"] for m in history] == [0, 1, 2]
