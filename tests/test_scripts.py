@@ -122,20 +122,20 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "c54dc6aa3b91544a8748fedd5d5d8f4f27afb686",
     ),
     "read_session": (
-        "2a8eea2c0439504b42921483cf34107280b1f4eb",
-        "97b4246219d8006881d7751d3d318de51e4bae35",
+        "ecd8b346d42bb284a2cf00fa73bc817f7a813c94",
+        "d88d4fe7d6e16399c7cc40bc06b10b01698b1cec",
     ),
     "replay_append": (
         "c1f384697007476390ce263e12af7968fba86d29",
         "bd73e629dd65e68fc1a73d8d9382a12c450c252f",
     ),
     "write_context": (
-        "51f8109ad66890bdfd40b4e14fb68ac6d3b57f46",
-        "fa4fff162d28af335c4ba5836cf19229392fb1c2",
+        "97e32fad6f75fde30dc8ebe2fbc3529e49f9e5ac",
+        "dbd797900c09d779c9809eb7bac29ae90fd1cae4",
     ),
     "write_facts": (
-        "18aea6b7003c7f95577e1b2f6482a551f9d5ec1e",
-        "3d528747b9d0e3db93d3b942b4bc0de4290df539",
+        "bf0c1c271309a6545c297ece01c9c925ab3b2cfb",
+        "534c078dce50236b8d3dbb27bd46b83947be0d97",
     ),
 }
 
