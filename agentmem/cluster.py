@@ -18,9 +18,13 @@ iteration, or sent at once):
 * ``NOSCRIPT`` is handled per node (a promoted replica or a new node has not loaded
   the scripts yet), by the same path as on a single server.
 
-The circuit breaker's probe refreshes the map from any node that answers, then pings
-every primary of it on a fresh connection: it passes once every slot has a reachable
-primary again (after a failover: once the replica is promoted).
+Failures are counted per node: the store's circuit breaker hears of one only while every
+primary is failing (the cluster is unreachable), so one dead or hung shard never opens it
+for the healthy shards, whose callers go on while the dead shard's callers get
+``MemoryUnavailableError`` after their own retries. The slot map is asked of nodes that
+answered last first, so a hung node does not stall every refresh. The breaker's probe
+refreshes the map from any node that answers, then pings every primary of it on a fresh
+connection: it passes once one answers.
 """
 
 from __future__ import annotations
@@ -138,6 +142,8 @@ class ClusterTransport:
         self._wait = wait
         self._max_batch = max_batch
         self._clients: dict[Address, Redis] = {}
+        #: Consecutive failed round trips per node (absent: its last round trip answered).
+        self.failing: dict[Address, int] = {}
         self.slots = SlotMap()
         self._stale = True
         self._refresh_lock = asyncio.Lock()
@@ -174,8 +180,13 @@ class ClusterTransport:
         return _PoolSummary(client.connection_pool for client in self._clients.values())
 
     def _candidates(self) -> list[Address]:
-        known = [*self.slots.primaries, *self._clients, *self._seeds]
-        return list(dict.fromkeys(known))
+        """Nodes to ask for the slot map: those that answered last first, so a dead or hung
+        node is asked only when no other answers (not before every healthy caller's refresh)."""
+        known = list(dict.fromkeys([*self.slots.primaries, *self._clients, *self._seeds]))
+        return sorted(known, key=lambda address: address in self.failing)
+
+    def _node_report(self, address: Address) -> _NodeReport:
+        return _NodeReport(self, address)
 
     async def refresh(self, *, force: bool = False) -> None:
         """Load the slot map from the first node that answers ``CLUSTER SLOTS``; one refresh
@@ -289,7 +300,7 @@ class ClusterTransport:
             self.on_batch(calls)
         try:
             replies = await _send_with_reload(
-                self.client(address), self._runner, wire, self._breaker, wait=self._wait
+                self.client(address), self._runner, wire, self._node_report(address), wait=self._wait
             )
         except asyncio.CancelledError:
             for _, future in items:
@@ -337,12 +348,22 @@ class ClusterTransport:
     # -- breaker probe, recovery, close ----------------------------------------------------
 
     async def probe(self) -> None:
-        """Pass once a fresh slot map names a reachable primary for every slot."""
+        """Pass once a fresh slot map names a primary that answers: the callers waiting for
+        the healthy shards go on; a caller of a shard still down fails on its own."""
         await self.refresh(force=True)
         primaries = self.slots.primaries
         if not primaries:
             raise rexc.ClusterDownError("the cluster serves no slot")
-        await asyncio.gather(*(ping_fresh_connection(self.client(a)) for a in primaries))
+        pings = await asyncio.gather(
+            *(ping_fresh_connection(self.client(a)) for a in primaries), return_exceptions=True
+        )
+        for address, outcome in zip(primaries, pings, strict=True):
+            if isinstance(outcome, BaseException):
+                self.failing[address] = self.failing.get(address, 0) + 1
+            else:
+                self.failing.pop(address, None)
+        if all(isinstance(outcome, BaseException) for outcome in pings):
+            raise next(o for o in pings if isinstance(o, BaseException))
 
     async def drop_idle(self) -> None:
         for client in list(self._clients.values()):
@@ -358,6 +379,27 @@ class ClusterTransport:
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
+
+
+class _NodeReport:
+    """One node's round trip, reported per node: the store's breaker hears of a failure only
+    when every primary is failing (the cluster is unreachable), so a dead or hung shard never
+    opens it for the healthy ones; any answer is a success for both."""
+
+    def __init__(self, transport: ClusterTransport, address: Address) -> None:
+        self._transport = transport
+        self._address = address
+
+    def record_failure(self) -> None:
+        failing = self._transport.failing
+        failing[self._address] = failing.get(self._address, 0) + 1
+        primaries = self._transport.slots.primaries or [self._address]
+        if all(address in failing for address in primaries):
+            self._transport._breaker.record_failure()
+
+    def record_success(self) -> None:
+        self._transport.failing.pop(self._address, None)
+        self._transport._breaker.record_success()
 
 
 def _refused(exc: BaseException) -> MemoryPermissionError:

@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis
@@ -242,11 +242,19 @@ async def _pipeline(
     return replies
 
 
+class FailureSink(Protocol):
+    """What a round trip reports to: the store's breaker, or a cluster node's account of it."""
+
+    def record_failure(self) -> None: ...
+
+    def record_success(self) -> None: ...
+
+
 async def _exchange(
     client: Redis,
     runner: ScriptRunner,
     calls: Sequence[Call],
-    breaker: CircuitBreaker,
+    breaker: FailureSink,
     held: HeldConnection | None = None,
     wait: Wait | None = None,
 ) -> list[Any]:
@@ -265,7 +273,7 @@ async def _send_with_reload(
     client: Redis,
     runner: ScriptRunner,
     calls: Sequence[Call],
-    breaker: CircuitBreaker,
+    breaker: FailureSink,
     held: HeldConnection | None = None,
     wait: Wait | None = None,
 ) -> list[Any]:
