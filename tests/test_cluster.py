@@ -354,6 +354,7 @@ async def test_wait_timeout_at_or_above_socket_timeout_waits_it_out(
     """wait_timeout needs no relation to socket_timeout: a pipeline carrying WAIT is read under
     socket_timeout + wait_timeout, so a 1.2 s WAIT with the 1 s socket_timeout is a
     ReplicationTimeoutError after ~1.2 s (the write on the primary), not a lost connection."""
+    await agentmem_store_factory().append_messages("warm", [{"n": 0}])  # the script is loaded
     store = agentmem_store_factory(wait_replicas=1, wait_timeout=1.2)
     started = time.monotonic()
     with pytest.raises(ReplicationTimeoutError):
