@@ -18,10 +18,11 @@ iteration, or sent at once):
 * ``NOSCRIPT`` is handled per node (a promoted replica or a new node has not loaded
   the scripts yet), by the same path as on a single server.
 
-Failures are counted per node: the store's circuit breaker hears of one only while every
-primary is failing (the cluster is unreachable), so one dead or hung shard never opens it
-for the healthy shards, whose callers go on while the dead shard's callers get
-``MemoryUnavailableError`` after their own retries. The slot map is asked of nodes that
+Failures are counted per node (:mod:`agentmem.outages`): after ``breaker_threshold``
+failed round trips in a row a node is down, and its callers wait for it (or for a
+failover to move its slots), sending nothing, up to ``retry_deadline``, while the callers
+of the other nodes go on; the store's circuit breaker hears of a failure only while every
+primary is failing (the cluster is unreachable). The slot map is asked of nodes that
 answered last first, so a hung node does not stall every refresh. The breaker's probe
 refreshes the map from any node that answers, then pings every primary of it on a fresh
 connection: it passes once one answers.
@@ -43,6 +44,7 @@ from redis.crc import key_slot
 from agentmem._translate import is_permission, is_transient
 from agentmem.breaker import CircuitBreaker
 from agentmem.errors import MemoryPermissionError
+from agentmem.outages import NodeOutages
 from agentmem.pipeline import MAX_BATCH, Call, _pipeline, _send_with_reload, drain
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -142,8 +144,12 @@ class ClusterTransport:
         self._wait = wait
         self._max_batch = max_batch
         self._clients: dict[Address, Redis] = {}
-        #: Consecutive failed round trips per node (absent: its last round trip answered).
-        self.failing: dict[Address, int] = {}
+        self.outages = NodeOutages(
+            threshold=breaker.threshold,
+            probe_interval=breaker.probe_interval,
+            wait_limit=breaker.fail_fast_after,
+            recovered=self._node_recovered,
+        )
         self.slots = SlotMap()
         self._stale = True
         self._refresh_lock = asyncio.Lock()
@@ -185,8 +191,23 @@ class ClusterTransport:
         known = list(dict.fromkeys([*self.slots.primaries, *self._clients, *self._seeds]))
         return sorted(known, key=lambda address: address in self.failing)
 
+    @property
+    def failing(self) -> dict[Address, int]:
+        """Consecutive failed round trips per node (absent: its last round trip answered)."""
+        return self.outages.failing
+
     def _node_report(self, address: Address) -> _NodeReport:
         return _NodeReport(self, address)
+
+    async def _node_recovered(self, address: Address) -> bool:
+        """A down node's probe: it answers a PING, or a fresh slot map gives its slots to
+        another node (a failover)."""
+        with contextlib.suppress(Exception):
+            await self.refresh(force=True)
+        if address not in self.slots.primaries:
+            return True
+        await ping_fresh_connection(self.client(address))
+        return True
 
     async def refresh(self, *, force: bool = False) -> None:
         """Load the slot map from the first node that answers ``CLUSTER SLOTS``; one refresh
@@ -283,9 +304,28 @@ class ClusterTransport:
         sends = [
             self._deliver(address, group[i : i + self._max_batch], hops)
             for address, group in groups.items()
+            if not self.outages.is_down(address)
             for i in range(0, len(group), self._max_batch)
         ]
+        sends += [
+            self._after_outage(address, group, hops)
+            for address, group in groups.items()
+            if self.outages.is_down(address)
+        ]
         await asyncio.gather(*sends)
+
+    async def _after_outage(self, address: Address, items: list[_Item], hops: int) -> None:
+        """Calls for a node that is down wait for it (or for its slots to move), sending nothing."""
+        if await self.outages.wait(address):
+            await self._dispatch(items, hops)
+        else:
+            _fail(
+                items,
+                rexc.ConnectionError(
+                    f"cluster node {address[0]}:{address[1]} did not answer within "
+                    f"{self.outages.wait_limit:g}s (retry_deadline); nothing was sent to it"
+                ),
+            )
 
     async def _deliver(
         self, address: Address, items: list[_Item], hops: int, *, asking: bool = False
@@ -358,10 +398,8 @@ class ClusterTransport:
             *(ping_fresh_connection(self.client(a)) for a in primaries), return_exceptions=True
         )
         for address, outcome in zip(primaries, pings, strict=True):
-            if isinstance(outcome, BaseException):
-                self.failing[address] = self.failing.get(address, 0) + 1
-            else:
-                self.failing.pop(address, None)
+            if not isinstance(outcome, BaseException):
+                self.outages.record_success(address)
         if all(isinstance(outcome, BaseException) for outcome in pings):
             raise next(o for o in pings if isinstance(o, BaseException))
 
@@ -375,6 +413,7 @@ class ClusterTransport:
         self._closed = True
         if self._flush_scheduled:  # calls queued before the close are sent, not dropped
             self._flush()
+        await self.outages.aclose()
         await drain(self._inflight)
         for client in self._clients.values():
             with contextlib.suppress(Exception):
@@ -391,14 +430,14 @@ class _NodeReport:
         self._address = address
 
     def record_failure(self) -> None:
-        failing = self._transport.failing
-        failing[self._address] = failing.get(self._address, 0) + 1
+        outages = self._transport.outages
+        outages.record_failure(self._address)
         primaries = self._transport.slots.primaries or [self._address]
-        if all(address in failing for address in primaries):
+        if all(address in outages.failing for address in primaries):
             self._transport._breaker.record_failure()
 
     def record_success(self) -> None:
-        self._transport.failing.pop(self._address, None)
+        self._transport.outages.record_success(self._address)
         self._transport._breaker.record_success()
 
 
