@@ -16,6 +16,10 @@ from agentmem.keys import KeySchema
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
+#: The proxy fronts one server (on the cluster topology it would meet MOVED), and the
+#: wait_replicas test needs a server without replicas.
+pytestmark = pytest.mark.single_node
+
 
 def _journaled(store: AgentMemoryStore) -> JournaledStore:
     assert isinstance(store, JournaledStore)
@@ -75,7 +79,6 @@ async def test_health_answers_during_an_outage_and_flush_probes_first(
     assert (await store.health()).breaker_state == "closed"
 
 
-@pytest.mark.single_node  # WAIT must find no replica: the shared single server has none
 async def test_replay_the_primary_applied_is_not_lost_when_replicas_lag(
     agentmem_store_factory: StoreFactory, agentmem_proxy: Any, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
