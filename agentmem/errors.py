@@ -68,7 +68,9 @@ class MemoryPermissionError(AgentMemoryError):
     """The server refused the credentials or the command (``WRONGPASS``, ``NOPERM``, ``NOAUTH``).
 
     Not an outage: never retried and never counted by the circuit breaker, because
-    repeating the same call with the same credentials cannot succeed. Nothing was written.
+    repeating the same call with the same credentials cannot succeed. Nothing was written,
+    except when the server refused ``WAIT`` (``wait_replicas`` under a rule without it):
+    the write is then applied on the primary, unacknowledged, and the message says so.
     """
 
 
