@@ -70,8 +70,12 @@ class MemoryPermissionError(AgentMemoryError):
     Not an outage: never retried and never counted by the circuit breaker, because
     repeating the same call with the same credentials cannot succeed. Nothing was written,
     except when the server refused ``WAIT`` (``wait_replicas`` under a rule without it):
-    the write is then applied on the primary, unacknowledged, and the message says so.
+    the write is then applied on the primary, unacknowledged, and the message says so
+    (``applied`` is ``True``).
     """
+
+    #: The write was applied on the primary (only a refused ``WAIT`` after it failed).
+    applied: bool = False
 
 
 class ReplicationTimeoutError(AgentMemoryError):

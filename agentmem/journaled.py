@@ -10,8 +10,8 @@ knows nothing of it. The rules:
   Redis refuses for a reason that is not an outage (``WRONGTYPE``, ``MemoryFullError``...)
   is removed, logged as an error and listed in :attr:`JournaledStore.journal_dropped`, so it
   never blocks later writes. A replay that reached the primary but not ``wait_replicas``
-  replicas (:class:`~agentmem.ReplicationTimeoutError`) is applied, so it counts as
-  written back, never as dropped. While a replay meets an outage, new writes queue behind it,
+  replicas (:class:`~agentmem.ReplicationTimeoutError`, or a refused ``WAIT``) is applied,
+  so it counts as written back, never as dropped. While a replay meets an outage, new writes queue behind it,
   so a session's writes reach Redis in the order they were made.
 * **A replay never undoes a newer write.** It carries the write's original version (and
   an append its operation id): fields written later, a later ``save_context`` (replace)
@@ -37,6 +37,7 @@ from agentmem.codec import encode_context, encode_fields, encode_messages
 from agentmem.config import StoreConfig
 from agentmem.errors import (
     AgentMemoryError,
+    MemoryPermissionError,
     MemoryUnavailableError,
     ReplicationTimeoutError,
     StoreClosedError,
@@ -260,7 +261,10 @@ class JournaledStore(AgentMemoryStore):
                         exc,
                     )
                     return False
-                except ReplicationTimeoutError as exc:
+                except (ReplicationTimeoutError, MemoryPermissionError) as exc:
+                    if isinstance(exc, MemoryPermissionError) and not exc.applied:
+                        self._drop(entry, exc)
+                        continue
                     # The primary applied it (WAIT comes after the write): written back, not
                     # lost; what it left on the server is not known for certain (a newer write
                     # may have superseded it), so this process forgets what it knew.
@@ -276,18 +280,7 @@ class JournaledStore(AgentMemoryStore):
                     )
                     continue
                 except AgentMemoryError as exc:
-                    self._journal.pop_first()
-                    self.journal_dropped.append(
-                        DroppedWrite(entry.kind, entry.target, exc, entry.fields, entry.messages)
-                    )
-                    self._forget_known(entry)
-                    log.error(
-                        "agentmem journal: Redis refused the replay of %s %r, which is dropped "
-                        "(listed in store.journal_dropped): %s",
-                        entry.kind,
-                        entry.target,
-                        exc,
-                    )
+                    self._drop(entry, exc)
                     continue
                 self._journal.pop_first()
                 if result is None:
@@ -301,6 +294,19 @@ class JournaledStore(AgentMemoryStore):
                     self.replayed += 1
                 self._absorb(entry, result)
             return True
+
+    def _drop(self, entry: JournalEntry, exc: AgentMemoryError) -> None:
+        """Redis refused the replay of ``entry`` (not an outage): out of the journal, listed."""
+        self._journal.pop_first()
+        self.journal_dropped.append(DroppedWrite(entry.kind, entry.target, exc, entry.fields, entry.messages))
+        self._forget_known(entry)
+        log.error(
+            "agentmem journal: Redis refused the replay of %s %r, which is dropped "
+            "(listed in store.journal_dropped): %s",
+            entry.kind,
+            entry.target,
+            exc,
+        )
 
     # -- what this process knows ---------------------------------------------------------
 

@@ -85,5 +85,6 @@ def _refused(wait: Wait, calls: Sequence[Call], replies: list[Any], refusal: Exc
                 "it is applied on the primary, unacknowledged by any replica; not retried"
             )
             error.__cause__ = refusal
+            error.applied = True
             out[i] = error
     return out

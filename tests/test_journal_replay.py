@@ -141,3 +141,41 @@ async def test_journaled_append_applies_once_whatever_a_shorter_window_writer_do
     assert await store.flush_journal() == []
     history = await agentmem_redis.lrange(KeySchema(agentmem_prefix).session("s").history, 0, -1)
     assert [orjson.loads(m)["n"] for m in history] == [0, 1, 2]
+
+
+async def test_replay_applied_but_wait_refused_is_not_lost(
+    agentmem_server_factory: Any, agentmem_proxy_factory: Any, agentmem_store_factory: StoreFactory
+) -> None:
+    """wait_replicas under an ACL rule without WAIT: a replay the primary applied but whose WAIT was
+    refused counts as written back (not in journal_dropped), and its append is stored once."""
+    from agentmem.acl import acl_setuser_args
+
+    server = agentmem_server_factory()
+    admin = Redis.from_url(server.url)
+    try:
+        await admin.execute_command("ACL", "SETUSER", *acl_setuser_args("t", "t", password="t-pw"))  # type: ignore[no-untyped-call]
+        proxy = agentmem_proxy_factory(server.url)
+        store = _journaled(
+            agentmem_store_factory(
+                url=proxy.url,
+                prefix="t",
+                client_name=None,
+                username="t",
+                password="t-pw",
+                fallback="journal",
+                socket_timeout=0.3,
+                socket_connect_timeout=0.3,
+                retries=0,
+                breaker_threshold=0,
+                wait_replicas=1,
+            )
+        )
+        assert await store.load_history("s") == []
+        _down(proxy)
+        await store.append_messages("s", [{"n": 1}])
+        proxy.restore()
+        assert await store.flush_journal() == []
+        assert store.journal_dropped == []
+        assert await admin.llen(KeySchema("t").session("s").history) == 1
+    finally:
+        await admin.aclose()
