@@ -45,9 +45,10 @@ asyncio.run(main())
 
 
 @pytest.fixture(scope="session")
-def agentmem_0_2(request: pytest.FixtureRequest) -> Path:
-    """A directory holding 0.2's ``agentmem`` package, from its release commit (cached)."""
-    target = Path(request.config.cache.mkdir(f"agentmem-0.2-{RELEASE_0_2}"))
+def agentmem_0_2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding 0.2's ``agentmem`` package, from its release commit (one extraction per
+    test session and worker: works without pytest's cache plugin, as under ``-p no:cacheprovider``)."""
+    target = tmp_path_factory.mktemp(f"agentmem-0.2-{RELEASE_0_2[:12]}")
     if not (target / "agentmem" / "__init__.py").exists():
         archive = subprocess.run(
             ["git", "-C", str(REPO), "archive", RELEASE_0_2, "agentmem"], capture_output=True, check=False
