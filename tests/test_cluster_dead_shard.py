@@ -8,6 +8,7 @@ rescue, as in production during the first 15 s of an outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -136,3 +137,27 @@ async def test_a_hung_primary_does_not_stall_the_healthy_shards(production_clust
     assert errors == []
     slow = [round(t, 2) for t in latencies if t > 0.5]
     assert slow == [], f"{len(slow)} of {len(latencies)} healthy turns took over 0.5 s: {slow}"
+
+
+async def test_a_dead_shards_failures_alone_never_open_the_store_breaker(
+    agentmem_private_cluster: ClusterGroup,
+) -> None:
+    """Failed round trips to one dead primary, with no other traffic between them, are counted for
+    that node only: the store-wide breaker stays closed (it hears of failures only while every
+    primary fails), whether the call then fails or meets the promoted replica."""
+    group = agentmem_private_cluster
+    by_primary = _sessions_by_primary(group)
+    victim = sorted(by_primary)[0]
+    seed = next(node.url for node in group.nodes if node.port != victim)
+    store = AgentMemoryStore.from_url(seed, prefix=PREFIX)
+    try:
+        dead = by_primary[victim][0]
+        await store.save_context(dead, {"step": 0})
+        group.node_on(victim).kill()
+        # no promotion within retry_deadline: typed, and the shard's own failure
+        with contextlib.suppress(MemoryUnavailableError):
+            await store.save_context(dead, {"step": 1})
+        assert store.breaker.opened == 0
+        assert store.breaker.state.value == "closed"
+    finally:
+        await store.aclose()
