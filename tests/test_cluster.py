@@ -320,6 +320,23 @@ async def test_wait_replicas_covers_adapter_writes_not_reads(
     assert after == before
 
 
+async def test_wait_replicas_sends_no_wait_after_plain_reads(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """The store's reads sent as plain commands (load_history's LRANGE, recall's HGETALL) are
+    reads: no WAIT follows them, so without a replica they answer instead of raising
+    ReplicationTimeoutError."""
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
+    keys = KeySchema(agentmem_prefix)
+    await agentmem_redis.rpush(keys.session("s").history, b'{"n":1}')
+    await agentmem_redis.hset(keys.profile("u"), "lang", b"\x00" * 8 + b'"zh"')
+    before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert await store.load_history("s", last=5) == [{"n": 1}]
+    assert await store.recall("u") == {"lang": "zh"}
+    after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert after == before
+
+
 @pytest.mark.single_node
 async def test_wait_replicas_covers_an_adapter_write_outside_a_script(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis
