@@ -21,7 +21,9 @@ from agentmem.keys import KeySchema
 from agentmem.testing.cluster import PRIMARIES, ClusterGroup
 from agentmem.testing.plugin import plugin_state
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+#: dead_shard: what is tested is the client's accounting, not a server version's behaviour, so
+#: .ci/run runs these in its first stage only (and checks that they ran there).
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.dead_shard]
 
 PREFIX = "shards"
 TURNS_SECONDS = 8.0
