@@ -17,7 +17,11 @@ Opt-in, because the store works without them:
 * ``INFO`` only for ``health()``'s server fields; without it ``health()`` reports
   ``None`` for them and says why in ``skipped``;
 * ``CONFIG GET`` only with ``max_value_bytes`` above 1 MiB, to read the server's
-  ``proto-max-bulk-len``; without it the store assumes the 512 MiB default.
+  ``proto-max-bulk-len``; without it the store assumes the 512 MiB default;
+* ``cluster``: a store on a Redis Cluster reads the slot map (``CLUSTER SLOTS``), follows
+  ``ASK`` redirections (``ASKING``) and, with ``from_url(cluster=None)`` (the default),
+  asks the node whether it is a cluster node (``INFO``); the rule goes on every node;
+* ``wait_replicas``: every pipeline of writes ends with ``WAIT``.
 
 The framework adapters (``agentmem.integrations``) run scripts of their own and send a few
 plain commands; ``integrations=("langgraph", ...)`` adds what each needs, read from its
@@ -139,17 +143,24 @@ def store_commands(
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
+    cluster: bool = False,
+    wait_replicas: bool = False,
     integrations: Iterable[str] = (),
     memories: bool = False,
 ) -> tuple[str, ...]:
     """Every command a store sends: always the scripts and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
     ``CLIENT SETNAME`` with ``client_name``, ``INFO`` for ``health``, ``CONFIG GET`` for
-    ``large_values`` (``max_value_bytes`` over 1 MiB), and what each of ``integrations`` adds."""
-    extra = [
-        name
-        for name, wanted in (("client|setname", client_name), ("info", health), ("config|get", large_values))
-        if wanted
-    ]
+    ``large_values`` (``max_value_bytes`` over 1 MiB), ``CLUSTER SLOTS``/``ASKING``/``INFO``
+    for ``cluster``, ``WAIT`` for ``wait_replicas``, and what each of ``integrations`` adds."""
+    options = (
+        ("client|setname", client_name),
+        ("info", health or cluster),
+        ("config|get", large_values),
+        ("cluster|slots", cluster),
+        ("asking", cluster),
+        ("wait", wait_replicas),
+    )
+    extra = [name for name, given in options if given]
     core = (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
     wanted = {name for adapter in integrations for name in integration_commands(adapter)}
     if memories:
@@ -171,6 +182,8 @@ def acl_setuser_args(
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
+    cluster: bool = False,
+    wait_replicas: bool = False,
     integrations: Iterable[str] = (),
     memories: bool = False,
 ) -> list[str]:
@@ -196,6 +209,8 @@ def acl_setuser_args(
                 client_name=client_name,
                 health=health,
                 large_values=large_values,
+                cluster=cluster,
+                wait_replicas=wait_replicas,
                 integrations=integrations,
                 memories=memories,
             )
@@ -219,6 +234,8 @@ def acl_rule(
     client_name: bool = False,
     health: bool = False,
     large_values: bool = False,
+    cluster: bool = False,
+    wait_replicas: bool = False,
     integrations: Iterable[str] = (),
     memories: bool = False,
 ) -> str:
@@ -230,6 +247,8 @@ def acl_rule(
         client_name=client_name,
         health=health,
         large_values=large_values,
+        cluster=cluster,
+        wait_replicas=wait_replicas,
         integrations=integrations,
         memories=memories,
     )

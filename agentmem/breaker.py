@@ -185,6 +185,23 @@ class CircuitBreaker:
             break
         await self._recover()
 
+    async def probe_now(self) -> bool:
+        """Probe once, now, when open (a caller that must not wait for the next scheduled
+        probe, such as ``flush_journal()``); closes the breaker and returns ``True`` when
+        the server answered, ``True`` at once when closed."""
+        if self._recovered is None:
+            return True
+        if self._probe is None:
+            return False
+        try:
+            await self._probe()
+        except Exception as exc:
+            self.failed_probes += 1
+            log.debug("agentmem: probe failed: %s: %s", type(exc).__name__, exc)
+            return False
+        await self._recover()
+        return True
+
     async def _recover(self) -> None:
         recovered = self._recovered
         if recovered is None or self._recovering:

@@ -19,7 +19,15 @@ from redis.asyncio import Redis
 
 from agentmem.scripts import Script, ScriptRunner
 
-__all__ = ["Call", "Observation", "PoolStats", "SendObserver", "Transport", "raise_first_error"]
+__all__ = [
+    "Call",
+    "FailureSink",
+    "Observation",
+    "PoolStats",
+    "SendObserver",
+    "Transport",
+    "raise_first_error",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,15 @@ def raise_first_error(replies: list[Any]) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
+
+
+class FailureSink(Protocol):
+    """What a round trip reports to: the store's breaker, or one cluster node's account
+    (:mod:`agentmem.outages`)."""
+
+    def record_failure(self) -> None: ...
+
+    def record_success(self) -> None: ...
 
 
 class Observation(Protocol):

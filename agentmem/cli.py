@@ -177,6 +177,8 @@ def _cmd_acl(args: argparse.Namespace) -> int:
             client_name=args.client_name,
             health=args.health,
             large_values=args.large_values,
+            cluster=args.cluster,
+            wait_replicas=args.wait_replicas,
             integrations=args.integration,
             memories=args.memories,
         )
@@ -350,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     acl.add_argument(
         "--memories", action="store_true", help="allow what store.memories sends (FT.* on its index)"
     )
+    acl.add_argument(
+        "--cluster",
+        action="store_true",
+        help="allow CLUSTER SLOTS, ASKING and INFO (a store on a Redis Cluster; apply on every node)",
+    )
+    acl.add_argument("--wait-replicas", action="store_true", help="allow WAIT (wait_replicas option)")
     acl.add_argument(
         "--integration",
         action="append",

@@ -19,9 +19,14 @@ or sent at once):
 * ``NOSCRIPT`` is handled per node (a promoted replica or a new node has not loaded
   the scripts yet), by the same path as on a single server.
 
-The circuit breaker's probe refreshes the map from any node that answers, then pings
-every primary of it on a fresh connection: it passes once every slot has a reachable
-primary again (after a failover: once the replica is promoted).
+Failures are counted per node (:mod:`agentmem.outages`): after ``breaker_threshold``
+failed round trips in a row a node is down, and its callers wait for it (or for a
+failover to move its slots), sending nothing, up to ``retry_deadline``, while the callers
+of the other nodes go on; the store's circuit breaker hears of a failure only while every
+primary is failing (the cluster is unreachable). The slot map is asked of nodes that
+answered last first, so a hung node does not stall every refresh. The breaker's probe
+refreshes the map from any node that answers, then pings every primary of it on a fresh
+connection: it passes once one answers.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from redis import exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
 from redis.crc import key_slot
 
-from agentmem._translate import is_transient
+from agentmem._translate import is_permission, is_transient
 from agentmem.batching import Batcher, BatchStats, Item, fail
 from agentmem.breaker import CircuitBreaker
 from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
+from agentmem.errors import MemoryPermissionError
+from agentmem.outages import NodeOutages, NodeReport
 from agentmem.pipeline import MAX_BATCH
 from agentmem.probe import ping_fresh_connection
 from agentmem.replication import Wait
@@ -134,6 +141,13 @@ class ClusterTransport:
         self._max_batch = max_batch
         self._clients: dict[Address, Redis] = {}
         self._links: dict[Address, NodeLink] = {}
+        #: Per-node failure counts and outages (a dead shard never stops the others).
+        self.outages = NodeOutages(
+            threshold=breaker.threshold,
+            probe_interval=breaker.probe_interval,
+            wait_limit=breaker.fail_fast_after,
+            recovered=self._node_recovered,
+        )
         self.slots = SlotMap()
         self._stale = True
         self._refresh_lock = asyncio.Lock()
@@ -171,9 +185,8 @@ class ClusterTransport:
         """The round trips to one node, made on first use."""
         link = self._links.get(address)
         if link is None:
-            link = self._links[address] = NodeLink(
-                self.client(address), self._runner, self._breaker, self._wait
-            )
+            report = NodeReport(self.outages, address, self._breaker, lambda: self.slots.primaries)
+            link = self._links[address] = NodeLink(self.client(address), self._runner, report, self._wait)
         return link
 
     async def admin_client(self) -> Redis:
@@ -200,8 +213,25 @@ class ClusterTransport:
         return {f"{host}:{port}/0": pool_stats(client.connection_pool) for (host, port), client in clients}
 
     def _candidates(self) -> list[Address]:
-        known = [*self.slots.primaries, *self._clients, *self._seeds]
-        return list(dict.fromkeys(known))
+        """Nodes to ask for the slot map: those that answered last first, so a dead or hung
+        node is asked only when no other answers (not before every healthy caller's refresh)."""
+        known = list(dict.fromkeys([*self.slots.primaries, *self._clients, *self._seeds]))
+        return sorted(known, key=lambda address: address in self.failing)
+
+    @property
+    def failing(self) -> dict[Address, int]:
+        """Consecutive failed round trips per node (absent: its last round trip answered)."""
+        return self.outages.failing
+
+    async def _node_recovered(self, address: Address) -> bool:
+        """A down node's probe: it answers a PING, or a fresh slot map gives its slots to
+        another node (a failover)."""
+        with contextlib.suppress(Exception):
+            await self.refresh(force=True)
+        if address not in self.slots.primaries:
+            return True
+        await ping_fresh_connection(self.client(address))
+        return True
 
     async def refresh(self, *, force: bool = False) -> None:
         """Load the slot map from the first node that answers ``CLUSTER SLOTS``; one refresh
@@ -217,11 +247,15 @@ class ClusterTransport:
                     # one node says nothing of the node the failing calls went to.
                     (reply,) = await round_trip(self.client(address), self._runner, [_CLUSTER_SLOTS])
                 except Exception as exc:
+                    if is_permission(exc):
+                        raise _refused(exc) from exc
                     if not is_transient(exc):
                         raise
                     last = exc
                     continue
                 if isinstance(reply, Exception):
+                    if is_permission(reply):  # an ACL refusal is no outage: every node says the same
+                        raise _refused(reply) from reply
                     last = reply
                     continue
                 self.slots.load(reply, address)
@@ -261,9 +295,29 @@ class ClusterTransport:
         sends = [
             self._deliver(address, group[i : i + self._max_batch], hops)
             for address, group in groups.items()
+            if not self.outages.is_down(address)
             for i in range(0, len(group), self._max_batch)
         ]
+        sends += [
+            self._after_outage(address, group, hops)
+            for address, group in groups.items()
+            if self.outages.is_down(address)
+        ]
         await asyncio.gather(*sends)
+
+    async def _after_outage(self, address: Address, items: list[Item], hops: int) -> None:
+        """Calls for a node that is down wait for it (or for its slots to move), sending nothing."""
+        if await self.outages.wait(address):
+            await self._dispatch(items, hops)
+            return
+        host, port = address
+        fail(
+            items,
+            rexc.ConnectionError(
+                f"cluster node {host}:{port} did not answer within "
+                f"{self.outages.wait_limit:g}s (retry_deadline); nothing was sent to it"
+            ),
+        )
 
     async def _deliver(self, address: Address, items: list[Item], hops: int, *, asking: bool = False) -> None:
         calls = [call for call, _ in items]
@@ -331,12 +385,20 @@ class ClusterTransport:
     # -- breaker probe, recovery, close ----------------------------------------------------
 
     async def probe(self) -> None:
-        """Pass once a fresh slot map names a reachable primary for every slot."""
+        """Pass once a fresh slot map names a primary that answers: the callers waiting for
+        the healthy shards go on; a caller of a shard still down fails on its own."""
         await self.refresh(force=True)
         primaries = self.slots.primaries
         if not primaries:
             raise rexc.ClusterDownError("the cluster serves no slot")
-        await asyncio.gather(*(ping_fresh_connection(self.client(a)) for a in primaries))
+        pings = await asyncio.gather(
+            *(ping_fresh_connection(self.client(a)) for a in primaries), return_exceptions=True
+        )
+        for address, outcome in zip(primaries, pings, strict=True):
+            if not isinstance(outcome, BaseException):
+                self.outages.record_success(address)
+        if all(isinstance(outcome, BaseException) for outcome in pings):
+            raise next(o for o in pings if isinstance(o, BaseException))
 
     async def drop_idle(self) -> None:
         for client in list(self._clients.values()):
@@ -347,6 +409,17 @@ class ClusterTransport:
             return
         self._closed = True
         await self._batcher.aclose()  # calls queued before the close are sent, not dropped
+        await self.outages.aclose()
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
+
+
+def _refused(exc: BaseException) -> MemoryPermissionError:
+    error = MemoryPermissionError(
+        f"the cluster refused this client CLUSTER SLOTS ({type(exc).__name__}: {exc}): a store on a "
+        "Redis Cluster needs the rule `agentmem acl --cluster ...` prints (CLUSTER SLOTS, ASKING, INFO), "
+        "applied on every node; not retried, nothing was written"
+    )
+    error.__cause__ = exc
+    return error

@@ -44,6 +44,8 @@ VERSION_BYTES = 8
 META_FIELD = b"\xff"
 #: 0.2: the field holding the last ``save_context``'s whole context, one orjson object.
 BASE_FIELD = b"\xff\x01"
+#: 0.1's replace version field.
+LEGACY_REPLACE = b"\xfe\xff"
 #: 0.1 and 0.2: fields starting with 0xFE held per-field versions.
 VERSION_PREFIX = b"\xfe"
 
@@ -155,25 +157,41 @@ def decode_fields(raw: Sequence[bytes], *, what: str, base: bytes | None = None)
     layout's markers and versions skipped (its base field used when ``base`` is None)."""
     if len(raw) % 2:
         raise MemoryCorruptedError(f"{what}: a hash reply of odd length {len(raw)}")
-    result: dict[str, Any] = {}
-    if base is not None:
-        result = _decode_base(stored_payload(base), what)
     merged: list[tuple[bytes, bytes]] = []
+    legacy_base: bytes | None = None
+    legacy_version = 0
     for index in range(0, len(raw), 2):
         field = raw[index]
         lead = field[:1]
         if lead == b"\xff":
-            if field == BASE_FIELD and base is None:
-                result = _decode_base(raw[index + 1], what)
+            if field == BASE_FIELD:
+                legacy_base = raw[index + 1]
+            elif field == META_FIELD:
+                legacy_version = max(legacy_version, _legacy_version(raw[index + 1]))
             continue
-        if lead != VERSION_PREFIX:
-            merged.append((field, raw[index + 1]))
+        if lead == VERSION_PREFIX:
+            if field == LEGACY_REPLACE:  # 0.1's replace version
+                legacy_version = max(legacy_version, _legacy_version(raw[index + 1]))
+            continue
+        merged.append((field, raw[index + 1]))
+    # A 0.2 process saved into the hash (rolling upgrade): its base wins when it is the newer save.
+    if legacy_base is not None and (base is None or legacy_version > (stored_version(base) or -1)):
+        result = _decode_base(legacy_base, what)
+    elif base is not None:
+        result = _decode_base(stored_payload(base), what)
+    else:
+        result = {}
     for field, value in merged:
         try:
             result[field.decode("utf-8")] = orjson.loads(stored_payload(value))
         except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
             raise MemoryCorruptedError(f"{what} field {field!r} holds undecodable data: {exc}") from exc
     return result
+
+
+def _legacy_version(text: bytes) -> int:
+    """A 0.2 version field's value (decimal microseconds); 0 when it is not one."""
+    return int(text) if text.isdigit() else 0
 
 
 def decode_context(fields: Sequence[bytes], base: bytes | None) -> dict[str, Any] | None:

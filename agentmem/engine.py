@@ -52,9 +52,11 @@ def append_window(config: StoreConfig) -> float:
     No attempt starts later than ``retry_deadline`` after the first (a caller waiting
     for an open breaker included), and one attempt can wait ``pool_timeout`` for a
     connection, ``socket_connect_timeout`` to connect and ``socket_timeout`` twice (a
-    health-check PING, then the script).
+    health-check PING, then the script, plus ``wait_timeout`` with ``wait_replicas``).
     """
     attempt = config.pool_timeout + config.socket_connect_timeout + 2 * config.socket_timeout
+    if config.wait_replicas:  # the script's pipeline is read under socket_timeout + wait_timeout
+        attempt += config.wait_timeout
     return max(MIN_APPEND_WINDOW, 2 * (config.retry_deadline + attempt))
 
 

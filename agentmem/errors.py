@@ -6,6 +6,8 @@ in one place (:func:`agentmem._translate.translate`) and chained with ``from``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AgentMemoryError",
     "CircuitOpenError",
@@ -69,8 +71,14 @@ class MemoryPermissionError(AgentMemoryError):
     """The server refused the credentials or the command (``WRONGPASS``, ``NOPERM``, ``NOAUTH``).
 
     Not an outage: never retried and never counted by the circuit breaker, because
-    repeating the same call with the same credentials cannot succeed. Nothing was written.
+    repeating the same call with the same credentials cannot succeed. Nothing was written,
+    except when the server refused ``WAIT`` (``wait_replicas`` under a rule without it):
+    the write is then applied on the primary, unacknowledged, and the message says so
+    (``applied`` is ``True``).
     """
+
+    #: The write was applied on the primary (only a refused ``WAIT`` after it failed).
+    applied: bool = False
 
 
 class ReplicationTimeoutError(AgentMemoryError):
@@ -81,12 +89,14 @@ class ReplicationTimeoutError(AgentMemoryError):
     is safe to repeat (same result, no duplicate append), so repeat it, or treat it as
     written-but-not-yet-durable. Not retried by the store (a replica that is down or
     lagging stays so for longer than a retry) and not counted by the circuit breaker.
-    ``replicas`` is how many replicas did acknowledge.
+    ``replicas`` is how many replicas did acknowledge; ``reply`` what the write answered
+    on the primary (for ``pop_item``: the item it popped).
     """
 
-    def __init__(self, message: str, *, replicas: int = 0) -> None:
+    def __init__(self, message: str, *, replicas: int = 0, reply: Any = None) -> None:
         super().__init__(message)
         self.replicas = replicas
+        self.reply = reply
 
 
 class StoreClosedError(AgentMemoryError):

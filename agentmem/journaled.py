@@ -9,7 +9,9 @@ knows nothing of it. The rules:
 * **The journal is replayed, in order, before every call** while it holds entries. An entry
   Redis refuses for a reason that is not an outage (``WRONGTYPE``, ``MemoryFullError``...)
   is removed, logged as an error and listed in :attr:`JournaledStore.journal_dropped`, so it
-  never blocks later writes. While a replay meets an outage, new writes queue behind it,
+  never blocks later writes. A replay that reached the primary but not ``wait_replicas``
+  replicas (:class:`~agentmem.ReplicationTimeoutError`, or a refused ``WAIT``) is applied,
+  so it counts as written back, never as dropped. While a replay meets an outage, new writes queue behind it,
   so a session's writes reach Redis in the order they were made.
 * **A replay never undoes a newer write.** It carries the write's original version (and
   an append its operation id): fields written later, a later ``save_context`` (replace)
@@ -35,7 +37,9 @@ from agentmem.config import StoreConfig
 from agentmem.engine import append_window
 from agentmem.errors import (
     AgentMemoryError,
+    MemoryPermissionError,
     MemoryUnavailableError,
+    ReplicationTimeoutError,
     StoreClosedError,
     UnflushedJournalError,
 )
@@ -114,8 +118,13 @@ class JournaledStore(AgentMemoryStore):
         self._known.drop(("hist", session_id))
 
     async def flush_journal(self) -> list[tuple[str, str]]:
-        """Replay the journal now; return ``(kind, id)`` of every write still pending."""
+        """Replay the journal now; return ``(kind, id)`` of every write still pending.
+
+        While the breaker is open it probes the server first, so a flush as the network
+        returns replays at once instead of waiting for the breaker's next probe."""
         self._refuse_if_closing()
+        if len(self._journal) and self.breaker.is_open:
+            await self.breaker.probe_now()
         await self._replay_pending()
         return self._journal.pending()
 
@@ -247,19 +256,26 @@ class JournaledStore(AgentMemoryStore):
                         exc,
                     )
                     return False
-                except AgentMemoryError as exc:
+                except (ReplicationTimeoutError, MemoryPermissionError) as exc:
+                    if isinstance(exc, MemoryPermissionError) and not exc.applied:
+                        self._drop(entry, exc)
+                        continue
+                    # The primary applied it (WAIT comes after the write): written back, not
+                    # lost; what it left on the server is not known for certain (a newer write
+                    # may have superseded it), so this process forgets what it knew.
                     self._journal.pop_first()
-                    self.journal_dropped.append(
-                        DroppedWrite(entry.kind, entry.target, exc, entry.fields, entry.messages)
-                    )
+                    self.replayed += 1
                     self._forget_known(entry)
-                    log.error(
-                        "agentmem journal: Redis refused the replay of %s %r, which is dropped "
-                        "(listed in store.journal_dropped): %s",
+                    log.warning(
+                        "agentmem journal: replay of %s %r applied on the primary, not yet on "
+                        "wait_replicas replicas: %s",
                         entry.kind,
                         entry.target,
                         exc,
                     )
+                    continue
+                except AgentMemoryError as exc:
+                    self._drop(entry, exc)
                     continue
                 self._journal.pop_first()
                 if result is None:
@@ -273,6 +289,19 @@ class JournaledStore(AgentMemoryStore):
                     self.replayed += 1
                 self._absorb(entry, result)
             return True
+
+    def _drop(self, entry: JournalEntry, exc: AgentMemoryError) -> None:
+        """Redis refused the replay of ``entry`` (not an outage): out of the journal, listed."""
+        self._journal.pop_first()
+        self.journal_dropped.append(DroppedWrite(entry.kind, entry.target, exc, entry.fields, entry.messages))
+        self._forget_known(entry)
+        log.error(
+            "agentmem journal: Redis refused the replay of %s %r, which is dropped "
+            "(listed in store.journal_dropped): %s",
+            entry.kind,
+            entry.target,
+            exc,
+        )
 
     # -- what this process knows ---------------------------------------------------------
 

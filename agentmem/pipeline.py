@@ -87,7 +87,8 @@ class NodeTransport:
         self._link = NodeLink(client, runner, breaker, wait)
         self._batching = batching
         self._batcher = Batcher(self._send_batch, max_batch=max_batch)
-        #: Inline sends on the wire now (callers that found the pipeliner idle).
+        #: Inline sends on the wire now (callers that found the pipeliner idle, and every
+        #: send without batching): aclose() waits for them.
         self._inline = 0
         self._held = HeldConnection(client)
         self.stats = stats if stats is not None else BatchStats()
@@ -119,7 +120,7 @@ class NodeTransport:
         batcher = self._batcher
         if not self._batching:
             self.stats.record(calls)
-            return self._link.send(calls)
+            return self._send_unbatched(calls)
         if not batcher.pending and not batcher.inflight and not self._inline and batcher.last_flush_ops <= 1:
             return self._send_inline(calls)
         return batcher.send(calls)
@@ -160,6 +161,15 @@ class NodeTransport:
         finally:
             self._inline -= 1
         return raise_first_error(replies)
+
+    async def _send_unbatched(self, calls: Sequence[Call]) -> list[Any]:
+        """One operation's own round trip (``auto_pipeline=False``), counted so that
+        ``aclose()`` waits for it instead of closing the pool under it."""
+        self._inline += 1
+        try:
+            return await self._link.send(calls)
+        finally:
+            self._inline -= 1
 
     async def _send_batch(self, batch: list[Item]) -> None:
         try:

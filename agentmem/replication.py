@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentmem._translate import is_permission
 from agentmem.calls import Call
-from agentmem.errors import ReplicationTimeoutError
+from agentmem.errors import MemoryPermissionError, ReplicationTimeoutError
 
 __all__ = ["Wait", "acknowledge", "carries_writes"]
 
@@ -32,10 +33,36 @@ class Wait:
         return ("WAIT", self.replicas, self.timeout_ms)
 
 
+#: Plain commands (no script) that change nothing: the store's plain reads (``load_history``'s
+#: LRANGE, ``recall``'s HGETALL), the memories' and adapters' reads and searches. Every other
+#: plain command a store or an adapter sends (LangGraph's UNLINK of a run index, a memory's
+#: DEL, FT.CREATE) is a write, acknowledged like a script's.
+_READ_COMMANDS = frozenset(
+    {
+        "ASKING",
+        "CLUSTER",
+        "EXISTS",
+        "FT.INFO",
+        "FT.SEARCH",
+        "GET",
+        "HGETALL",
+        "HMGET",
+        "INFO",
+        "LRANGE",
+        "PING",
+        "SCAN",
+        "SMEMBERS",
+        "ZRANGE",
+    }
+)
+
+
 def _writes(call: Call) -> bool:
     """Every script but a read (which refreshes TTLs only, needing no replica) changes data,
-    the adapters' included."""
-    return call.script is not None and not call.script.read_only
+    the adapters' included, and so does every plain command but a known read."""
+    if call.script is not None:
+        return not call.script.read_only
+    return call.command.upper() not in _READ_COMMANDS
 
 
 def carries_writes(calls: Sequence[Call]) -> bool:
@@ -47,6 +74,8 @@ def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: An
     fewer than ``wait.replicas`` replicas acknowledged (``acked``: the WAIT reply)."""
     if isinstance(acked, int) and acked >= wait.replicas:
         return replies
+    if isinstance(acked, Exception) and is_permission(acked):
+        return _refused(wait, calls, replies, acked)
     seen = acked if isinstance(acked, int) else f"an error ({acked})"
     out = list(replies)
     for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
@@ -56,5 +85,23 @@ def acknowledge(wait: Wait, calls: Sequence[Call], replies: list[Any], acked: An
                 f"wait_replicas asks for acknowledged it within wait_timeout={wait.timeout_ms} ms; "
                 "it is applied there and may be lost if that primary fails now: it is safe to repeat",
                 replicas=acked if isinstance(acked, int) else 0,
+                reply=reply,
             )
+    return out
+
+
+def _refused(wait: Wait, calls: Sequence[Call], replies: list[Any], refusal: Exception) -> list[Any]:
+    """The ACL refused ``WAIT``: each applied write fails with MemoryPermissionError (a repeat
+    cannot help, and the write is on the primary), the others keep their replies."""
+    out = list(replies)
+    for i, (call, reply) in enumerate(zip(calls, replies, strict=True)):
+        if _writes(call) and not isinstance(reply, Exception):
+            error = MemoryPermissionError(
+                f"the write reached the primary but the server refused WAIT ({refusal}): "
+                f"wait_replicas={wait.replicas} needs the rule `agentmem acl --wait-replicas ...` prints; "
+                "it is applied on the primary, unacknowledged by any replica; not retried"
+            )
+            error.__cause__ = refusal
+            error.applied = True
+            out[i] = error
     return out

@@ -27,7 +27,12 @@ from agentmem.calls import Call
 from agentmem.codec import decode_context, decode_fields, decode_messages
 from agentmem.config import POOL_OPTIONS, StoreConfig, options_from_url
 from agentmem.engine import MIN_APPEND_WINDOW, StoreEngine, append_window
-from agentmem.errors import InvalidArgumentError, MemoryPermissionError
+from agentmem.errors import (
+    CircuitOpenError,
+    InvalidArgumentError,
+    MemoryPermissionError,
+    MemoryUnavailableError,
+)
 from agentmem.health import Health, collect_health
 from agentmem.retry import RetryStats
 from agentmem.scripts import DELETE, MAX_EXACT, READ_HASH, READ_SESSION
@@ -414,20 +419,29 @@ class AgentMemoryStore:
     async def health(self) -> Health:
         """Server version, round-trip latency, pool use, breaker state and key counters.
 
+        During an outage it answers at once (nothing sent while the breaker is open) with
+        what the process knows: the server fields are ``None`` and ``skipped`` says why.
         A least-privilege ACL user may not run INFO (or even PING): the fields it cannot
         see are ``None``, and ``skipped`` says what was left out and why.
         """
         engine = self.engine
         engine.check_open("health")
-        admin = await engine.admin_client()
         retrier = engine.retrier
         skipped: list[str] = []
         info: dict[str, Any] | None = None
         latency: float | None = None
-        started = time.perf_counter()
         try:
+            if engine.breaker.is_open:  # answer at once with what this process knows
+                raise CircuitOpenError(f"the circuit breaker is {engine.breaker.state.value}")
+            admin = await engine.admin_client()
+            started = time.perf_counter()
             info = await retrier.run("health", admin.info)
             latency = time.perf_counter() - started
+        except MemoryUnavailableError as exc:  # CircuitOpenError included
+            skipped.append(
+                f"Redis unreachable ({exc}): server, server_version, latency_ms, evicted_keys, "
+                "expired_keys and maxmemory_policy are unknown"
+            )
         except MemoryPermissionError as exc:
             skipped.append(
                 f"INFO refused by the server's ACL for this user ({exc.__cause__ or exc}): "
@@ -435,7 +449,7 @@ class AgentMemoryStore:
             )
             started = time.perf_counter()
             try:
-                await retrier.run("health", admin.ping)
+                await retrier.run("health", (await engine.admin_client()).ping)
                 latency = time.perf_counter() - started
             except MemoryPermissionError as ping_exc:
                 skipped.append(

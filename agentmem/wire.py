@@ -20,8 +20,7 @@ from redis import exceptions as rexc
 from redis.asyncio import Redis
 
 from agentmem._translate import is_transient
-from agentmem.breaker import CircuitBreaker
-from agentmem.calls import Call, raise_first_error
+from agentmem.calls import Call, FailureSink, raise_first_error
 from agentmem.replication import Wait, acknowledge, carries_writes
 from agentmem.scripts import ScriptRunner
 
@@ -59,12 +58,14 @@ def peer_closed(connection: Any) -> bool:
     return bool(transport is not None and transport.is_closing())
 
 
-async def write_and_read(connection: Any, packed: bytes, count: int) -> list[Any]:
+async def write_and_read(connection: Any, packed: bytes, count: int, extra: float = 0.0) -> list[Any]:
     """Write one packed pipeline and read its ``count`` replies, all under one
-    ``socket_timeout`` (one timer per round trip, not one per reply)."""
+    ``socket_timeout`` (one timer per round trip, not one per reply), plus ``extra``
+    seconds the server is asked to wait (``WAIT``'s timeout)."""
     replies: list[Any] = []
+    limit = connection.socket_timeout + extra if connection.socket_timeout is not None else None
     try:
-        async with _timeout(connection.socket_timeout):
+        async with _timeout(limit):
             writer = connection._writer
             if writer is None or writer.transport.is_closing():
                 raise rexc.ConnectionError("connection closed by the server before write")
@@ -78,7 +79,8 @@ async def write_and_read(connection: Any, packed: bytes, count: int) -> list[Any
                     replies.append(exc)
     except asyncio.TimeoutError as exc:
         raise rexc.TimeoutError(
-            f"no reply within socket_timeout={connection.socket_timeout}s "
+            f"no reply within socket_timeout={connection.socket_timeout}s"
+            f"{f' + wait_timeout={extra}s' if extra else ''} "
             f"({len(replies)} of {count} replies read)"
         ) from exc
     except OSError as exc:
@@ -170,7 +172,10 @@ async def round_trip(
         if not connection.is_connected:
             await connection.connect()
         await connection.check_health()  # a PING only when health_check_interval is due
-        replies = await write_and_read(connection, packed, len(commands))
+        # A pipeline carrying WAIT is read under socket_timeout + wait_timeout: the server
+        # holds WAIT's reply for up to wait_timeout by design.
+        extra = wait.timeout_ms / 1000 if waits and wait is not None else 0.0
+        replies = await write_and_read(connection, packed, len(commands), extra)
         exchanged = True
         if waits:
             assert wait is not None
@@ -200,13 +205,14 @@ async def round_trip(
 
 
 class NodeLink:
-    """One node's round trips: its client's pool, the scripts, the breaker told of every
-    round trip, and ``WAIT`` when ``wait_replicas`` asks for it."""
+    """One node's round trips: its client's pool, the scripts, the breaker (or a cluster
+    node's account, see :mod:`agentmem.outages`) told of every round trip, and ``WAIT``
+    when ``wait_replicas`` asks for it."""
 
     __slots__ = ("breaker", "client", "runner", "wait")
 
     def __init__(
-        self, client: Redis, runner: ScriptRunner, breaker: CircuitBreaker, wait: Wait | None = None
+        self, client: Redis, runner: ScriptRunner, breaker: FailureSink, wait: Wait | None = None
     ) -> None:
         self.client = client
         self.runner = runner

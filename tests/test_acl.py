@@ -26,7 +26,9 @@ from agentmem.acl import (
     store_commands,
 )
 from agentmem.cli import main
-from agentmem.testing.fixtures import StoreFactory
+from agentmem.keys import KeySchema
+from agentmem.testing.cluster import ClusterGroup
+from agentmem.testing.fixtures import ServerFactory, StoreFactory
 from agentmem.testing.server import EmbeddedServer
 
 
@@ -269,3 +271,93 @@ def test_integration_rules_add_only_what_the_adapter_sends() -> None:
     assert "rpop" in integration_commands("openai-agents")  # pop_item's script
     with pytest.raises(ValueError, match="unknown integration"):
         integration_commands("crewai")
+
+
+# -- the rule for a Redis Cluster and for wait_replicas (issue 19, findings 3 and 5) -----------
+
+
+async def _set_user_on_every_node(urls: list[str], prefix: str, user: str, **options: Any) -> None:
+    for url in urls:
+        node = Redis.from_url(url)
+        try:
+            await _set_user(node, prefix, user, **options)
+        finally:
+            await node.aclose()
+
+
+async def test_cluster_rule_lets_a_cluster_store_do_every_operation(
+    agentmem_private_cluster: ClusterGroup,
+) -> None:
+    """On a Redis Cluster the rule printed with cluster=True is enough (CLUSTER SLOTS, ASKING, INFO
+    for the topology); the rule without it is refused at once: MemoryPermissionError, not an outage
+    (no retry, breaker closed)."""
+    urls = [f"redis://127.0.0.1:{port}" for port in agentmem_private_cluster.ports]
+    await _set_user_on_every_node(urls, "tenantC", "tenantC", cluster=True)
+    await _set_user_on_every_node(urls, "tenantS", "tenantS")
+    store = AgentMemoryStore.from_url(urls[0], prefix="tenantC", username="tenantC", password="tenantC-pw")
+    try:
+        await _every_operation(store)
+        assert store.retry_stats.retries == 0
+    finally:
+        await store.aclose()
+    single_rule = AgentMemoryStore.from_url(
+        urls[0], cluster=True, prefix="tenantS", username="tenantS", password="tenantS-pw"
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(MemoryPermissionError, match="cluster"):
+            await single_rule.save_context("s", {"a": 1})
+        assert time.monotonic() - started < 1.0
+        assert single_rule.retry_stats.retries == 0
+        assert single_rule.breaker.consecutive_failures == 0
+    finally:
+        await single_rule.aclose()
+
+
+async def test_wait_replicas_rule_grants_wait_and_a_refused_wait_is_a_permission_error(
+    agentmem_server_factory: ServerFactory,
+) -> None:
+    """With a replica attached: the rule printed with wait_replicas=True acknowledges writes; without
+    it the refused WAIT is MemoryPermissionError at once (the write is on the primary), never a
+    ReplicationTimeoutError that invites a repeat."""
+    primary = agentmem_server_factory()
+    replica = agentmem_server_factory()
+    admin = Redis.from_url(primary.url)
+    follower = Redis.from_url(replica.url)
+    try:
+        await _set_user(admin, "tenantW", "tenantW", wait_replicas=True)
+        await _set_user(admin, "tenantA", "tenantA")
+        await follower.replicaof("127.0.0.1", primary.port)
+        deadline = time.monotonic() + 20
+        while (await follower.info("replication")).get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never linked"
+            await asyncio.sleep(0.05)
+        granted = AgentMemoryStore.from_url(
+            primary.url, prefix="tenantW", username="tenantW", password="tenantW-pw", wait_replicas=1
+        )
+        refused = AgentMemoryStore.from_url(
+            primary.url, prefix="tenantA", username="tenantA", password="tenantA-pw", wait_replicas=1
+        )
+        try:
+            assert await granted.append_messages("s", [{"role": "user", "content": "hi"}]) == 1
+            with pytest.raises(MemoryPermissionError, match="WAIT"):
+                await refused.append_messages("s", [{"role": "user", "content": "hi"}])
+            assert await admin.llen(KeySchema("tenantA").session("s").history) == 1  # applied once
+            assert refused.retry_stats.retries == 0
+            assert refused.breaker.consecutive_failures == 0
+        finally:
+            await granted.aclose()
+            await refused.aclose()
+    finally:
+        await admin.aclose()
+        await follower.aclose()
+
+
+def test_rule_options_add_what_cluster_and_wait_replicas_send(capsys: pytest.CaptureFixture[str]) -> None:
+    """cluster adds CLUSTER SLOTS, ASKING and INFO (the topology check); wait_replicas adds WAIT;
+    the CLI's --cluster and --wait-replicas print those rules."""
+    assert {"cluster|slots", "asking", "info"} <= set(store_commands(cluster=True))
+    assert not {"cluster|slots", "asking", "wait"} & set(store_commands())
+    assert "wait" in store_commands(wait_replicas=True)
+    assert main(["acl", "--prefix", "p", "--user", "u", "--cluster", "--wait-replicas"]) == 0
+    assert capsys.readouterr().out == acl_rule("p", "u", cluster=True, wait_replicas=True) + "\n"

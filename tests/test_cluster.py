@@ -320,6 +320,40 @@ async def test_wait_replicas_covers_adapter_writes_not_reads(
     assert after == before
 
 
+async def test_wait_replicas_sends_no_wait_after_plain_reads(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """The store's reads sent as plain commands (load_history's LRANGE, recall's HGETALL) are
+    reads: no WAIT follows them, so without a replica they answer instead of raising
+    ReplicationTimeoutError."""
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
+    keys = KeySchema(agentmem_prefix)
+    await agentmem_redis.rpush(keys.session("s").history, b'{"n":1}')
+    await agentmem_redis.hset(keys.profile("u"), "lang", b"\x00" * 8 + b'"zh"')
+    before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert await store.load_history("s", last=5) == [{"n": 1}]
+    assert await store.recall("u") == {"lang": "zh"}
+    after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert after == before
+
+
+@pytest.mark.single_node
+async def test_wait_replicas_covers_an_adapter_write_outside_a_script(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis
+) -> None:
+    """LangGraph's adelete_for_runs ends with a plain UNLINK of the run index: WAIT follows it
+    too (no replica here: ReplicationTimeoutError), as for every write."""
+    pytest.importorskip("langgraph")
+    from agentmem.integrations.langgraph import AgentMemorySaver
+
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
+    before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    with pytest.raises(ReplicationTimeoutError):
+        await AgentMemorySaver(store).adelete_for_runs(["never-ran"])  # SMEMBERS (empty), then UNLINK
+    after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
+    assert after > before
+
+
 async def test_wait_replicas_0_sends_no_wait(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis
 ) -> None:
@@ -330,9 +364,22 @@ async def test_wait_replicas_0_sends_no_wait(
     assert after == before
 
 
-def test_wait_timeout_must_be_below_socket_timeout() -> None:
-    with pytest.raises(InvalidArgumentError, match="wait_timeout"):
-        AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=1, wait_timeout=1.0)
+@pytest.mark.single_node
+async def test_wait_timeout_at_or_above_socket_timeout_waits_it_out(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """wait_timeout needs no relation to socket_timeout: a pipeline carrying WAIT is read under
+    socket_timeout + wait_timeout, so a 1.2 s WAIT with the 1 s socket_timeout is a
+    ReplicationTimeoutError after ~1.2 s (the write on the primary), not a lost connection."""
+    await agentmem_store_factory().append_messages("warm", [{"n": 0}])  # the script is loaded
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=1.2)
+    started = time.monotonic()
+    with pytest.raises(ReplicationTimeoutError):
+        await store.append_messages("s", [{"role": "user", "content": "x"}])
+    assert 1.1 < time.monotonic() - started < 2.0
+    assert await agentmem_redis.llen(KeySchema(agentmem_prefix).session("s").history) == 1
+    assert store.retry_stats.retries == 0
+    assert store.breaker.consecutive_failures == 0
     with pytest.raises(InvalidArgumentError, match="wait_replicas"):
         AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=-1)
 

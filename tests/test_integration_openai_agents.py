@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -26,6 +27,7 @@ from agentmem import (
     MemoryCorruptedError,
     MemoryFullError,
     MemoryUnavailableError,
+    ReplicationTimeoutError,
 )
 from agentmem.integrations.openai_agents import AgentMemorySession
 from agentmem.keys import KeySchema
@@ -424,3 +426,22 @@ async def test_max_history_bounds_the_session(
     await session.add_items([_item(5)])
     assert _numbers(await session.get_items()) == [3, 4, 5]
     assert await agentmem_redis.llen(_history_key(agentmem_prefix, "s")) == 3
+
+
+@pytest.mark.single_node  # WAIT must find no replica: the shared single server has none
+async def test_pop_under_wait_replicas_hands_the_item_over_and_a_repeat_pops_nothing_more(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """wait_replicas with no replica acknowledging: pop_item's ReplicationTimeoutError carries the
+    item it popped (.reply), and pop_item again returns that same item instead of popping the next."""
+    store = agentmem_store_factory(wait_replicas=1, wait_timeout=0.05)
+    history = _history_key(agentmem_prefix, "s")
+    await agentmem_redis.rpush(history, orjson.dumps(_item(1)), orjson.dumps(_item(2)))
+    session = AgentMemorySession("s", store)
+    with pytest.raises(ReplicationTimeoutError, match="same item") as first:
+        await session.pop_item()
+    assert first.value.reply == _item(2)
+    with pytest.raises(ReplicationTimeoutError) as repeat:
+        await session.pop_item()
+    assert repeat.value.reply == _item(2)
+    assert await agentmem_redis.lrange(history, 0, -1) == [orjson.dumps(_item(1))]

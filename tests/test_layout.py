@@ -175,8 +175,9 @@ async def test_facts_are_versioned_values_and_a_replay_skips_newer_ones(
 async def test_the_append_log_is_a_compact_string_that_expires(
     agentmem_store: AgentMemoryStore, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """Each append adds one 12-byte record (its operation id, the server's time) to a string
-    that expires one de-duplication window after the last append; a retried id adds nothing."""
+    """Each append adds one 12-byte record (its operation id, the server time until which it is
+    kept: now + the writer's window) to a string that expires one de-duplication window after the
+    last append; a retried id adds nothing."""
     store = agentmem_store
     keys = KeySchema(agentmem_prefix).session("s")
     for n in range(3):
@@ -184,10 +185,10 @@ async def test_the_append_log_is_a_compact_string_that_expires(
     log = await agentmem_redis.get(keys.log)
     assert isinstance(log, bytes)
     assert len(log) == 3 * RECORD
-    now = int(time.time())
-    for start in range(0, len(log), RECORD):
-        assert now - 5 <= int.from_bytes(log[start + 8 : start + RECORD], "big") <= now + 1
     window_ms = int(append_window(store.config) * 1000)
+    until = int(time.time()) + window_ms // 1000
+    for start in range(0, len(log), RECORD):
+        assert until - 5 <= int.from_bytes(log[start + 8 : start + RECORD], "big") <= until + 1
     assert window_ms - 5_000 < await agentmem_redis.pttl(keys.log) <= window_ms
     assert await _append(store, "retry", "s", [orjson.dumps({"n": 9})], log[:8]) == 3  # an applied id
     assert await agentmem_redis.llen(keys.history) == 3

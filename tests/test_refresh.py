@@ -11,8 +11,10 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
+from agentmem.codec import packed_version
 from agentmem.keys import KeySchema
 from agentmem.refresh import MAX_REFRESH_BOUND, RefreshCoalescer, refresh_bound
+from agentmem.writes import write_version
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -160,6 +162,7 @@ async def test_delete_forgets_the_last_refresh(
     await store.save_context("s", {"a": 1})
     await store.load_context("s")
     await store.delete_session("s")
-    await agentmem_redis.set(session.base, b"\x00" * 8 + b'{"a":2}', px=1_000)
+    # a save made after the delete (newer than its tombstone: an older base reads as deleted)
+    await agentmem_redis.set(session.base, packed_version(write_version()) + b'{"a":2}', px=1_000)
     assert await store.load_context("s") == {"a": 2}
     assert await agentmem_redis.pttl(session.base) > 95_000

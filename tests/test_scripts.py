@@ -46,8 +46,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "4eb661029391bec355bebe0ee0ad316449c76b8e",
     ),
     "append": (
-        "1841eda6cdef9124362b1693960f8aa3e52bee7f",
-        "49526bb547f6d12dc37f6b7a959b8aa2773154ca",
+        "0d3e6c2d1d331b97c16b0e2f19035d9033c85a03",
+        "83f27d7903e8acd637548e4d1b87b67992f11928",
     ),
     "delete": (
         "82632103140fc9526f777af20504f0751dfba6e2",
@@ -126,20 +126,20 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "c54dc6aa3b91544a8748fedd5d5d8f4f27afb686",
     ),
     "read_session": (
-        "2a8eea2c0439504b42921483cf34107280b1f4eb",
-        "97b4246219d8006881d7751d3d318de51e4bae35",
+        "ecd8b346d42bb284a2cf00fa73bc817f7a813c94",
+        "d88d4fe7d6e16399c7cc40bc06b10b01698b1cec",
     ),
     "replay_append": (
-        "8cc2cb5d6005f9a6bca93ac49c3ca1f0a87a87cc",
-        "9fc3525ca94d5ac8a39eb9864502a57ce4b51e5b",
+        "c1f384697007476390ce263e12af7968fba86d29",
+        "bd73e629dd65e68fc1a73d8d9382a12c450c252f",
     ),
     "write_context": (
-        "9ced1265c74055075f6cbb97e9ce785164594eee",
-        "d87d0c5a06831a42cb8b9e1ee69ecb14e70f479d",
+        "b1e50ab5aacccf9634a87ed57d09fc84244d3250",
+        "45fda8fa5fbea6eec2b37bdccb02bc8d7ec2b4b8",
     ),
     "write_facts": (
-        "18aea6b7003c7f95577e1b2f6482a551f9d5ec1e",
-        "3d528747b9d0e3db93d3b942b4bc0de4290df539",
+        "bf0c1c271309a6545c297ece01c9c925ab3b2cfb",
+        "534c078dce50236b8d3dbb27bd46b83947be0d97",
     ),
 }
 
@@ -257,5 +257,5 @@ def test_constants_reach_the_scripts() -> None:
     """The Python side's limits are the ones the scripts check: each constant's value is in the
     text of a script that uses it."""
     assert f"local MAX_EXACT = {MAX_EXACT}\n" in WRITE_CONTEXT.body
-    assert f"while drop < records - ({CONSTANTS['APPEND_LOG_IDS']} - 1) do" in APPEND.body
+    assert f"if r >= records - ({CONSTANTS['APPEND_LOG_IDS']} - 1) or" in APPEND.body
     assert f"if #id ~= {CONSTANTS['OPERATION_ID_BYTES']} then" in APPEND.body

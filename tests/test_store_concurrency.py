@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from agentmem import AgentMemoryStore
+from agentmem.keys import KeySchema
 
 StoreFactory = Callable[..., AgentMemoryStore]
 
@@ -81,4 +83,28 @@ async def test_aclose_releases_every_connection(
         if await _clients_named(agentmem_redis, name) == 0:
             break
         await asyncio.sleep(0.02)
+    assert await _clients_named(agentmem_redis, name) == 0
+
+
+@pytest.mark.single_node  # counts one server's connections
+async def test_aclose_waits_for_calls_made_without_auto_pipelining(
+    agentmem_store_factory: StoreFactory,
+    agentmem_proxy_factory: Any,
+    agentmem_server: Any,
+    agentmem_redis: Redis,
+    agentmem_prefix: str,
+) -> None:
+    """auto_pipeline=False: calls on the wire when aclose() starts complete (no StoreClosedError,
+    writes on the server) before aclose() returns, and no connection of the store stays open."""
+    proxy = agentmem_proxy_factory(agentmem_server.url)
+    proxy.latency(0.05)
+    name = f"{agentmem_prefix}-direct"[-60:].replace(" ", "_")
+    store = agentmem_store_factory(url=proxy.url, auto_pipeline=False, client_name=name)
+    saves = [asyncio.ensure_future(store.save_context(f"s{i}", {"i": i})) for i in range(20)]
+    await asyncio.sleep(0.02)  # every call is on the wire, none answered yet
+    await store.aclose()
+    assert all(save.done() for save in saves)  # aclose() waited for each of them
+    assert [save.exception() for save in saves] == [None] * 20
+    keys = KeySchema(agentmem_prefix)
+    assert sum([await agentmem_redis.exists(keys.session(f"s{i}").base) for i in range(20)]) == 20
     assert await _clients_named(agentmem_redis, name) == 0

@@ -14,7 +14,10 @@ bounds it (the oldest items leave first) and ``ttl`` expires it.
 * ``pop_item`` is one script (:data:`POP_LAST`): it removes the newest item and returns it,
   so two concurrent pops never return the same item, and a retry after a lost reply gets
   the item the first attempt removed instead of removing a second one. A newest item that
-  does not decode is left in place and raises ``MemoryCorruptedError``.
+  does not decode is left in place and raises ``MemoryCorruptedError``. Under
+  ``wait_replicas``, a pop the replicas did not acknowledge raises
+  :class:`~agentmem.ReplicationTimeoutError` whose ``.reply`` is the popped item, and the
+  next ``pop_item`` of the session object returns that item again instead of popping another.
 * ``clear_session`` is the store's ``delete_session`` (history and context).
 
 With ``fallback="journal"`` ``add_items``, ``get_items`` and ``clear_session`` behave as the
@@ -43,7 +46,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from agentmem.codec import decode_messages
-from agentmem.errors import InvalidArgumentError, MemoryCorruptedError, MemoryUnavailableError
+from agentmem.errors import (
+    InvalidArgumentError,
+    MemoryCorruptedError,
+    MemoryUnavailableError,
+    ReplicationTimeoutError,
+)
 from agentmem.journaled import JournaledStore
 from agentmem.scripts import MAX_EXACT, Script, load
 from agentmem.store import AgentMemoryStore
@@ -83,6 +91,9 @@ class AgentMemorySession(SessionABC):
             coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
         )
         self._store = store
+        #: The operation id of a pop the primary applied but too few replicas acknowledged:
+        #: the next pop_item sends it again, and so returns that item instead of popping another.
+        self._unacknowledged_pop: str | None = None
 
     @property
     def store(self) -> AgentMemoryStore:
@@ -114,11 +125,25 @@ class AgentMemorySession(SessionABC):
         store = self._store
         if isinstance(store, JournaledStore):
             await self._flush_appends(store)
-        args = (store.engine.ttl_ms("session"), uuid.uuid4().hex, store.engine.append_window_ms)
+        operation_id, self._unacknowledged_pop = self._unacknowledged_pop or uuid.uuid4().hex, None
+        args = (store.engine.ttl_ms("session"), operation_id, store.engine.append_window_ms)
         try:
             keys = self._keys
             script_keys = (keys.context, keys.base, keys.history, keys.pops, keys.deleted)
             reply = await store.engine.script("pop_item", POP_LAST, script_keys, args)
+        except ReplicationTimeoutError as exc:
+            popped = exc.reply
+            if not (isinstance(popped, list) and popped and int(popped[0]) == 1):
+                raise
+            self._unacknowledged_pop = operation_id
+            (item,) = decode_messages([popped[1]])
+            raise ReplicationTimeoutError(
+                f"pop_item: {exc}; the popped item is this error's .reply, and pop_item() again on "
+                f"this session returns the same item (within {store.engine.append_window_ms // 1000} s) "
+                "instead of popping another",
+                replicas=exc.replicas,
+                reply=item,
+            ) from exc
         finally:
             if isinstance(store, JournaledStore):
                 store.forget_local_history(self.session_id)  # what it knew may hold the popped item

@@ -3,6 +3,8 @@
 
 --- @include "lib/check_args"
 
+--- @include "lib/versions"
+
 local bad = int_arg(1, 0, MAX_EXACT, 'refresh_ttl_ms') or int_arg(2, 0, 1, 'want_context')
   or int_arg(3, 0, MAX_EXACT, 'history_count')
 if bad then return bad end
@@ -16,6 +18,12 @@ if ARGV[2] == '1' then
     base = redis.call('GETEX', KEYS[2], 'PX', ARGV[1])
   else
     base = redis.call('GET', KEYS[2])
+  end
+  -- A base older than the tombstone outlived a delete that did not know it (a 0.2 process's
+  -- delete_session, during a rolling upgrade): the session was deleted after that save.
+  if base then
+    local deleted = redis.call('GET', KEYS[#KEYS])
+    if deleted and (version_of(base) or 0) < (tonumber(deleted) or 0) then base = false end
   end
 elseif refresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])

@@ -3,8 +3,13 @@
 --- .. f (field f's version; "\254\255" a replace's in 0.1). Every such hash has "\255". A
 --- write meeting one first rewrites it in this layout (the base to its own key, each field
 --- prefixed with its version), keeping its TTL; reads decode both (codec.decode_fields).
+--- During a rolling upgrade 0.2 writes into hashes 0.3 already wrote (its merge adds "\255"
+--- back with HSETNX), so each field is decided on its own: a value that already carries a
+--- version prefix (first byte 0, which no orjson text starts with) is 0.3's and stays as it
+--- is; only 0.2's plain values are prefixed. 0.2's base replaces the base key only when it
+--- is the newer save (a 0.3 save after it keeps its own).
 --- The first write is a SET or HSET that grows memory (the OOM rule in agentmem.scripts' docstring).
---- Needs packed() from lib/versions.lua, included before it.
+--- Needs packed() and version_of() from lib/versions.lua, included before it.
 local function migrate(hash, base_key)
   if redis.call('HEXISTS', hash, '\255') == 0 then return end
   local flat = redis.call('HGETALL', hash)
@@ -12,7 +17,8 @@ local function migrate(hash, base_key)
   for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
   local replaced = math.max(tonumber(stored['\255']) or 0, tonumber(stored['\254\255']) or 0)
   local base = stored['\255\1']
-  if base and base_key then
+  if base and base_key
+      and (version_of(redis.call('GETRANGE', base_key, 0, 7)) or -1) < replaced then
     local ttl = redis.call('PTTL', hash)
     redis.call('SET', base_key, packed(replaced) .. base)
     if ttl > 0 then redis.call('PEXPIRE', base_key, ttl) end
@@ -22,7 +28,7 @@ local function migrate(hash, base_key)
     local lead = string.byte(name, 1)
     if lead == 254 or lead == 255 then
       drop[#drop + 1] = name
-    else
+    elseif not version_of(value) then
       set[#set + 1] = name
       set[#set + 1] = packed(tonumber(stored['\254' .. name]) or 0) .. value
     end
