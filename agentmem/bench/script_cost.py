@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+import redis
 from redis.asyncio import Redis
 
 from agentmem.bench.workload import CONTEXT, SESSION_TTL
@@ -77,6 +78,15 @@ SHAPES: dict[tuple[str, str], Shape] = {
 }
 
 
+async def _load(client: Redis, flagged: str, plain: str) -> str:
+    """A script's SHA as this server takes it: with its flags line (7.0+), or plain on 6.2,
+    which cannot compile a ``#!lua`` line."""
+    try:
+        return str(await client.script_load(flagged))
+    except redis.ResponseError:
+        return str(await client.script_load(plain))
+
+
 async def _cpu(admin: Redis) -> tuple[float, int]:
     cpu: dict[str, Any] = await admin.info("cpu")
     stats: dict[str, Any] = await admin.info("commandstats")
@@ -94,10 +104,10 @@ async def script_shapes(url: str, prefix: str, rounds: int, repetitions: int) ->
     rows: list[dict[str, Any]] = []
     try:
         sha = {
-            "write": await client.script_load(WRITE_CONTEXT.flagged),
-            "read": await client.script_load(READ_SESSION.flagged),
+            "write": await _load(client, WRITE_CONTEXT.flagged, WRITE_CONTEXT.plain),
+            "read": await _load(client, READ_SESSION.flagged, READ_SESSION.plain),
             # the floor: a script's fixed cost with the same keys and arguments, doing nothing
-            "nothing": await client.script_load("#!lua flags=allow-oom\nreturn 1"),
+            "nothing": await _load(client, "#!lua flags=allow-oom\nreturn 1", "return 1"),
         }
         for keys in sessions:
             await client.set(keys.base, _BASE, px=TTL_MS)
