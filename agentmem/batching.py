@@ -23,7 +23,7 @@ from typing import Any
 
 from agentmem.calls import Call, raise_first_error
 
-__all__ = ["BatchStats", "Batcher", "Item", "cancel", "drain", "fail", "resolve"]
+__all__ = ["BatchCounters", "BatchStats", "Batcher", "Item", "cancel", "drain", "fail", "resolve"]
 
 #: A call and the future its caller awaits the reply on.
 Item = tuple[Call, "asyncio.Future[Any]"]
@@ -46,6 +46,24 @@ class BatchStats:
         self.recent_sizes.append(len(calls))
         if self.on_batch is not None:
             self.on_batch(calls)
+
+
+class BatchCounters:
+    """A transport's ``batches``, ``calls`` and ``recent_sizes``, read from its ``stats``."""
+
+    stats: BatchStats
+
+    @property
+    def batches(self) -> int:
+        return self.stats.batches
+
+    @property
+    def calls(self) -> int:
+        return self.stats.calls
+
+    @property
+    def recent_sizes(self) -> collections.deque[int]:
+        return self.stats.recent_sizes
 
 
 def fail(items: Iterable[Item], exc: BaseException) -> None:

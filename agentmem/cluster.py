@@ -43,7 +43,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.crc import key_slot
 
 from agentmem._translate import is_permission, is_transient
-from agentmem.batching import Batcher, BatchStats, Item, fail
+from agentmem.batching import BatchCounters, Batcher, BatchStats, Item, fail
 from agentmem.breaker import CircuitBreaker
 from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
 from agentmem.errors import MemoryPermissionError
@@ -111,7 +111,7 @@ class SlotMap:
         self.loaded = True
 
 
-class ClusterTransport:
+class ClusterTransport(BatchCounters):
     """Routes calls to the cluster's primaries (see the module docstring).
 
     ``pool_for(host, port)`` builds the pool of one node; ``seeds`` are the nodes asked
@@ -159,18 +159,6 @@ class ClusterTransport:
         #: Pipelines per node.
         self.node_batches: collections.Counter[Address] = collections.Counter()
         self.redirects = 0
-
-    @property
-    def batches(self) -> int:
-        return self.stats.batches
-
-    @property
-    def calls(self) -> int:
-        return self.stats.calls
-
-    @property
-    def recent_sizes(self) -> collections.deque[int]:
-        return self.stats.recent_sizes
 
     # -- nodes and the slot map -------------------------------------------------------------
 

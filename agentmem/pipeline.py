@@ -17,13 +17,12 @@ A Redis Cluster is routed by :mod:`agentmem.cluster`, with the same batching.
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import Awaitable, Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from agentmem.batching import Batcher, BatchStats, Item, cancel, fail, resolve
+from agentmem.batching import BatchCounters, Batcher, BatchStats, Item, cancel, fail, resolve
 from agentmem.breaker import CircuitBreaker
 from agentmem.calls import Call, PoolStats, pool_stats, raise_first_error
 from agentmem.probe import ping_fresh_connection
@@ -64,7 +63,7 @@ def pool_name(attributes: dict[str, Any]) -> str:
     return f"{name}/{attributes['db.namespace']}"
 
 
-class NodeTransport:
+class NodeTransport(BatchCounters):
     """One server's :class:`~agentmem.calls.Transport`: with ``batching`` (the store's
     ``auto_pipeline``) it batches the calls of one event-loop iteration into one round
     trip; without, each operation is one round trip of its own. ``owns_client``: the
@@ -92,18 +91,6 @@ class NodeTransport:
         self._inline = 0
         self._held = HeldConnection(client)
         self.stats = stats if stats is not None else BatchStats()
-
-    @property
-    def batches(self) -> int:
-        return self.stats.batches
-
-    @property
-    def calls(self) -> int:
-        return self.stats.calls
-
-    @property
-    def recent_sizes(self) -> collections.deque[int]:
-        return self.stats.recent_sizes
 
     @property
     def queued(self) -> int:

@@ -346,7 +346,10 @@ class Memories:
         if wanted_tags == ():
             return []
         key = self.engine.keys.memory(user_id, "0") if user_id is not None else ""
-        if user_id is not None:
+        if user_id is not None and self.router.dims is None:
+            # First use in this process: make (or check) the index with the query's dimensions.
+            # After that search_user ensures the user's node's index itself (and embed_texts
+            # has checked the query against the known dimensions): no second lookup per search.
             await self.router.ensure_for(key, dims, "memories.search")
         limit = k + 1  # one more than asked: is the k-th distance tied beyond the cut?
         while True:
