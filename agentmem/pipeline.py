@@ -108,7 +108,7 @@ class NodeTransport(BatchCounters):
         if not self._batching:
             self.stats.record(calls)
             return self._send_unbatched(calls)
-        if not batcher.pending and not batcher.inflight and not self._inline and batcher.last_flush_ops <= 1:
+        if not batcher.pending and not batcher.running and not self._inline and batcher.last_flush_ops <= 1:
             return self._send_inline(calls)
         return batcher.send(calls)
 

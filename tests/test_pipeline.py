@@ -49,6 +49,23 @@ async def test_lone_callers_are_sent_inline(
     assert list(pipeliner.recent_sizes)[-2:] == [1, MAX_BATCH]
 
 
+async def test_lone_callers_after_a_burst_go_back_inline(agentmem_store: AgentMemoryStore) -> None:
+    """After a burst the first lone call still rides a batch (it cannot know the burst is
+    over); the next ones go inline, on the connection held between calls. A caller woken by
+    its batch's reply must not see that finished batch as still on the wire (its task leaves
+    the in-flight set a loop pass later), or every later lone call is batched too."""
+    await _burst(agentmem_store)
+    pipeliner = _pipeliner(agentmem_store)
+    loop = asyncio.get_running_loop()
+    queued: list[int] = []
+    for i in range(4):
+        # Awaited in this very task (an agent's own await), as a task of its own would add
+        # a loop pass that hides the bug. The probe runs once the call yields to the loop.
+        loop.call_soon(lambda: queued.append(pipeliner.queued))  # 1: waits for a flush; 0: inline
+        await agentmem_store.load_context(f"after{i}")
+    assert queued == [1, 0, 0, 0]
+
+
 async def test_concurrent_calls_share_round_trips(agentmem_store: AgentMemoryStore) -> None:
     """64 concurrent calls go out in ceil(64 / MAX_BATCH) pipelines, not 64 round trips."""
     await _burst(agentmem_store)

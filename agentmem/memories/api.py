@@ -16,12 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from urllib.parse import unquote
 
 import orjson
 
 from agentmem.calls import Call
 from agentmem.errors import (
     InvalidArgumentError,
+    MemoryCorruptedError,
     MemoryPermissionError,
     SearchUnavailableError,
     SerializationError,
@@ -59,6 +61,7 @@ _FORGET_BATCH = 500
 #: Search hits as ``(key, fields)`` (named here: ``Memories.list`` shadows ``list`` in the class).
 Hits = list[tuple[str, dict[str, bytes]]]
 _ID = re.compile(r"[0-9a-f]{32}")
+_FIELD_SET = frozenset(FIELDS)
 _SPACE = re.compile(r"\s+")
 
 #: Stores a memory unless its key exists (the same text for the same user, or a retry of
@@ -134,28 +137,22 @@ def _check_tags(tags: object, *, allow_none: bool) -> tuple[str, ...] | None:
     return tuple(checked)
 
 
-def _decode(key: str, fields: dict[str, bytes], user_id: str | None) -> Memory:
-    from urllib.parse import unquote
+def _unquoted(text: str) -> str:
+    return unquote(text, errors="strict") if "%" in text else text
 
+
+def _decode(key: str, fields: dict[str, bytes], user_id: str | None) -> Memory:
     try:
-        user = unquote(fields["user"].decode(), errors="strict") if user_id is None else user_id
-        raw_tags = fields["tags"].decode()
-        tags = tuple(unquote(t, errors="strict") for t in raw_tags.split(",")) if raw_tags else ()
-        metadata = orjson.loads(fields["meta"])
+        user = _unquoted(fields["user"].decode()) if user_id is None else user_id
+        raw_tags = fields["tags"]
+        tags = tuple(_unquoted(t) for t in raw_tags.decode().split(",")) if raw_tags else ()
+        meta = fields["meta"]
+        metadata = {} if meta == b"{}" else orjson.loads(meta)
         created = datetime.fromtimestamp(int(fields["created"]) / 1000, tz=timezone.utc)
         text = fields["text"].decode()
     except (KeyError, ValueError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
-        from agentmem.errors import MemoryCorruptedError
-
         raise MemoryCorruptedError(f"memory {key} cannot be decoded: {exc}") from exc
-    return Memory(
-        id=key.rsplit(":", 1)[1],
-        user_id=user,
-        text=text,
-        tags=tags,
-        metadata=metadata,
-        created_at=created,
-    )
+    return Memory(key.rsplit(":", 1)[1], user, text, tags, metadata, created)
 
 
 P = ParamSpec("P")
@@ -171,6 +168,8 @@ def _observed(operation: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[
         async def observed(*args: P.args, **kwargs: P.kwargs) -> R:
             self = args[0]
             assert isinstance(self, Memories)
+            if self.engine.observer is None:  # no telemetry: no scope to open
+                return await method(*args, **kwargs)
             async with self.engine.observe(operation):
                 return await method(*args, **kwargs)
 
@@ -363,13 +362,15 @@ class Memories:
             else:
                 replies = await self.router.search_all(dims, "memories.search", build)
             per_reply = [parse_search(reply) for reply in replies]
-            found: builtins.list[tuple[float, int, str, dict[str, bytes]]] = []
-            for hits in per_reply:
-                for hit_key, fields in hits:
-                    # created is SORTABLE: the module returns it even where it leaves other fields out
-                    created = int(fields.get("created", b"0") or 0)
-                    found.append((float(fields.get("dist", b"nan")), -created, hit_key, fields))
-            found.sort(key=lambda item: (item[0], item[1]))
+            # (distance, -created, key, fields): sorted as is, nearest first and ties newest
+            # first (keys are unique, so two fields dicts are never compared). created is
+            # SORTABLE: the module returns it even where it leaves other fields out.
+            found = [
+                (float(fields.get("dist", b"nan")), -int(fields.get("created", b"0") or 0), hit_key, fields)
+                for hits in per_reply
+                for hit_key, fields in hits
+            ]
+            found.sort()
             if len(found) <= k or limit >= _MAX_LIMIT:
                 break
             kth = found[k - 1][0]
@@ -380,19 +381,23 @@ class Memories:
             ):
                 break
             limit = min(_MAX_LIMIT, limit * 4)
-        found.sort(key=lambda item: (item[0], item[1]))
-        if max_distance is not None:
-            found = [item for item in found if item[0] <= max_distance]
         top = found[:k]
+        if max_distance is not None:
+            top = [item for item in top if item[0] <= max_distance]
+        hits = [(key, fields) for _, _, key, fields in top]
+        complete = await self._complete(hits, "memories.search")
+        if complete is hits:
+            return [
+                MemoryHit(_decode(key, fields, user_id), top[i][0]) for i, (key, fields) in enumerate(hits)
+            ]
         distances = {key: distance for distance, _, key, _ in top}
-        complete = await self._complete([(key, fields) for _, _, key, fields in top], "memories.search")
         return [MemoryHit(_decode(key, fields, user_id), distances[key]) for key, fields in complete]
 
     async def _complete(self, hits: Hits, operation: str) -> Hits:
         """Hits whose fields the search left out, read by key; a hit deleted since the
         search is left out. On a cluster the module returns a hit's fields only when its
         slot is the index name's slot."""
-        missing = [i for i, (_, fields) in enumerate(hits) if any(f not in fields for f in FIELDS)]
+        missing = [i for i, (_, fields) in enumerate(hits) if not fields.keys() >= _FIELD_SET]
         if not missing:
             return hits
         calls = [Call(None, (hits[i][0],), FIELDS, command="HMGET") for i in missing]

@@ -18,11 +18,13 @@ before any Redis call.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import inspect
 import math
 from array import array
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from agentmem.errors import EmbeddingError, InvalidArgumentError
 
@@ -55,29 +57,63 @@ def check_embedder(embedder: object) -> None:
     )
 
 
-async def _call(function: Any, argument: Any) -> Any:
-    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+def _is_async(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 - an async __call__ counts too
-    ):
-        return await function(argument)
+    )
+
+
+async def _in_thread(function: Any, argument: Any) -> Any:
     result = await asyncio.to_thread(function, argument)
     if inspect.isawaitable(result):  # a sync wrapper that returns a coroutine
         result = await result
     return result
 
 
-async def _raw(embedder: Any, texts: list[str], purpose: Purpose) -> Any:
+def _caller(function: Any) -> Callable[[list[str]], Awaitable[Any]]:
+    """``function(texts)`` as a coroutine function: awaited as is if async, else in a thread."""
+    if _is_async(function):
+        return cast("Callable[[list[str]], Awaitable[Any]]", function)
+    return functools.partial(_in_thread, function)
+
+
+def _resolve(embedder: Any, purpose: Purpose) -> Callable[[list[str]], Awaitable[Any]]:
+    """The coroutine function that embeds a batch of texts for ``purpose`` (found once per
+    embedder and purpose, not on every call)."""
     if hasattr(embedder, "aembed_documents") and hasattr(embedder, "aembed_query"):
         if purpose == "query":
-            return [await embedder.aembed_query(text) for text in texts]
-        return await embedder.aembed_documents(texts)
+
+            async def queries(texts: list[str]) -> Any:
+                return [await embedder.aembed_query(text) for text in texts]
+
+            return queries
+        return cast("Callable[[list[str]], Awaitable[Any]]", embedder.aembed_documents)
     method = getattr(embedder, "embed", None)
     if callable(method):
         query_method = getattr(embedder, "embed_query", None)
         if purpose == "query" and callable(query_method):
-            return await _call(query_method, texts)
-        return await _call(method, texts)
-    return await _call(embedder, texts)
+            return _caller(query_method)
+        return _caller(method)
+    return _caller(embedder)
+
+
+#: Resolved embedders, by (the embedder's id, purpose); each entry keeps its embedder alive,
+#: so an id is never reused while it is in here. Bounded: stores come and go in tests.
+_RESOLVED: collections.OrderedDict[tuple[int, str], tuple[Any, Callable[[list[str]], Awaitable[Any]]]] = (
+    collections.OrderedDict()
+)
+_RESOLVED_MAX = 64
+
+
+def _embed_call(embedder: Any, purpose: Purpose) -> Callable[[list[str]], Awaitable[Any]]:
+    entry = _RESOLVED.get((id(embedder), purpose))
+    if entry is not None and entry[0] is embedder:
+        return entry[1]
+    call = _resolve(embedder, purpose)
+    _RESOLVED[(id(embedder), purpose)] = (embedder, call)
+    if len(_RESOLVED) > _RESOLVED_MAX:
+        _RESOLVED.popitem(last=False)
+    return call
 
 
 def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
@@ -90,9 +126,9 @@ def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
                 f"the embedder returned a vector of {len(values)} dimensions where {dims} were expected "
                 f"(vector {index}); the index was built for {dims}"
             )
-        # One C-level sum: NaN/infinity make it non-finite (an exact check runs only then).
-        total = sum(map(abs, values)) if values else 0.0
-        if not values or not math.isfinite(total) or total == 0.0:
+        # One C-level sum: NaN or an infinity makes it non-finite (384 FLOAT32 values cannot
+        # overflow a double); any() is true unless every value is zero.
+        if not values or not math.isfinite(sum(values)) or not any(values):
             raise EmbeddingError(f"the embedder's vector {index} is empty, all zeros, or holds NaN/infinity")
         return bytes(values.tobytes())
     try:
@@ -127,7 +163,7 @@ async def embed_texts(
     """Embed ``texts``; return one FLOAT32 blob each, or raise :class:`EmbeddingError`."""
     batch = list(texts)
     try:
-        vectors = await _raw(embedder, batch, purpose)
+        vectors = await _embed_call(embedder, purpose)(batch)
     except EmbeddingError:
         raise
     except Exception as exc:

@@ -67,6 +67,8 @@ class IndexRouter:
         #: each primary's first slot.
         self._ranges: list[tuple[int, int, str]] = []
         self._tags: dict[str, str] = {}
+        #: Whether the store is on a cluster, once its transport knows (it never changes).
+        self._on_cluster: bool | None = None
 
     def shape(self, dims: int) -> IndexShape:
         config = self.engine.config
@@ -75,7 +77,9 @@ class IndexRouter:
     # -- names ---------------------------------------------------------------------------
 
     async def _cluster(self) -> bool:
-        return await self.engine.topology() == "cluster"
+        if self._on_cluster is None:
+            self._on_cluster = await self.engine.topology() == "cluster"
+        return self._on_cluster
 
     async def refresh(self, operation: str) -> None:
         """Read the slot map (``CLUSTER SLOTS``) and name each primary's index."""
@@ -192,9 +196,10 @@ class IndexRouter:
         """``FT.SEARCH`` on the node serving ``key`` (the user's shard), under that node's
         index name; once more after re-reading the slot map (and creating the index there)
         when the name is not that node's (``MOVED``) or the index is missing."""
-        name = await self.name_for(key, operation)
+        on_cluster = await self._cluster()
+        name = await self.name_for(key, operation) if on_cluster else self.engine.keys.memory_index()
         try:
-            if await self._cluster():
+            if on_cluster:
                 # The node answers FT.SEARCH for any user (the command's only key is the index
                 # name), so a stale slot map would search the old shard and miss the user's
                 # moved memories silently. A keyed call first: a MOVED updates the map.
