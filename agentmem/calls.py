@@ -37,6 +37,11 @@ class Call:
     ``route``: for a call without keys (``FT.SEARCH``, ``SCAN``...), a key whose slot picks
     the node it goes to on a Redis Cluster (any key with the right hash tag); a single
     server ignores it. A keyless call without a route goes to the node of slot 0.
+
+    ``retry``: what an attempt after one that may have reached the server sends instead
+    (the store's retries do; a resend of a call the server did not run, after ``NOSCRIPT``
+    or ``MOVED``, keeps the call): an append's first attempt skips the lookup of its
+    operation id that only its retry needs.
     """
 
     script: Script | None
@@ -44,6 +49,7 @@ class Call:
     args: Sequence[Any] = ()
     command: str = "EVALSHA"
     route: str | None = None
+    retry: Call | None = None
 
     def wire_args(self, runner: ScriptRunner) -> tuple[Any, ...]:
         if self.script is None:

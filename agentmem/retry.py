@@ -241,15 +241,17 @@ class RetryingSender:
     ) -> list[Any]:
         transport, guard, observer = self.transport, self._guard, self.observer
         attempts = 0 if failed is None else 1
+        retries = [call.retry or call for call in calls]  # what a later attempt sends
 
         async def attempt() -> list[Any]:
             nonlocal attempts
             guard(operation, attempts > 0)
+            sent = retries if attempts else calls
             attempts += 1
             if observer is not None:
                 observer.attempt(scope)
             if node is None:
-                return await transport.send(calls)
-            return await transport.send_to(node, calls)
+                return await transport.send(sent)
+            return await transport.send_to(node, sent)
 
         return await self.retrier.run(operation, attempt, failed=failed, started=started)

@@ -16,8 +16,16 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from agentmem.calls import Call
 from agentmem.codec import encode_context, encode_fields, encode_messages, packed_version
-from agentmem.scripts import APPEND, OPERATION_ID_BYTES, REPLAY_APPEND, WRITE_CONTEXT, WRITE_FACTS
+from agentmem.scripts import (
+    APPEND,
+    APPEND_FRESH,
+    OPERATION_ID_BYTES,
+    REPLAY_APPEND,
+    WRITE_CONTEXT,
+    WRITE_FACTS,
+)
 
 if TYPE_CHECKING:
     from agentmem.engine import StoreEngine
@@ -104,7 +112,15 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
                 engine.append_window_ms,
                 *write.encoded,
             )
-            return int(await engine.script(operation, APPEND, keys, args))
+            context, base, history, log, deleted = keys
+            fresh_keys: tuple[str, ...] = (history, log)
+            if not config.sliding_ttl or engine.refresh.due(("s", write.target), config.ttl):
+                fresh_keys += (context, base, deleted)  # else a read refreshed them within the bound
+            # The first attempt's id is new: APPEND_FRESH does not look it up; a retry (the
+            # first attempt may have been applied) sends APPEND, which does.
+            call = Call(APPEND_FRESH, fresh_keys, args, retry=Call(APPEND, keys, args))
+            (length,) = await engine.send(operation, (call,))
+            return int(length)
         args = (
             engine.ttl_ms("session"),
             config.max_history,

@@ -52,10 +52,12 @@ async def _write_facts(
 async def _append(
     store: AgentMemoryStore, operation: str, session_id: str, encoded: list[bytes], op_id: bytes
 ) -> int:
-    """An append with a given operation id (a retry of an applied one adds nothing)."""
-    length = await apply(store.engine, operation, Write("append", session_id, tuple(encoded), 0, op_id))
-    assert length is not None
-    return length
+    """An append's retry with a given operation id, as the store sends it after an attempt
+    that may have reached the server (``Call.retry``: the script that looks the id up; a
+    first attempt, whose id is new, does not look). A retry of an applied one adds nothing."""
+    engine = store.engine
+    args = (engine.ttl_ms("session"), engine.config.max_history, op_id, engine.append_window_ms, *encoded)
+    return int(await engine.script(operation, APPEND, engine.session_keys(session_id).appending(), args))
 
 
 async def test_save_stores_one_string_with_its_version(
@@ -212,6 +214,39 @@ async def test_old_ids_leave_the_log_but_the_newest_stay(agentmem_redis: Redis, 
     assert len(log) == APPEND_LOG_IDS * RECORD
     assert log[: (APPEND_LOG_IDS - 1) * RECORD] == b"".join(records[-(APPEND_LOG_IDS - 1) :])
     assert log[-RECORD:-4] == straddling
+
+
+async def test_a_live_oldest_record_keeps_the_log_whole(agentmem_redis: Redis, agentmem_prefix: str) -> None:
+    """The log is only swept when its oldest record is past its time: behind a live one (a
+    writer with a longer window), expired records stay a little longer (kept, never cut short),
+    and an append does not loop over the whole log of a session appended to fast."""
+    keys = KeySchema(agentmem_prefix).session("s").appending()
+    now = int(time.time())
+    live = (1).to_bytes(8, "big") + (now + 3600).to_bytes(4, "big")
+    expired = [
+        (n + 2).to_bytes(8, "big") + (now - 3600).to_bytes(4, "big") for n in range(APPEND_LOG_IDS + 6)
+    ]
+    await agentmem_redis.set(keys[3], live + b"".join(expired))
+    op = (999).to_bytes(8, "big")
+    script = await agentmem_redis.script_load(APPEND.plain)
+    assert await agentmem_redis.evalsha(script, len(keys), *keys, 1000, 10, op, 60_000, b"{}") == 1
+    log = await agentmem_redis.get(keys[3])
+    assert log is not None
+    assert log[:-RECORD] == live + b"".join(expired)  # nothing dropped behind the live head
+    assert log[-RECORD:-4] == op
+    # Once the head is past its time too, the next append sweeps every expired record.
+    await agentmem_redis.set(keys[3], b"".join(expired) + live)
+    assert (
+        await agentmem_redis.evalsha(
+            script, len(keys), *keys, 1000, 10, (998).to_bytes(8, "big"), 60_000, b"{}"
+        )
+        == 2
+    )
+    log = await agentmem_redis.get(keys[3])
+    assert log is not None
+    assert len(log) == APPEND_LOG_IDS * RECORD
+    assert live in log
+    assert log[: (APPEND_LOG_IDS - 2) * RECORD] == b"".join(expired[-(APPEND_LOG_IDS - 2) :])
 
 
 async def test_layout_0_2_still_reads_and_its_next_write_rewrites_it(

@@ -85,6 +85,32 @@ async def test_a_write_right_after_a_read_sets_only_the_ttls_it_must(
     assert await store.load_context("s") == {"a": 2, "b": 3}
 
 
+async def test_an_append_right_after_a_read_sets_only_the_history_and_log_ttls(
+    agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """Within the bound of a refreshing read, an append sets the TTLs of the history and its
+    log (keys it may create) and leaves the context's alone; after the bound it sets every
+    session key's."""
+    store = agentmem_store_factory(ttl=3.0)  # bound 0.3 s
+    session = KeySchema(agentmem_prefix).session("s")
+    await store.save_context("s", {"a": 1})
+    await store.update_context("s", {"b": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.load_turn("s")
+    for key in (session.base, session.context, session.history, session.log):
+        await agentmem_redis.pexpire(key, 1_000)
+    assert await store.append_messages("s", [{"n": 2}]) == 2
+    assert await agentmem_redis.pttl(session.history) > 2_500
+    assert await agentmem_redis.pttl(session.log) > 1_000
+    assert 0 < await agentmem_redis.pttl(session.base) <= 1_000
+    assert 0 < await agentmem_redis.pttl(session.context) <= 1_000
+    await asyncio.sleep(0.35)
+    assert await store.append_messages("s", [{"n": 3}]) == 3
+    assert await agentmem_redis.pttl(session.base) > 2_500
+    assert await agentmem_redis.pttl(session.context) > 2_500
+    assert [m["n"] for m in await store.load_history("s")] == [1, 2, 3]
+
+
 async def test_writes_without_sliding_ttl_always_refresh(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
@@ -97,6 +123,9 @@ async def test_writes_without_sliding_ttl_always_refresh(
     await agentmem_redis.pexpire(session.history, 1_000)
     await store.update_context("s", {"b": 2})
     assert await agentmem_redis.pttl(session.history) > 95_000
+    await agentmem_redis.pexpire(session.base, 1_000)
+    await store.append_messages("s", [{"n": 2}])
+    assert await agentmem_redis.pttl(session.base) > 95_000
 
 
 async def test_a_session_read_every_ttl_minus_bound_never_expires(

@@ -49,6 +49,10 @@ async def test_a_restart_is_waited_out_by_concurrent_agents(
 
     agents = [asyncio.create_task(agent(i)) for i in range(30)]
     await asyncio.sleep(0.2)
+    # Paused first, so that the kill lands with calls on the wire (sent, their replies never
+    # to come), not between two calls, where each would just find its connection closed.
+    server.pause()
+    await asyncio.sleep(0.1)
     await asyncio.to_thread(server.kill)
     await asyncio.to_thread(server.start)
     await asyncio.sleep(0.3)

@@ -46,8 +46,12 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "4eb661029391bec355bebe0ee0ad316449c76b8e",
     ),
     "append": (
-        "0d3e6c2d1d331b97c16b0e2f19035d9033c85a03",
-        "83f27d7903e8acd637548e4d1b87b67992f11928",
+        "189b605698614dafcb82622dd2b204c29234ba5a",
+        "f748251379fc1867967e81cc221b4bfba6f361df",
+    ),
+    "append_fresh": (
+        "eebc41b3477621c03ce4f942977e45c1a293725b",
+        "239ecefd3471a5b97a2a02e88038414cdc9e9de6",
     ),
     "delete": (
         "82632103140fc9526f777af20504f0751dfba6e2",
@@ -130,8 +134,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "d88d4fe7d6e16399c7cc40bc06b10b01698b1cec",
     ),
     "replay_append": (
-        "c1f384697007476390ce263e12af7968fba86d29",
-        "bd73e629dd65e68fc1a73d8d9382a12c450c252f",
+        "897196c2b122c2d19125021a426e1fb056fc18fb",
+        "6244979c3e0a89e26399553d062d0f18b59a8efd",
     ),
     "write_context": (
         "b1e50ab5aacccf9634a87ed57d09fc84244d3250",

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPEND",
+    "APPEND_FRESH",
     "APPEND_LOG_IDS",
     "CONSTANTS",
     "DELETE",
@@ -70,7 +71,7 @@ __all__ = [
 
 #: The append log always keeps at least this many of a session's newest operation ids,
 #: however old, while it exists (a floor under the time window, for server clocks that step;
-#: see ``lua/lib/append_body.lua``).
+#: see ``lua/lib/append_push.lua``).
 APPEND_LOG_IDS = 64
 #: Bytes of an append operation id.
 OPERATION_ID_BYTES = 8
@@ -202,8 +203,11 @@ class Script:
 WRITE_CONTEXT = Script("write_context", load("write_context"), flags="")
 #: Merges a user's facts, or replays a journal's merge.
 WRITE_FACTS = Script("write_facts", load("write_facts"), flags="")
-#: Appends messages to a session's history, once per operation id.
+#: Appends messages to a session's history, once per operation id: the retry of an append
+#: (an attempt after one that may have reached the server), which looks its id up in the log.
 APPEND = Script("append", load("append"), flags="")
+#: An append's first attempt (its id is new: no lookup); APPEND is its retry.
+APPEND_FRESH = Script("append_fresh", load("append_fresh"), flags="")
 #: A journal's replay of an append, dropped when older than the session's last delete.
 REPLAY_APPEND = Script("replay_append", load("replay_append"), flags="")
 #: Deletes a session's or a user's keys and leaves a tombstone (allow-oom: deleting frees memory).

@@ -1,6 +1,7 @@
 --- A journal's replay of an append: APPEND with the write's version as ARGV[4], taken out
 --- before APPEND's body runs. A replay older than the session's last delete (its
 --- tombstone, KEYS[#KEYS]) pushes nothing and returns -1.
+--- KEYS: SessionKeys.appending (context, base, history, log, tombstone).
 
 --- @include "lib/check_args"
 
@@ -10,4 +11,13 @@ local version = table.remove(ARGV, 4)
 local deleted = redis.call('GET', KEYS[#KEYS])
 if deleted and tonumber(deleted) > tonumber(version) then return -1 end
 
---- @include "lib/append_body"
+--- @include "lib/append_args"
+
+local history_key, log_key = KEYS[3], KEYS[4]
+
+--- @include "lib/append_seen"
+
+--- @include "lib/append_push"
+
+for _, i in ipairs({1, 2, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+return length
