@@ -52,6 +52,7 @@ from agentmem.keys import escape_glob
 __all__ = [
     "INTEGRATIONS",
     "SCRIPT_COMMANDS",
+    "TRANSACTION_COMMANDS",
     "acl_rule",
     "acl_setuser_args",
     "integration_commands",
@@ -115,6 +116,9 @@ def integration_commands(name: str) -> tuple[str, ...]:
 
 #: Commands the store sends itself, whatever its options.
 _ALWAYS = ("evalsha", "script|load", "ping")
+#: What the store's transactions send (a plain save, load_context: agentmem.writes.save_call,
+#: agentmem.reads.context_read), with MULTI/EXEC around them.
+TRANSACTION_COMMANDS = ("multi", "exec", "set", "del", "pexpire", "hgetall", "mget")
 
 
 def memories_commands() -> tuple[str, ...]:
@@ -148,7 +152,8 @@ def store_commands(
     integrations: Iterable[str] = (),
     memories: bool = False,
 ) -> tuple[str, ...]:
-    """Every command a store sends: always the scripts and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
+    """Every command a store sends: always the scripts', the transactions' (``MULTI``/``EXEC``,
+    :data:`TRANSACTION_COMMANDS`) and ``EVALSHA``/``SCRIPT LOAD``/``PING``;
     ``CLIENT SETNAME`` with ``client_name``, ``INFO`` for ``health``, ``CONFIG GET`` for
     ``large_values`` (``max_value_bytes`` over 1 MiB), ``CLUSTER SLOTS``/``ASKING``/``INFO``
     for ``cluster``, ``WAIT`` for ``wait_replicas``, and what each of ``integrations`` adds."""
@@ -161,7 +166,11 @@ def store_commands(
         ("wait", wait_replicas),
     )
     extra = [name for name, given in options if given]
-    core = (*_ALWAYS, *extra, *SCRIPT_COMMANDS)
+    scripts_and_transactions = (
+        *SCRIPT_COMMANDS,
+        *(c for c in TRANSACTION_COMMANDS if c not in SCRIPT_COMMANDS),
+    )
+    core = (*_ALWAYS, *extra, *scripts_and_transactions)
     wanted = {name for adapter in integrations for name in integration_commands(adapter)}
     if memories:
         wanted |= set(memories_commands())

@@ -43,7 +43,9 @@ class BulkLimit:
 
     async def check(self, operation: str, calls: Sequence[Call]) -> None:
         """Raise :class:`ContextTooLargeError` if one argument is longer than the server takes."""
-        largest = max((len(arg) for call in calls for arg in call.args if isinstance(arg, bytes)), default=0)
+        largest = max(
+            (len(arg) for call in calls for arg in call.arguments() if isinstance(arg, bytes)), default=0
+        )
         if largest <= MIN_BULK_LIMIT:
             return
         limit = self.limit if self.limit is not None else await self._fetch(operation)

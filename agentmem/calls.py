@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from agentmem.scripts import Script, ScriptRunner
 
 __all__ = [
+    "EXEC",
+    "MULTI",
     "Call",
     "FailureSink",
     "Observation",
@@ -27,6 +29,7 @@ __all__ = [
     "SendObserver",
     "Transport",
     "raise_first_error",
+    "transaction_reply",
 ]
 
 
@@ -37,6 +40,13 @@ class Call:
     ``route``: for a call without keys (``FT.SEARCH``, ``SCAN``...), a key whose slot picks
     the node it goes to on a Redis Cluster (any key with the right hash tag); a single
     server ignores it. A keyless call without a route goes to the node of slot 0.
+
+    ``group``: a transaction instead of one command: these commands (all keys in one
+    slot; ``keys`` names them for routing) sent as one ``MULTI`` ... ``EXEC``, for an
+    operation that needs atomicity but decides nothing on the server (a plain save, a
+    coalesced load), where a script's fixed cost would exceed the commands' own. Its reply
+    is ``EXEC``'s list, or the first error: a command refused while queued (``OOM``,
+    ``MOVED``, ``NOPERM``: then nothing ran) or one that failed inside.
 
     ``retry``: what an attempt after one that may have reached the server sends instead
     (the store's retries do; a resend of a call the server did not run, after ``NOSCRIPT``
@@ -50,11 +60,38 @@ class Call:
     command: str = "EVALSHA"
     route: str | None = None
     retry: Call | None = None
+    group: tuple[tuple[Any, ...], ...] = ()
 
     def wire_args(self, runner: ScriptRunner) -> tuple[Any, ...]:
         if self.script is None:
             return (self.command, *self.keys, *self.args)
         return ("EVALSHA", runner.sha(self.script), len(self.keys), *self.keys, *self.args)
+
+    def arguments(self) -> list[Any]:
+        """Every argument the call sends (the argument-size check reads them)."""
+        if self.group:
+            return [arg for command in self.group for arg in command]
+        return list(self.args)
+
+
+#: What a transaction (``Call.group``) wraps its commands in.
+MULTI: tuple[Any, ...] = ("MULTI",)
+EXEC: tuple[Any, ...] = ("EXEC",)
+
+
+def transaction_reply(replies: Sequence[Any]) -> Any:
+    """One transaction's reply from its ``MULTI``, queued and ``EXEC`` replies: the first
+    error (refused while queued: nothing ran; or failed inside), else ``EXEC``'s list."""
+    *queued, executed = replies
+    for reply in queued:
+        if isinstance(reply, Exception):
+            return reply
+    if isinstance(executed, Exception):
+        return executed
+    for reply in executed or ():
+        if isinstance(reply, Exception):
+            return reply
+    return executed
 
 
 def raise_first_error(replies: list[Any]) -> list[Any]:

@@ -49,6 +49,7 @@ _READ_COMMANDS = frozenset(
         "HMGET",
         "INFO",
         "LRANGE",
+        "MGET",
         "PING",
         "SCAN",
         "SMEMBERS",
@@ -57,11 +58,19 @@ _READ_COMMANDS = frozenset(
 )
 
 
+#: What a transaction may hold and still be a read: reads, and the TTL refreshes a read
+#: script makes too (a refresh needs no replica).
+_TRANSACTION_READS = _READ_COMMANDS | {"GETEX", "PEXPIRE"}
+
+
 def _writes(call: Call) -> bool:
     """Every script but a read (which refreshes TTLs only, needing no replica) changes data,
-    the adapters' included, and so does every plain command but a known read."""
+    the adapters' included, and so does every plain command but a known read, and every
+    transaction with a command that is neither a read nor a refresh."""
     if call.script is not None:
         return not call.script.read_only
+    if call.group:
+        return any(str(command[0]).upper() not in _TRANSACTION_READS for command in call.group)
     return call.command.upper() not in _READ_COMMANDS
 
 

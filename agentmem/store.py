@@ -34,6 +34,7 @@ from agentmem.errors import (
     MemoryUnavailableError,
 )
 from agentmem.health import Health, collect_health
+from agentmem.reads import context_read, context_reply
 from agentmem.retry import RetryStats
 from agentmem.scripts import DELETE, MAX_EXACT, READ_HASH, READ_SESSION
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
@@ -304,9 +305,9 @@ class AgentMemoryStore:
         """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self.engine.session_keys(session_id)
         refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
-        fields, base, _ = await self.engine.script("load_context", READ_SESSION, keys.core(), (refresh, 1, 0))
+        (reply,) = await self.engine.send("load_context", (context_read(keys.core(), refresh),))
         self._refreshed(("s", session_id), refresh, sent)
-        return decode_context(fields, base)
+        return decode_context(*context_reply(reply))
 
     # -- history ---------------------------------------------------------------------
 

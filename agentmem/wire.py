@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 from hiredis import pack_command
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
 from agentmem._translate import is_transient
-from agentmem.calls import Call, FailureSink, raise_first_error
+from agentmem.calls import EXEC, MULTI, Call, FailureSink, raise_first_error, transaction_reply
 from agentmem.replication import Wait, acknowledge, carries_writes
 from agentmem.scripts import ScriptRunner
 
@@ -28,6 +29,13 @@ if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
 else:  # pragma: no cover - redis-py depends on async-timeout there
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
+
+try:  # the sentinel redis-py's hiredis parser builds its reader with (internal: read defensively)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - another redis-py layout: read_response reads every reply
+    _NOT_ENOUGH_DATA = None
+#: hiredis's RESP3 push type (hiredis >= 3.2), which is not a reply.
+_PUSH: Any = getattr(hiredis, "PushNotification", None)
 
 __all__ = [
     "MIN_POOL_TO_HOLD",
@@ -71,7 +79,10 @@ async def write_and_read(connection: Any, packed: bytes, count: int, extra: floa
                 raise rexc.ConnectionError("connection closed by the server before write")
             writer.write(packed)
             await writer.drain()
-            for _ in range(count):
+            parser = connection._parser
+            if _NOT_ENOUGH_DATA is not None and isinstance(getattr(parser, "_reader", None), hiredis.Reader):
+                await _read_from_hiredis(parser, count, replies)
+            for _ in range(count - len(replies)):
                 try:
                     # inf: no timer of redis-py's own per reply; ours above covers them all
                     replies.append(await connection.read_response(timeout=math.inf))
@@ -86,6 +97,28 @@ async def write_and_read(connection: Any, packed: bytes, count: int, extra: floa
     except OSError as exc:
         raise rexc.ConnectionError(f"connection lost: {exc!r}") from exc
     return replies
+
+
+async def _read_from_hiredis(parser: Any, count: int, replies: list[Any]) -> None:
+    """Read up to ``count`` replies straight from the connection's hiredis reader (error
+    replies as exception objects, as read_response gives them): a pipeline of many short
+    replies (a transaction's ``QUEUED``) costs a C call each instead of redis-py's per-reply
+    machinery. Stops early if the parser was disconnected (read_response raises then)."""
+    reader, read_more = parser._reader, parser.read_from_socket
+    while len(replies) < count and parser._connected:
+        reply = reader.gets()
+        while reply is _NOT_ENOUGH_DATA:
+            await read_more()
+            reply = reader.gets()
+        if isinstance(reply, rexc.ConnectionError):
+            raise reply
+        if _PUSH is not None and isinstance(reply, _PUSH):
+            # not a reply: a server push (redis-py's maintenance notices); its handler, if any
+            handle = getattr(parser, "handle_push_response", None)
+            if handle is not None:
+                await handle(reply)
+            continue
+        replies.append(reply)
 
 
 #: Smallest pool whose connection an idle pipeliner may keep checked out (see HeldConnection).
@@ -151,7 +184,7 @@ async def round_trip(
     EVALSHA/UNLINK replies. With ``wait`` and a write among the calls, one ``WAIT``
     follows them on the same connection (see :mod:`agentmem.replication`).
     """
-    commands = [call.wire_args(runner) for call in calls]
+    commands, sizes = _expand(calls, runner)
     waits = wait is not None and carries_writes(calls)
     if waits:
         assert wait is not None
@@ -177,9 +210,11 @@ async def round_trip(
         extra = wait.timeout_ms / 1000 if waits and wait is not None else 0.0
         replies = await write_and_read(connection, packed, len(commands), extra)
         exchanged = True
+        acked = replies.pop() if waits else None  # WAIT's count, or the error it raised
+        if len(sizes) != len(replies):
+            replies = _fold(replies, sizes)
         if waits:
             assert wait is not None
-            acked = replies.pop()  # WAIT's count, or the error it raised
             replies = acknowledge(wait, calls, replies, acked)
     except (AttributeError, TypeError) as exc:
         # CPython 3.12+ can raise these from a write into a transport the peer just reset
@@ -202,6 +237,31 @@ async def round_trip(
         else:
             await pool.release(connection)
     return replies
+
+
+def _expand(calls: Sequence[Call], runner: ScriptRunner) -> tuple[list[tuple[Any, ...]], list[int]]:
+    """The commands of ``calls`` (a transaction's wrapped in MULTI/EXEC), and how many
+    replies each call takes."""
+    commands: list[tuple[Any, ...]] = []
+    sizes: list[int] = []
+    for call in calls:
+        if call.group:
+            commands += (MULTI, *call.group, EXEC)
+            sizes.append(len(call.group) + 2)
+        else:
+            commands.append(call.wire_args(runner))
+            sizes.append(1)
+    return commands, sizes
+
+
+def _fold(replies: list[Any], sizes: list[int]) -> list[Any]:
+    """One reply per call: a transaction's replies folded into one (:func:`transaction_reply`)."""
+    out: list[Any] = []
+    at = 0
+    for size in sizes:
+        out.append(replies[at] if size == 1 else transaction_reply(replies[at : at + size]))
+        at += size
+    return out
 
 
 class NodeLink:

@@ -39,6 +39,7 @@ __all__ = [
     "prepare_remember",
     "prepare_save",
     "prepare_update",
+    "save_call",
     "write_version",
 ]
 
@@ -147,6 +148,27 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
             # this store's reads refreshed the session within the bound: the script then sets
             # only the TTLs of what it may create, the base and the hash (write_context.lua)
             session = session[:2]
+        if mode == "replace":
+            await engine.send(operation, (save_call(engine, session, write),))
+            return 1
         args = (engine.ttl_ms("session"), packed_version(write.version), mode, *write.encoded)
         written = await engine.script(operation, WRITE_CONTEXT, session, args)
     return 1 if written else None
+
+
+def save_call(engine: StoreEngine, keys: tuple[str, ...], write: Write) -> Call:
+    """A plain save (not a journal's replay) as one transaction: what write_context.lua's
+    replace does, without a script's fixed cost, since it decides nothing on the server.
+    ``keys``: the session's hash and base, then its history and tombstone when their TTLs
+    are to be set too. The base is SET first: past maxmemory the server refuses it while
+    queued, and the transaction runs nothing (``OOM``)."""
+    hash_key, base_key = keys[0], keys[1]
+    ttl = engine.ttl_ms("session")
+    value = packed_version(write.version) + write.encoded[0]
+    group: list[tuple[Any, ...]] = [
+        ("SET", base_key, value, "PX", ttl) if ttl else ("SET", base_key, value, "KEEPTTL"),
+        ("DEL", hash_key),
+    ]
+    if ttl:
+        group += [("PEXPIRE", key, ttl) for key in keys[2:]]
+    return Call(None, keys, command="MULTI", group=tuple(group))

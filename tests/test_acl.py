@@ -361,3 +361,20 @@ def test_rule_options_add_what_cluster_and_wait_replicas_send(capsys: pytest.Cap
     assert "wait" in store_commands(wait_replicas=True)
     assert main(["acl", "--prefix", "p", "--user", "u", "--cluster", "--wait-replicas"]) == 0
     assert capsys.readouterr().out == acl_rule("p", "u", cluster=True, wait_replicas=True) + "\n"
+
+
+async def test_a_save_refused_while_queued_writes_nothing(
+    agentmem_private_server: EmbeddedServer, admin: Redis, agentmem_store_factory: StoreFactory
+) -> None:
+    """A plain save is one MULTI/EXEC transaction: when the server refuses its SET while
+    queueing it (here an ACL without SET), EXEC runs none of it, so the DEL of the session's
+    merged fields that follows the SET does not run either, and the error is the refusal."""
+    await _set_user(admin, "t", "t")
+    await admin.execute_command("ACL", "SETUSER", "t", "-set")  # type: ignore[no-untyped-call]
+    store = _tenant_store(agentmem_store_factory, agentmem_private_server, user="t", prefix="t")
+    await store.update_context("s", {"mood": "ok"})  # merged fields: a hash the save would DEL
+    hash_key = KeySchema("t").session("s").context
+    with pytest.raises(MemoryPermissionError, match="(?i)noperm|permission"):
+        await store.save_context("s", {"step": 2})
+    assert await admin.exists(hash_key) == 1
+    assert await store.load_context("s") == {"mood": "ok"}

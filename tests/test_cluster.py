@@ -323,9 +323,9 @@ async def test_wait_replicas_covers_adapter_writes_not_reads(
 async def test_wait_replicas_sends_no_wait_after_plain_reads(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
-    """The store's reads sent as plain commands (load_history's LRANGE, recall's HGETALL) are
-    reads: no WAIT follows them, so without a replica they answer instead of raising
-    ReplicationTimeoutError."""
+    """The store's reads sent as plain commands (load_history's LRANGE, recall's HGETALL) or
+    as a transaction (load_context) are reads: no WAIT follows them, so without a replica
+    they answer instead of raising ReplicationTimeoutError."""
     store = agentmem_store_factory(wait_replicas=1, wait_timeout=timedelta(milliseconds=50))
     keys = KeySchema(agentmem_prefix)
     await agentmem_redis.rpush(keys.session("s").history, b'{"n":1}')
@@ -333,6 +333,7 @@ async def test_wait_replicas_sends_no_wait_after_plain_reads(
     before = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
     assert await store.load_history("s", last=5) == [{"n": 1}]
     assert await store.recall("u") == {"lang": "zh"}
+    assert await store.load_context("s") is None  # a MULTI/EXEC of reads and refreshes
     after = (await agentmem_redis.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0)
     assert after == before
 
@@ -385,6 +386,53 @@ async def test_wait_timeout_at_or_above_socket_timeout_waits_it_out(
     assert store.breaker.consecutive_failures == 0
     with pytest.raises(InvalidArgumentError, match="wait_replicas"):
         AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=-1)
+
+
+async def test_ask_during_a_migration_reaches_the_transactions_too(
+    agentmem_private_cluster: ClusterGroup,
+) -> None:
+    """load_context and save_context are MULTI/EXEC transactions: mid-migration, with the
+    session's keys already on the importing node, the source answers a queued command with
+    ASK; the store sends ASKING and the whole transaction there (the ASKING flag holds
+    through MULTI...EXEC), reads what is there and writes there, not on the source. (With a
+    key of the transaction missing on both nodes the importing node answers TRYAGAIN, as it
+    does to a script's keys, until the migration ends: here every key exists.)"""
+    group = agentmem_private_cluster
+    store = AgentMemoryStore.from_url(group.url, prefix="askx")
+    try:
+        await store.delete_session("s")  # a tombstone
+        await store.save_context("s", {"v": 1})
+        await store.update_context("s", {"w": 2})
+        await store.append_messages("s", [{"n": 1}])
+        session = KeySchema("askx").session("s")
+        keys = [session.context, session.base, session.history, session.deleted, session.log]
+        slot = key_slot(session.base.encode())
+        source = group.primary_for(slot)
+        target = next(port for port in group.primary_ports() if port != source)
+        src, dst = Redis(port=source), Redis(port=target)
+        try:
+            target_id = (await _cmd(dst, "CLUSTER MYID")).decode()
+            source_id = (await _cmd(src, "CLUSTER MYID")).decode()
+            await _cmd(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            await _cmd(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0
+            transport: Any = store.engine.transport
+            before = transport.redirects
+            assert await store.load_context("s") == {"v": 1, "w": 2}
+            await store.save_context("s", {"v": 3})
+            assert transport.redirects >= before + 2
+            assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0  # nothing written on the source
+            for client in (dst, src):
+                await _cmd(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
+            assert await dst.exists(session.base) == 1
+            assert await dst.exists(session.context) == 0  # the save's DEL ran there
+            assert await store.load_context("s") == {"v": 3}
+        finally:
+            await src.aclose()
+            await dst.aclose()
+    finally:
+        await store.aclose()
 
 
 async def test_ask_during_a_migration_reads_from_the_importing_node(

@@ -161,7 +161,9 @@ async def test_noscript_in_a_batch_reloads_once(
     try:
         await admin.script_flush()
         loads_before = store.engine.scripts.loads
-        results = await asyncio.gather(*(store.load_context("s") for _ in range(30)))
+        # load_turn runs a script (load_context is a MULTI/EXEC transaction, which needs none)
+        turns = await asyncio.gather(*(store.load_turn("s") for _ in range(30)))
+        results = [turn.context for turn in turns]
     finally:
         await admin.aclose()
     assert results == [{"a": 1}] * 30
