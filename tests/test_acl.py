@@ -374,7 +374,7 @@ async def test_a_save_refused_while_queued_writes_nothing(
     store = _tenant_store(agentmem_store_factory, agentmem_private_server, user="t", prefix="t")
     await store.update_context("s", {"mood": "ok"})  # merged fields: a hash the save would DEL
     hash_key = KeySchema("t").session("s").context
-    with pytest.raises(MemoryPermissionError, match="(?i)noperm|permission"):
+    with pytest.raises(MemoryPermissionError, match=r"(?i)noperm|permission"):
         await store.save_context("s", {"step": 2})
     assert await admin.exists(hash_key) == 1
     assert await store.load_context("s") == {"mood": "ok"}
