@@ -342,7 +342,8 @@ class Memories:
             raise InvalidArgumentError(f"max_distance must be a number >= 0, got {max_distance!r}")
         (vector,) = await embed_texts(embedder, [cleaned], "query", dims=self.router.dims)
         dims = len(vector) // 4
-        if wanted_tags == ():
+        if wanted_tags == ():  # any of no tag: nothing matches, once the server can search at all
+            await self.router.check_engine("memories.search")
             return []
         key = self.engine.keys.memory(user_id, "0") if user_id is not None else ""
         if user_id is not None and self.router.dims is None:
