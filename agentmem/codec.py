@@ -29,6 +29,8 @@ __all__ = [
     "encode_context",
     "encode_fields",
     "encode_messages",
+    "legacy_base_wins",
+    "legacy_version_of",
     "packed_version",
     "stored_payload",
     "stored_version",
@@ -174,8 +176,7 @@ def decode_fields(raw: Sequence[bytes], *, what: str, base: bytes | None = None)
                 legacy_version = max(legacy_version, _legacy_version(raw[index + 1]))
             continue
         merged.append((field, raw[index + 1]))
-    # A 0.2 process saved into the hash (rolling upgrade): its base wins when it is the newer save.
-    if legacy_base is not None and (base is None or legacy_version > (stored_version(base) or -1)):
+    if legacy_base is not None and legacy_base_wins(base, legacy_version):
         result = _decode_base(legacy_base, what)
     elif base is not None:
         result = _decode_base(stored_payload(base), what)
@@ -187,6 +188,18 @@ def decode_fields(raw: Sequence[bytes], *, what: str, base: bytes | None = None)
         except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
             raise MemoryCorruptedError(f"{what} field {field!r} holds undecodable data: {exc}") from exc
     return result
+
+
+def legacy_base_wins(base: bytes | None, legacy_version: int) -> bool:
+    """Whether a 0.2 process's base (saved into the hash during a rolling upgrade, with the
+    version ``legacy_version``) is the newer save: then it is the context's base and this
+    layout's ``base`` is not (they are never merged)."""
+    return base is None or legacy_version > (stored_version(base) or -1)
+
+
+def legacy_version_of(raw: Mapping[bytes, bytes]) -> int:
+    """The version of the last save an older layout recorded in the hash (0 if none)."""
+    return max(_legacy_version(raw.get(META_FIELD, b"")), _legacy_version(raw.get(LEGACY_REPLACE, b"")))
 
 
 def _legacy_version(text: bytes) -> int:

@@ -32,6 +32,8 @@ from agentmem.codec import (
     VERSION_PREFIX,
     decode_fields,
     decode_messages,
+    legacy_base_wins,
+    legacy_version_of,
     stored_version,
 )
 from agentmem.errors import MemoryCorruptedError
@@ -232,7 +234,10 @@ class Inspector:
         if base is None and not raw:
             return None
         values: dict[str, Any] = {}
-        if base is not None:
+        # The newer of the two saves is the base, as the store reads it: a 0.2 process's save
+        # into the hash (a rolling upgrade) or this layout's base key; never both merged.
+        legacy = BASE_FIELD in raw and legacy_base_wins(base, legacy_version_of(raw))
+        if base is not None and not legacy:
             try:
                 values.update(decode_fields([], what=what, base=base))
             except MemoryCorruptedError as exc:
@@ -240,6 +245,8 @@ class Inspector:
             report.meta["replaced_at"] = _version_time(stored_version(base))
         for name, value in sorted(raw.items(), key=lambda item: item[0] != BASE_FIELD):
             if name == BASE_FIELD:  # 0.2 layout
+                if not legacy:
+                    continue
                 try:
                     values.update(decode_fields([name, value], what=what))
                 except MemoryCorruptedError as exc:
@@ -253,7 +260,7 @@ class Inspector:
                 label = name.decode("utf-8", errors="backslashreplace")
                 report.corrupt.append({"where": f"{what} field {label!r}", "error": _why(exc)})
         replaced = raw.get(LEGACY_REPLACED_FIELD) or raw.get(META_FIELD)
-        if replaced is not None and replaced not in _NO_REPLACE:
+        if replaced is not None and replaced not in _NO_REPLACE and (legacy or base is None):
             report.meta["replaced_at"] = _version_time(replaced)
         return values
 

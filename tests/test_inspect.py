@@ -370,3 +370,29 @@ async def test_an_empty_prefix_says_so_and_names_the_prefixes_it_sees(
     code, out = inspect(capsys, agentmem_server.url, remembered.config.prefix, "session", "nobody")
     assert "no memory stored" in out
     assert "holds no keys" not in out
+
+
+@pytest.mark.parametrize("newer", ["0.2", "0.3"])
+async def test_the_newer_of_a_0_2_and_a_0_3_save_is_shown_never_both(
+    agentmem_store: AgentMemoryStore,
+    agentmem_redis: Redis,
+    agentmem_server: ServerInfo,
+    capsys: pytest.CaptureFixture[str],
+    newer: str,
+) -> None:
+    """During a rolling upgrade a 0.2 process may save into the hash (its base in field
+    0xFF 0x01, its version in 0xFF) beside 0.3's base key: inspect shows the newer save, as
+    the store reads it, not the two merged."""
+    store = agentmem_store
+    await store.save_context("s", {"by": "0.3", "only_0_3": 1})
+    keys = KeySchema(store.config.prefix).session("s")
+    saved_0_3 = int.from_bytes((await agentmem_redis.get(keys.base) or b"")[:8], "big")
+    version_0_2 = saved_0_3 + 1_000_000 if newer == "0.2" else saved_0_3 - 1_000_000
+    await agentmem_redis.hset(
+        keys.context, mapping={b"\xff": str(version_0_2).encode(), b"\xff\x01": b'{"by":"0.2","only_0_2":2}'}
+    )
+    expected = {"by": "0.2", "only_0_2": 2} if newer == "0.2" else {"by": "0.3", "only_0_3": 1}
+    assert await store.load_context("s") == expected
+    code, out = inspect(capsys, agentmem_server.url, store.config.prefix, "session", "s", "--json")
+    assert code == 0
+    assert json.loads(out)["context"] == expected
