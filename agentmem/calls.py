@@ -17,6 +17,8 @@ from typing import Any, Literal, Protocol
 
 from redis.asyncio import Redis
 
+from agentmem._translate import is_permission
+from agentmem.errors import AgentMemoryError, MemoryPermissionError
 from agentmem.scripts import Script, ScriptRunner
 
 __all__ = [
@@ -79,10 +81,17 @@ MULTI: tuple[Any, ...] = ("MULTI",)
 EXEC: tuple[Any, ...] = ("EXEC",)
 
 
-def transaction_reply(replies: Sequence[Any]) -> Any:
+def transaction_reply(replies: Sequence[Any], *, writes: bool = True) -> Any:
     """One transaction's reply from its ``MULTI``, queued and ``EXEC`` replies: the first
-    error (refused while queued: nothing ran; or failed inside), else ``EXEC``'s list."""
-    *queued, executed = replies
+    error (refused while queued: nothing ran; or failed inside), else ``EXEC``'s list.
+
+    A refused ``MULTI`` (an ACL rule from before the store sent transactions, without
+    ``+multi``) is worse: the server then ran the commands after it one by one, not queued,
+    so a write may be applied, and not atomically. The error says so (a
+    :class:`MemoryPermissionError` with ``applied`` when every command of a write ran)."""
+    multi, *queued, executed = replies
+    if isinstance(multi, Exception):
+        return _multi_refused(multi, queued, writes=writes)
     for reply in queued:
         if isinstance(reply, Exception):
             return reply
@@ -92,6 +101,31 @@ def transaction_reply(replies: Sequence[Any]) -> Any:
         if isinstance(reply, Exception):
             return reply
     return executed
+
+
+def _multi_refused(refusal: Exception, ran: Sequence[Any], *, writes: bool) -> AgentMemoryError:
+    applied = writes and not any(isinstance(reply, Exception) for reply in ran)
+    what = (
+        "every command ran, so the write is applied, though not atomically"
+        if applied
+        else "any write among them may be partly applied"
+        if writes
+        else "nothing was written"
+    )
+    message = (
+        f"the server refused MULTI ({type(refusal).__name__}: {refusal}), so it ran the "
+        f"transaction's commands one by one instead: {what}. The store sends a plain save and "
+        "load_context as MULTI/EXEC: re-apply the rule `agentmem acl` prints "
+        "(+multi +exec +mget); not retried"
+    )
+    error: AgentMemoryError
+    if is_permission(refusal):
+        error = MemoryPermissionError(message)
+        error.applied = applied
+    else:
+        error = AgentMemoryError(message)
+    error.__cause__ = refusal
+    return error
 
 
 def raise_first_error(replies: list[Any]) -> list[Any]:

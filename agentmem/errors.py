@@ -74,10 +74,12 @@ class MemoryPermissionError(AgentMemoryError):
     repeating the same call with the same credentials cannot succeed. Nothing was written,
     except when the server refused ``WAIT`` (``wait_replicas`` under a rule without it):
     the write is then applied on the primary, unacknowledged, and the message says so
-    (``applied`` is ``True``).
+    (``applied`` is ``True``); or ``MULTI`` (a rule from before the store sent
+    transactions): the server then ran a save's commands one by one, not atomically
+    (``applied`` when they all ran).
     """
 
-    #: The write was applied on the primary (only a refused ``WAIT`` after it failed).
+    #: The write was applied (a refused ``WAIT`` after it, or a refused ``MULTI`` before it).
     applied: bool = False
 
 

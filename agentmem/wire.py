@@ -212,7 +212,7 @@ async def round_trip(
         exchanged = True
         acked = replies.pop() if waits else None  # WAIT's count, or the error it raised
         if len(sizes) != len(replies):
-            replies = _fold(replies, sizes)
+            replies = _fold(calls, replies, sizes)
         if waits:
             assert wait is not None
             replies = acknowledge(wait, calls, replies, acked)
@@ -254,12 +254,15 @@ def _expand(calls: Sequence[Call], runner: ScriptRunner) -> tuple[list[tuple[Any
     return commands, sizes
 
 
-def _fold(replies: list[Any], sizes: list[int]) -> list[Any]:
+def _fold(calls: Sequence[Call], replies: list[Any], sizes: list[int]) -> list[Any]:
     """One reply per call: a transaction's replies folded into one (:func:`transaction_reply`)."""
     out: list[Any] = []
     at = 0
-    for size in sizes:
-        out.append(replies[at] if size == 1 else transaction_reply(replies[at : at + size]))
+    for call, size in zip(calls, sizes, strict=True):
+        if call.group:
+            out.append(transaction_reply(replies[at : at + size], writes=carries_writes((call,))))
+        else:
+            out.append(replies[at])
         at += size
     return out
 

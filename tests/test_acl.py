@@ -378,3 +378,23 @@ async def test_a_save_refused_while_queued_writes_nothing(
         await store.save_context("s", {"step": 2})
     assert await admin.exists(hash_key) == 1
     assert await store.load_context("s") == {"mood": "ok"}
+
+
+async def test_a_rule_without_multi_is_a_typed_error_that_says_what_ran(
+    agentmem_private_server: EmbeddedServer, admin: Redis, agentmem_store_factory: StoreFactory
+) -> None:
+    """A rule printed before the store sent transactions has no +multi: the server refuses
+    MULTI and then runs the commands after it one by one. The save raises
+    MemoryPermissionError that says so, with ``applied`` (its commands all ran, not
+    atomically) and what to re-apply; a load raises too, with nothing applied."""
+    await _set_user(admin, "old", "old")
+    await admin.execute_command("ACL", "SETUSER", "old", "-multi", "-exec")  # type: ignore[no-untyped-call]
+    store = _tenant_store(agentmem_store_factory, agentmem_private_server, user="old", prefix="old")
+    with pytest.raises(MemoryPermissionError, match=r"refused MULTI.*one by one.*applied.*\+multi") as saved:
+        await store.save_context("s", {"step": 1})
+    assert saved.value.applied is True
+    assert await admin.exists(KeySchema("old").session("s").base) == 1  # it did run
+    with pytest.raises(MemoryPermissionError, match="refused MULTI") as loaded:
+        await store.load_context("s")
+    assert loaded.value.applied is False
+    assert store.retry_stats.retries == 0

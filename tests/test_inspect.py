@@ -386,7 +386,9 @@ async def test_the_newer_of_a_0_2_and_a_0_3_save_is_shown_never_both(
     store = agentmem_store
     await store.save_context("s", {"by": "0.3", "only_0_3": 1})
     keys = KeySchema(store.config.prefix).session("s")
-    saved_0_3 = int.from_bytes((await agentmem_redis.get(keys.base) or b"")[:8], "big")
+    base = await agentmem_redis.get(keys.base)
+    assert isinstance(base, bytes)
+    saved_0_3 = int.from_bytes(base[:8], "big")
     version_0_2 = saved_0_3 + 1_000_000 if newer == "0.2" else saved_0_3 - 1_000_000
     await agentmem_redis.hset(
         keys.context, mapping={b"\xff": str(version_0_2).encode(), b"\xff\x01": b'{"by":"0.2","only_0_2":2}'}
