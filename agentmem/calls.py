@@ -48,7 +48,9 @@ class Call:
     operation that needs atomicity but decides nothing on the server (a plain save, a
     coalesced load), where a script's fixed cost would exceed the commands' own. Its reply
     is ``EXEC``'s list, or the first error: a command refused while queued (``OOM``,
-    ``MOVED``, ``NOPERM``: then nothing ran) or one that failed inside.
+    ``MOVED``, ``NOPERM``: then nothing ran), one that failed inside, or a refused
+    ``MULTI`` itself (then the server ran the rest one by one: see
+    :func:`transaction_reply`).
 
     ``retry``: what an attempt after one that may have reached the server sends instead
     (the store's retries do; a resend of a call the server did not run, after ``NOSCRIPT``

@@ -30,6 +30,7 @@ from agentmem.engine import MIN_APPEND_WINDOW, StoreEngine, append_window
 from agentmem.errors import (
     CircuitOpenError,
     InvalidArgumentError,
+    MemoryFullError,
     MemoryPermissionError,
     MemoryUnavailableError,
 )
@@ -305,9 +306,17 @@ class AgentMemoryStore:
         """The session's context, or ``None`` if it has none (never for broken data)."""
         keys = self.engine.session_keys(session_id)
         refresh, sent = self._read_refresh_ms(("s", session_id), self.config.ttl), time.monotonic()
-        (reply,) = await self.engine.send("load_context", (context_read(keys.core(), refresh),))
+        try:
+            (reply,) = await self.engine.send("load_context", (context_read(keys.core(), refresh),))
+            fields, base = context_reply(reply)
+        except MemoryFullError:
+            # Past maxmemory, Redis before 7.2 refuses every command queued in MULTI, reads
+            # too; the read script is flagged allow-oom and keeps reads working there.
+            fields, base, _ = await self.engine.script(
+                "load_context", READ_SESSION, keys.core(), (refresh, 1, 0)
+            )
         self._refreshed(("s", session_id), refresh, sent)
-        return decode_context(*context_reply(reply))
+        return decode_context(fields, base)
 
     # -- history ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import hiredis
 from hiredis import pack_command
 from redis import exceptions as rexc
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from agentmem._translate import is_transient
 from agentmem.calls import EXEC, MULTI, Call, FailureSink, raise_first_error, transaction_reply
@@ -34,6 +35,9 @@ try:  # the sentinel redis-py's hiredis parser builds its reader with (internal:
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 except ImportError:  # pragma: no cover - another redis-py layout: read_response reads every reply
     _NOT_ENOUGH_DATA = None
+#: The read of redis-py's plain connections. A connection class with a read_response of its
+#: own (Sentinel's, which turns READONLY into a reconnect to the new primary) is read through it.
+_PLAIN_READ: Any = getattr(AbstractConnection, "read_response", None)
 #: hiredis's RESP3 push type (hiredis >= 3.2), which is not a reply.
 _PUSH: Any = getattr(hiredis, "PushNotification", None)
 
@@ -80,8 +84,15 @@ async def write_and_read(connection: Any, packed: bytes, count: int, extra: floa
             writer.write(packed)
             await writer.drain()
             parser = connection._parser
-            if _NOT_ENOUGH_DATA is not None and isinstance(getattr(parser, "_reader", None), hiredis.Reader):
+            if (
+                _NOT_ENOUGH_DATA is not None
+                and getattr(type(connection), "read_response", None) is _PLAIN_READ
+                and isinstance(getattr(parser, "_reader", None), hiredis.Reader)
+            ):
                 await _read_from_hiredis(parser, count, replies)
+                if connection.health_check_interval:  # as read_response does: no PING while busy
+                    loop = asyncio.get_running_loop()
+                    connection.next_health_check = loop.time() + connection.health_check_interval
             for _ in range(count - len(replies)):
                 try:
                     # inf: no timer of redis-py's own per reply; ours above covers them all

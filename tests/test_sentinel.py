@@ -158,3 +158,41 @@ async def test_credentials_and_options_in_a_sentinel_url_reach_the_config() -> N
         assert "s3cret" not in repr(store.config)
     finally:
         await store.aclose()
+
+
+async def test_a_primary_demoted_under_open_connections_is_left_for_the_new_one(
+    agentmem_sentinel: SentinelGroup,
+) -> None:
+    """A graceful SENTINEL FAILOVER (no process dies): the sentinels demote the primary and
+    drop its clients; the store's next write, on the connection it kept open, fails, is
+    retried on a connection to the primary the sentinels now name, and lands there."""
+    group = agentmem_sentinel
+    store = AgentMemoryStore.from_url(group.url, prefix="t")
+    sentinel = Redis(port=group.sentinel_addresses[0][1])
+    try:
+        await store.save_context("s", {"n": 1})  # a connection to the primary, kept open
+        old = group.primary_address()
+        await sentinel.execute_command("SENTINEL", "FAILOVER", group.service)  # type: ignore[no-untyped-call]
+        new = await asyncio.to_thread(group.wait_for_promotion, old)
+        demoted = Redis(host=old[0], port=old[1])
+        try:
+            for _ in range(300):  # until the old primary is a replica (writes there: READONLY)
+                if (await demoted.role())[0] in (b"slave", "slave"):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the old primary was never demoted")
+        finally:
+            await demoted.aclose()
+        await store.save_context("s", {"n": 2})
+        assert await store.load_context("s") == {"n": 2}
+        primary = Redis(host=new[0], port=new[1])
+        try:
+            base = await primary.get(KeySchema("t").session("s").base)
+            assert base is not None
+            assert orjson.loads(payload(base)) == {"n": 2}
+        finally:
+            await primary.aclose()
+    finally:
+        await sentinel.aclose()
+        await store.aclose()
