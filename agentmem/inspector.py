@@ -58,6 +58,7 @@ _EXPECTED_TYPE = {
     "base": "string",
     "hist": "list",
     "log": "string",
+    "retried": "string",
     "appends": "zset",
     "deleted": "string",
     "facts": "hash",
@@ -278,6 +279,7 @@ class Inspector:
             "base": keys.base,
             "hist": keys.history,
             "log": keys.log,
+            "retried": keys.retried,
             "appends": keys.pops,
             "deleted": keys.deleted,
         }

@@ -87,7 +87,8 @@ class SessionKeys:
 
     ``context`` is the hash of fields merged by ``update_context`` since the last
     ``save_context``, ``base`` the string holding that save's whole context, ``log`` the
-    store's append log (operation ids of recent appends, see ``APPEND``), ``pops`` the
+    store's append log (operation ids of recent appends, see ``APPEND``), ``retried`` the
+    ids of appends a retry applied (a late first attempt looks there), ``pops`` the
     OpenAI adapter's log of popped items (kept at the name 0.2 gave its append log).
     ``deleted`` is the tombstone ``delete_session`` leaves: the delete's version, so a
     replayed journal write older than the delete is dropped. It is last on purpose:
@@ -100,18 +101,23 @@ class SessionKeys:
     log: str
     pops: str
     deleted: str
+    retried: str
 
     def all(self) -> tuple[str, str, str, str, str, str]:
-        """Every key of the session, the tombstone last (what ``delete_session`` removes)."""
+        """Every key of the session that holds data, the tombstone last (what
+        ``delete_session`` removes). Not ``retried``: a few operation ids, kept through a
+        delete until they expire (one de-duplication window), so that the late first attempt
+        of an append that a retry applied before the delete still finds its id and does not
+        push a message into the deleted session."""
         return (self.context, self.base, self.history, self.log, self.pops, self.deleted)
 
     def core(self) -> tuple[str, str, str, str]:
         """The keys the store's reads and context writes take: context, base, history, tombstone."""
         return (self.context, self.base, self.history, self.deleted)
 
-    def appending(self) -> tuple[str, str, str, str, str]:
-        """The keys an append takes: context, base, history, append log, tombstone."""
-        return (self.context, self.base, self.history, self.log, self.deleted)
+    def appending(self) -> tuple[str, str, str, str, str, str]:
+        """The keys an append takes: context, base, history, append log, retried ids, tombstone."""
+        return (self.context, self.base, self.history, self.log, self.retried, self.deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,7 @@ class ParsedKey:
     part: str
 
 
-_SESSION_PARTS = frozenset({"ctx", "base", "hist", "log", "appends", "deleted"})
+_SESSION_PARTS = frozenset({"ctx", "base", "hist", "log", "retried", "appends", "deleted"})
 _USER_PARTS = frozenset({"facts", "forgotten"})
 
 
@@ -163,6 +169,7 @@ class KeySchema:
             log=f"{tag}:log",
             pops=f"{tag}:appends",
             deleted=f"{tag}:deleted",
+            retried=f"{tag}:retried",
         )
 
     def profile(self, user_id: str) -> str:

@@ -113,8 +113,8 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
                 engine.append_window_ms,
                 *write.encoded,
             )
-            context, base, history, log, deleted = keys
-            fresh_keys: tuple[str, ...] = (history, log)
+            context, base, history, log, retried, deleted = keys
+            fresh_keys: tuple[str, ...] = (history, log, retried)
             if not config.sliding_ttl or engine.refresh.due(("s", write.target), config.ttl):
                 fresh_keys += (context, base, deleted)  # else a read refreshed them within the bound
             # The first attempt's id is new: APPEND_FRESH does not look it up; a retry (the

@@ -217,9 +217,10 @@ async def test_old_ids_leave_the_log_but_the_newest_stay(agentmem_redis: Redis, 
 
 
 async def test_a_live_oldest_record_keeps_the_log_whole(agentmem_redis: Redis, agentmem_prefix: str) -> None:
-    """The log is only swept when its oldest record is past its time: behind a live one (a
-    writer with a longer window), expired records stay a little longer (kept, never cut short),
-    and an append does not loop over the whole log of a session appended to fast."""
+    """The log is swept when its oldest record is past its time (or its length reaches a
+    power of two): behind a live one (a writer with a longer window), expired records stay a
+    little longer (kept, never cut short), and an append does not loop over the whole log of
+    a session appended to fast."""
     keys = KeySchema(agentmem_prefix).session("s").appending()
     now = int(time.time())
     live = (1).to_bytes(8, "big") + (now + 3600).to_bytes(4, "big")
@@ -247,6 +248,28 @@ async def test_a_live_oldest_record_keeps_the_log_whole(agentmem_redis: Redis, a
     assert len(log) == APPEND_LOG_IDS * RECORD
     assert live in log
     assert log[: (APPEND_LOG_IDS - 2) * RECORD] == b"".join(expired[-(APPEND_LOG_IDS - 2) :])
+
+
+async def test_a_log_held_by_a_live_head_is_swept_when_it_doubles(
+    agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """A long-window record at the head does not hold the expired ones behind it for good:
+    at a power-of-two length the append sweeps them anyway (the head, live, stays)."""
+    keys = KeySchema(agentmem_prefix).session("s").appending()
+    now = int(time.time())
+    live = (1).to_bytes(8, "big") + (now + 3600).to_bytes(4, "big")
+    expired = [
+        (n + 2).to_bytes(8, "big") + (now - 3600).to_bytes(4, "big") for n in range(2 * APPEND_LOG_IDS - 1)
+    ]
+    await agentmem_redis.set(keys[3], live + b"".join(expired))  # 2 x APPEND_LOG_IDS records
+    script = await agentmem_redis.script_load(APPEND.plain)
+    assert await agentmem_redis.evalsha(
+        script, len(keys), *keys, 1000, 10, (999).to_bytes(8, "big"), 60_000, b"{}"
+    )
+    log = await agentmem_redis.get(keys[3])
+    assert log is not None
+    assert log[:RECORD] == live
+    assert len(log) == (1 + APPEND_LOG_IDS) * RECORD  # the head, the newest 63 old ones, this one
 
 
 async def test_layout_0_2_still_reads_and_its_next_write_rewrites_it(

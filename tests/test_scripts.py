@@ -46,12 +46,12 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "4eb661029391bec355bebe0ee0ad316449c76b8e",
     ),
     "append": (
-        "189b605698614dafcb82622dd2b204c29234ba5a",
-        "f748251379fc1867967e81cc221b4bfba6f361df",
+        "298908c41ee8866f170e963a93f4fe6b73d38560",
+        "95483a46854f307f9c88a525238303c4c6c7708b",
     ),
     "append_fresh": (
-        "eebc41b3477621c03ce4f942977e45c1a293725b",
-        "239ecefd3471a5b97a2a02e88038414cdc9e9de6",
+        "38d9089e048fe276555883c5c2cfd03a33c123f3",
+        "b2a6278f290201fda7afb5f5322711502396f74f",
     ),
     "delete": (
         "82632103140fc9526f777af20504f0751dfba6e2",
@@ -134,8 +134,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "d88d4fe7d6e16399c7cc40bc06b10b01698b1cec",
     ),
     "replay_append": (
-        "897196c2b122c2d19125021a426e1fb056fc18fb",
-        "6244979c3e0a89e26399553d062d0f18b59a8efd",
+        "de1e75a838a8487133080c229dc0799218a13a27",
+        "b7a04b41bd4bc183f41f8b34f5e28188e20f2e32",
     ),
     "write_context": (
         "b1e50ab5aacccf9634a87ed57d09fc84244d3250",

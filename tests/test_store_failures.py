@@ -316,3 +316,23 @@ async def test_every_write_to_an_unreachable_server_writes_nothing(
     with pytest.raises(MemoryUnavailableError):
         await WRITES[write](store)
     assert await _snapshot(agentmem_redis, agentmem_prefix) == before
+
+
+async def test_an_appends_first_attempt_overtaken_by_its_retry_is_not_stored_twice(
+    agentmem_store_factory: StoreFactory, agentmem_proxy: Any, agentmem_redis: Redis, agentmem_prefix: str
+) -> None:
+    """The first attempt of an append is held up on the way (past socket_timeout); the client
+    retries on a new connection and the retry applies first; then the held first attempt
+    reaches the server. The first attempt does not look its id up in the log (its id is new),
+    but the retry recorded it among the retried ids, so the late one pushes nothing."""
+    store = agentmem_store_factory(url=agentmem_proxy.url)
+    session = KeySchema(agentmem_prefix).session("s")
+    await store.append_messages("s", [{"n": 0}])
+    hold = store.config.socket_timeout + 1.0
+    agentmem_proxy.hold_next_request(hold)
+    assert await store.append_messages("s", [{"n": 1}]) == 2
+    assert store.retry_stats.retries >= 1
+    assert await agentmem_redis.exists(session.retried) == 1
+    await asyncio.sleep(hold + 0.5)  # the held first attempt has reached the server and run
+    stored = [orjson.loads(item)["n"] for item in await agentmem_redis.lrange(session.history, 0, -1)]
+    assert stored == [0, 1]

@@ -29,7 +29,7 @@ from agentmem.errors import (
     SerializationError,
 )
 from agentmem.keys import validate_id
-from agentmem.memories.embedder import embed_texts
+from agentmem.memories.embedder import ResolvedEmbedder, embed_texts
 from agentmem.memories.index import (
     FIELDS,
     encode_tag,
@@ -184,15 +184,18 @@ class Memories:
     def __init__(self, engine: StoreEngine) -> None:
         self.engine = engine
         self.router = IndexRouter(engine)
+        self._resolved: ResolvedEmbedder | None = None
 
-    def _embedder(self, operation: str) -> Any:
+    def _embedder(self, operation: str) -> ResolvedEmbedder:
         embedder = self.engine.config.embedder
         if embedder is None:
             raise InvalidArgumentError(
                 f"memories.{operation} needs an embedder: pass embedder=... to AgentMemoryStore "
                 "(a LangChain Embeddings, an object with embed(texts), or a callable texts -> vectors)"
             )
-        return embedder
+        if self._resolved is None or self._resolved.embedder is not embedder:
+            self._resolved = ResolvedEmbedder(embedder)
+        return self._resolved
 
     # -- writes ------------------------------------------------------------------------
 
@@ -371,7 +374,7 @@ class Memories:
                 for hits in per_reply
                 for hit_key, fields in hits
             ]
-            found.sort()
+            found.sort(key=_rank)
             if len(found) <= k or limit >= _MAX_LIMIT:
                 break
             kth = found[k - 1][0]
@@ -382,9 +385,16 @@ class Memories:
             ):
                 break
             limit = min(_MAX_LIMIT, limit * 4)
-        top = found[:k]
         if max_distance is not None:
-            top = [item for item in top if item[0] <= max_distance]
+            found = [item for item in found if item[0] <= max_distance]
+        top: builtins.list[tuple[float, int, str, dict[str, bytes]]] = []
+        seen: set[str] = set()  # a key twice (two shards' replies mid-migration) counts once
+        for item in found:
+            if item[2] not in seen:
+                seen.add(item[2])
+                top.append(item)
+                if len(top) == k:
+                    break
         hits = [(key, fields) for _, _, key, fields in top]
         complete = await self._complete(hits, "memories.search")
         if complete is hits:
@@ -412,6 +422,11 @@ class Memories:
             read = {name: value for name, value in zip(FIELDS, values, strict=False) if value is not None}
             done[i] = (key, {**fields, **read})
         return [hit for hit in done if hit is not None]
+
+
+def _rank(item: tuple[float, int, str, dict[str, bytes]]) -> tuple[float, int, str]:
+    """Nearest first, ties newest first, then by key (never comparing the fields)."""
+    return item[0], item[1], item[2]
 
 
 def _check_count(value: object, name: str) -> None:

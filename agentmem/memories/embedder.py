@@ -18,7 +18,6 @@ before any Redis call.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import inspect
 import math
@@ -28,7 +27,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from agentmem.errors import EmbeddingError, InvalidArgumentError
 
-__all__ = ["Embedder", "SupportsEmbed", "check_embedder", "embed_texts", "to_float32"]
+__all__ = ["Embedder", "ResolvedEmbedder", "SupportsEmbed", "check_embedder", "embed_texts", "to_float32"]
 
 
 @runtime_checkable
@@ -97,23 +96,22 @@ def _resolve(embedder: Any, purpose: Purpose) -> Callable[[list[str]], Awaitable
     return _caller(embedder)
 
 
-#: Resolved embedders, by (the embedder's id, purpose); each entry keeps its embedder alive,
-#: so an id is never reused while it is in here. Bounded: stores come and go in tests.
-_RESOLVED: collections.OrderedDict[tuple[int, str], tuple[Any, Callable[[list[str]], Awaitable[Any]]]] = (
-    collections.OrderedDict()
-)
-_RESOLVED_MAX = 64
+class ResolvedEmbedder:
+    """An embedder with the coroutine function for each purpose found once (not on every
+    call); a store's memories and the LangGraph store each hold one for their embedder, so
+    nothing outlives them."""
 
+    __slots__ = ("_calls", "embedder")
 
-def _embed_call(embedder: Any, purpose: Purpose) -> Callable[[list[str]], Awaitable[Any]]:
-    entry = _RESOLVED.get((id(embedder), purpose))
-    if entry is not None and entry[0] is embedder:
-        return entry[1]
-    call = _resolve(embedder, purpose)
-    _RESOLVED[(id(embedder), purpose)] = (embedder, call)
-    if len(_RESOLVED) > _RESOLVED_MAX:
-        _RESOLVED.popitem(last=False)
-    return call
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self._calls: dict[str, Callable[[list[str]], Awaitable[Any]]] = {}
+
+    def call(self, purpose: Purpose) -> Callable[[list[str]], Awaitable[Any]]:
+        found = self._calls.get(purpose)
+        if found is None:
+            found = self._calls[purpose] = _resolve(self.embedder, purpose)
+        return found
 
 
 def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
@@ -163,7 +161,8 @@ async def embed_texts(
     """Embed ``texts``; return one FLOAT32 blob each, or raise :class:`EmbeddingError`."""
     batch = list(texts)
     try:
-        vectors = await _embed_call(embedder, purpose)(batch)
+        resolved = embedder if isinstance(embedder, ResolvedEmbedder) else ResolvedEmbedder(embedder)
+        vectors = await resolved.call(purpose)(batch)
     except EmbeddingError:
         raise
     except Exception as exc:

@@ -59,9 +59,11 @@ class TcpProxy:
     * :meth:`refuse` - the listening socket is closed, so new connects are refused
       (open connections stay up);
 
-    and two immediate faults: :meth:`reset`, which resets every open connection (RST),
-    and :meth:`cut_next_reply`, which lets a request reach the server and then resets
-    the connection instead of delivering the reply (a cut at the worst moment).
+    and three one-shot faults: :meth:`reset`, which resets every open connection (RST);
+    :meth:`cut_next_reply`, which lets a request reach the server and then resets the
+    connection instead of delivering the reply (a cut at the worst moment); and
+    :meth:`hold_next_request`, which delivers the next request late, after its client gave
+    up on it, as a congested network or a proxy can (it may then run after a retry).
     """
 
     def __init__(self, target_url: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -80,6 +82,7 @@ class TcpProxy:
         self._flowing: asyncio.Event | None = None
         self._links: set[_Link] = set()
         self._cut_next_reply = False
+        self._hold_next = 0.0
         self.replies_cut = 0
 
     def __repr__(self) -> str:
@@ -176,6 +179,14 @@ class TcpProxy:
         """
         self._call(self._arm_cut())
 
+    def hold_next_request(self, seconds: float) -> None:
+        """Deliver the next chunk a client sends ``seconds`` late, and the rest of that
+        connection's bytes behind it, even if the client has closed the connection meanwhile
+        (the server then runs the request, and its reply goes nowhere). One-shot."""
+        if seconds <= 0:
+            raise ValueError("the hold must be > 0 seconds")
+        self._call(self._arm_hold(seconds))
+
     def refuse(self) -> None:
         """Close the listening socket: connects are refused until :meth:`restore`."""
         self._call(self._close_listener())
@@ -216,6 +227,9 @@ class TcpProxy:
 
     async def _arm_cut(self) -> None:
         self._cut_next_reply = True
+
+    async def _arm_hold(self, seconds: float) -> None:
+        self._hold_next = seconds
 
     async def _reset_all(self) -> None:
         links, self._links = self._links, set()
@@ -266,6 +280,8 @@ class TcpProxy:
             try:
                 while chunk := await source.read(_CHUNK):
                     due = loop.time() + self._latency
+                    if link is None and self._hold_next:  # client to server: a held request
+                        due, self._hold_next = due + self._hold_next, 0.0
                     queue.put_nowait((due, chunk))
             except OSError:
                 pass

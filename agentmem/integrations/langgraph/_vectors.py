@@ -33,7 +33,7 @@ from agentmem.integrations.langgraph._keys import (
     store_search_index,
     store_vector_prefix,
 )
-from agentmem.memories.embedder import embed_texts
+from agentmem.memories.embedder import ResolvedEmbedder, embed_texts
 from agentmem.memories.index import (
     IndexShape,
     is_missing_index,
@@ -85,7 +85,8 @@ class VectorIndex:
     """Embedding, index creation and ranked search for one LangGraphStore."""
 
     def __init__(self, engine: StoreEngine, prefix: str, config: IndexConfig) -> None:
-        self.dims, self._embeddings, self.fields = _check_config(config)
+        self.dims, embeddings, self.fields = _check_config(config)
+        self._embeddings = ResolvedEmbedder(embeddings)
         self._paths = {path: self._tokens(path) for path in self.fields}
         self._engine = engine
         self.name = store_search_index(prefix)

@@ -1,7 +1,8 @@
 --- Appends messages to a session's history, once per operation id: the retry of an append
 --- (an attempt after one that may have reached the server), which looks for its id in the
---- log first; append_fresh.lua is the first attempt. The log: lib/append_push.lua.
---- KEYS: SessionKeys.appending (context, base, history, log, tombstone).
+--- log first, and records it among the retried ids when it applies (a late first attempt
+--- then finds it there); append_fresh.lua is the first attempt. The log: lib/append_push.lua.
+--- KEYS: SessionKeys.appending (context, base, history, log, retried ids, tombstone).
 --- ARGV: ttl_ms, max_history, op_id, window_ms, message, ...
 --- Returns the history's length.
 
@@ -9,11 +10,12 @@
 
 --- @include "lib/append_args"
 
-local history_key, log_key = KEYS[3], KEYS[4]
+local history_key, log_key, retried_key = KEYS[3], KEYS[4], KEYS[5]
 
 --- @include "lib/append_seen"
 
 --- @include "lib/append_push"
 
+add_record(retried_key, redis.call('STRLEN', retried_key))
 for _, i in ipairs({1, 2, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 return length

@@ -1,7 +1,7 @@
 --- A journal's replay of an append: APPEND with the write's version as ARGV[4], taken out
 --- before APPEND's body runs. A replay older than the session's last delete (its
 --- tombstone, KEYS[#KEYS]) pushes nothing and returns -1.
---- KEYS: SessionKeys.appending (context, base, history, log, tombstone).
+--- KEYS: SessionKeys.appending (context, base, history, log, retried ids, tombstone).
 
 --- @include "lib/check_args"
 
@@ -13,11 +13,12 @@ if deleted and tonumber(deleted) > tonumber(version) then return -1 end
 
 --- @include "lib/append_args"
 
-local history_key, log_key = KEYS[3], KEYS[4]
+local history_key, log_key, retried_key = KEYS[3], KEYS[4], KEYS[5]
 
 --- @include "lib/append_seen"
 
 --- @include "lib/append_push"
 
+add_record(retried_key, redis.call('STRLEN', retried_key))
 for _, i in ipairs({1, 2, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 return length

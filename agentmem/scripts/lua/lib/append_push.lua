@@ -33,26 +33,39 @@ end
 local until_s = now + math.ceil(tonumber(ARGV[4]) / 1000)
 local record = id .. string.char(math.floor(until_s / 16777216) % 256,
   math.floor(until_s / 65536) % 256, math.floor(until_s / 256) % 256, until_s % 256)
-local log_ttl = redis.call('PTTL', log_key)
-local records = log_size / 12
---- Past its time, a record goes unless it is among the newest @APPEND_LOG_IDS@ (this one
---- included). The log is read and swept only when its oldest record is past its time:
---- records are appended in time order, so while the oldest is live so are the others of its
---- window (one of a longer window ahead of them keeps them a little longer, never shorter),
---- and an append costs the same however long the log of a session appended to fast.
-if records >= @APPEND_LOG_IDS@ and until_of(1, redis.call('GETRANGE', log_key, 0, 11)) < now then
-  local old = redis.call('GET', log_key)
-  local kept = {}
-  for r = 0, records - 1 do
-    if r >= records - (@APPEND_LOG_IDS@ - 1) or until_of(r * 12 + 1, old) >= now then
-      kept[#kept + 1] = string.sub(old, r * 12 + 1, r * 12 + 12)
-    end
-  end
-  kept[#kept + 1] = record
-  redis.call('SET', log_key, table.concat(kept))
-else
-  redis.call('APPEND', log_key, record)
+local function power_of_two(n)
+  while n > 1 and n % 2 == 0 do n = n / 2 end
+  return n == 1
 end
-local keep_ms = tonumber(ARGV[4])
-if log_ttl > keep_ms then keep_ms = log_ttl end
-redis.call('PEXPIRE', log_key, string.format('%.0f', keep_ms))
+--- add_record(key, size): appends `record` to a string of 12-byte records (`size` bytes
+--- long now): the log, or the ids of retried appends. Past its time, a record goes unless it
+--- is among the newest @APPEND_LOG_IDS@ (this one included). The string is read and swept
+--- when its oldest record is past its time (records are appended in time order, so while
+--- the oldest is live so are the others of its window), and when its length is a power of
+--- two: a record of a longer window ahead of shorter ones (a journaled writer of the same
+--- session) then holds them only until the string doubles. So an append costs the same
+--- however long the log of a session appended to fast (a sweep per doubling is a constant
+--- per append), and no record is dropped before its time. The key expires window_ms after
+--- this append, or later if it was to live longer: its expiry only grows.
+local function add_record(key, size)
+  local ttl = redis.call('PTTL', key)
+  local records = size / 12
+  if records >= @APPEND_LOG_IDS@ and (power_of_two(records)
+      or until_of(1, redis.call('GETRANGE', key, 0, 11)) < now) then
+    local old = redis.call('GET', key)
+    local kept = {}
+    for r = 0, records - 1 do
+      if r >= records - (@APPEND_LOG_IDS@ - 1) or until_of(r * 12 + 1, old) >= now then
+        kept[#kept + 1] = string.sub(old, r * 12 + 1, r * 12 + 12)
+      end
+    end
+    kept[#kept + 1] = record
+    redis.call('SET', key, table.concat(kept))
+  else
+    redis.call('APPEND', key, record)
+  end
+  local keep_ms = tonumber(ARGV[4])
+  if ttl > keep_ms then keep_ms = ttl end
+  redis.call('PEXPIRE', key, string.format('%.0f', keep_ms))
+end
+add_record(log_key, log_size)
