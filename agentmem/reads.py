@@ -15,7 +15,15 @@ from typing import Any
 from agentmem.calls import Call
 from agentmem.codec import stored_version
 
-__all__ = ["context_read", "context_reply"]
+__all__ = ["context_read", "context_reply", "flat_hash"]
+
+
+def flat_hash(reply: Any) -> Any:
+    """An HGETALL reply as the flat list (field, value, ...) a script returns: a RESP3
+    connection (``protocol=3``) answers a plain HGETALL with a map."""
+    if isinstance(reply, dict):
+        return [item for pair in reply.items() for item in pair]
+    return reply
 
 
 def context_read(keys: Sequence[str], refresh_ms: int) -> Call:
@@ -34,9 +42,7 @@ def context_reply(reply: Sequence[Any]) -> tuple[list[Any], bytes | None]:
     """The merged fields (flat: field, value, ...) and the base from the transaction's
     reply. A base older than the tombstone outlived a delete that did not know it (a 0.2
     process's delete, during a rolling upgrade): the session was deleted after that save."""
-    fields, (base, deleted) = reply[0], reply[1]
-    if isinstance(fields, dict):  # RESP3 answers HGETALL with a map
-        fields = [item for pair in fields.items() for item in pair]
+    fields, (base, deleted) = flat_hash(reply[0]), reply[1]
     if base is not None and deleted is not None:
         try:
             tombstone = int(deleted)

@@ -35,7 +35,7 @@ from agentmem.errors import (
     MemoryUnavailableError,
 )
 from agentmem.health import Health, collect_health
-from agentmem.reads import context_read, context_reply
+from agentmem.reads import context_read, context_reply, flat_hash
 from agentmem.retry import RetryStats
 from agentmem.scripts import DELETE, MAX_EXACT, READ_HASH, READ_SESSION
 from agentmem.sentinel import SENTINEL_SCHEMES, sentinel_url
@@ -64,14 +64,6 @@ class Turn:
     context: dict[str, Any] | None
     history: list[dict[str, Any]]
     profile: dict[str, Any]
-
-
-def _flat(reply: Any) -> Any:
-    """An HGETALL reply as the flat list (field, value, ...) a script returns: a RESP3
-    connection (``protocol=3``) answers a plain HGETALL with a map."""
-    if isinstance(reply, dict):
-        return [item for pair in reply.items() for item in pair]
-    return reply
 
 
 def _count(value: object, name: str) -> int:
@@ -373,7 +365,7 @@ class AgentMemoryStore:
         call, refresh = self._recall_call(user_id)
         (raw,) = await self.engine.send("recall", (call,))
         self._refreshed(("u", user_id), refresh, sent)
-        return decode_fields(_flat(raw), what="facts")
+        return decode_fields(flat_hash(raw), what="facts")
 
     # -- both at once ----------------------------------------------------------------
 
@@ -395,7 +387,7 @@ class AgentMemoryStore:
         return Turn(
             context=decode_context(fields, base),
             history=decode_messages(raw_history),
-            profile=decode_fields(_flat(results[1]), what="facts") if user_id is not None else {},
+            profile=decode_fields(flat_hash(results[1]), what="facts") if user_id is not None else {},
         )
 
     # -- erasure ---------------------------------------------------------------------

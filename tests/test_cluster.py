@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -388,6 +390,42 @@ async def test_wait_timeout_at_or_above_socket_timeout_waits_it_out(
         AgentMemoryStore.from_url("redis://127.0.0.1:1", wait_replicas=-1)
 
 
+@dataclasses.dataclass
+class _Migration:
+    """A slot half-way through a migration from ``source`` to ``target`` (its keys moved)."""
+
+    src: Redis
+    dst: Redis
+    slot: int
+    source: int
+    target: int
+    target_id: str
+
+    async def finish(self) -> None:
+        """The slot now belongs to the target: MOVED from now on."""
+        for client in (self.dst, self.src):
+            await _cmd(client, "CLUSTER SETSLOT", self.slot, "NODE", self.target_id)
+
+
+@contextlib.asynccontextmanager
+async def _migrating(group: ClusterGroup, keys: list[str]) -> AsyncIterator[_Migration]:
+    """Start migrating the slot of ``keys`` (one slot) to another primary and move them there."""
+    slot = key_slot(keys[0].encode())
+    source = group.primary_for(slot)
+    target = next(port for port in group.primary_ports() if port != source)
+    src, dst = Redis(port=source), Redis(port=target)
+    try:
+        target_id = (await _cmd(dst, "CLUSTER MYID")).decode()
+        source_id = (await _cmd(src, "CLUSTER MYID")).decode()
+        await _cmd(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        await _cmd(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        yield _Migration(src, dst, slot, source, target, target_id)
+    finally:
+        await src.aclose()
+        await dst.aclose()
+
+
 async def test_ask_during_a_migration_reaches_the_transactions_too(
     agentmem_private_cluster: ClusterGroup,
 ) -> None:
@@ -406,16 +444,8 @@ async def test_ask_during_a_migration_reaches_the_transactions_too(
         await store.append_messages("s", [{"n": 1}])
         session = KeySchema("askx").session("s")
         keys = [session.context, session.base, session.history, session.deleted, session.log]
-        slot = key_slot(session.base.encode())
-        source = group.primary_for(slot)
-        target = next(port for port in group.primary_ports() if port != source)
-        src, dst = Redis(port=source), Redis(port=target)
-        try:
-            target_id = (await _cmd(dst, "CLUSTER MYID")).decode()
-            source_id = (await _cmd(src, "CLUSTER MYID")).decode()
-            await _cmd(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
-            await _cmd(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
-            await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        async with _migrating(group, keys) as migration:
+            src, dst, slot = migration.src, migration.dst, migration.slot
             assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0
             transport: Any = store.engine.transport
             before = transport.redirects
@@ -423,14 +453,10 @@ async def test_ask_during_a_migration_reaches_the_transactions_too(
             await store.save_context("s", {"v": 3})
             assert transport.redirects >= before + 2
             assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0  # nothing written on the source
-            for client in (dst, src):
-                await _cmd(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
+            await migration.finish()
             assert await dst.exists(session.base) == 1
             assert await dst.exists(session.context) == 0  # the save's DEL ran there
             assert await store.load_context("s") == {"v": 3}
-        finally:
-            await src.aclose()
-            await dst.aclose()
     finally:
         await store.aclose()
 
@@ -446,16 +472,9 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
     try:
         await store.remember("u", {"lang": "fr"})
         key = KeySchema("ask").profile("u")
-        slot = key_slot(key.encode())
-        source = group.primary_for(slot)
-        target = next(port for port in group.primary_ports() if port != source)
-        src, dst = Redis(port=source), Redis(port=target)
-        try:
-            target_id = (await _cmd(dst, "CLUSTER MYID")).decode()
-            source_id = (await _cmd(src, "CLUSTER MYID")).decode()
-            await _cmd(dst, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
-            await _cmd(src, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
-            await _cmd(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", key)
+        async with _migrating(group, [key]) as migration:
+            src, dst, slot = migration.src, migration.dst, migration.slot
+            source, target = migration.source, migration.target
             assert await _cmd(src, "CLUSTER COUNTKEYSINSLOT", slot) == 0
             assert await _cmd(dst, "CLUSTER COUNTKEYSINSLOT", slot) >= 1
             transport: Any = store.engine.transport
@@ -464,13 +483,9 @@ async def test_ask_during_a_migration_reads_from_the_importing_node(
             assert transport.redirects >= 1
             assert transport.slots.node_for(slot) == ("127.0.0.1", source)
             # Finish the migration: MOVED from now on, and the map follows.
-            for client in (dst, src):
-                await _cmd(client, "CLUSTER SETSLOT", slot, "NODE", target_id)
+            await migration.finish()
             assert await store.recall("u") == {"lang": "fr"}
             assert transport.slots.node_for(slot) == ("127.0.0.1", target)
-        finally:
-            await src.aclose()
-            await dst.aclose()
     finally:
         await store.aclose()
 

@@ -39,6 +39,17 @@ def test_bookkeeping_keeps_the_most_recent_sessions_only() -> None:
     assert not coalescer.due("c", 3600.0)
 
 
+async def _read_then_age(store: AgentMemoryStore, server: Redis, *aged: str) -> None:
+    """Session "s" with a base, merged fields and a history, read by load_turn (which refreshes
+    its TTLs: the bound starts now); then ``aged`` keys' TTLs set aside to 1 s on the server."""
+    await store.save_context("s", {"a": 1})
+    await store.update_context("s", {"b": 1})
+    await store.append_messages("s", [{"n": 1}])
+    await store.load_turn("s")
+    for key in aged:
+        await server.pexpire(key, 1_000)
+
+
 async def test_a_read_within_the_bound_does_not_refresh(
     agentmem_store_factory: StoreFactory, agentmem_redis: Redis, agentmem_prefix: str
 ) -> None:
@@ -46,11 +57,7 @@ async def test_a_read_within_the_bound_does_not_refresh(
     the first read after the bound refreshes every session key again."""
     store = agentmem_store_factory(ttl=3.0)  # bound 0.3 s
     session = KeySchema(agentmem_prefix).session("s")
-    await store.save_context("s", {"a": 1})
-    await store.append_messages("s", [{"n": 1}])
-    await store.load_turn("s")
-    for key in (session.base, session.history):
-        await agentmem_redis.pexpire(key, 1_000)
+    await _read_then_age(store, agentmem_redis, session.base, session.history)
     await store.load_context("s")
     await store.load_history("s")
     await store.load_turn("s")
@@ -69,11 +76,7 @@ async def test_a_write_right_after_a_read_sets_only_the_ttls_it_must(
     (keys they may create) and leave the history's alone; after the bound they refresh it."""
     store = agentmem_store_factory(ttl=3.0)  # bound 0.3 s
     session = KeySchema(agentmem_prefix).session("s")
-    await store.save_context("s", {"a": 1})
-    await store.append_messages("s", [{"n": 1}])
-    await store.load_turn("s")
-    for key in (session.base, session.history):
-        await agentmem_redis.pexpire(key, 1_000)
+    await _read_then_age(store, agentmem_redis, session.base, session.history)
     await store.save_context("s", {"a": 2})
     await store.update_context("s", {"b": 2})
     assert await agentmem_redis.pttl(session.base) > 2_500
@@ -93,12 +96,7 @@ async def test_an_append_right_after_a_read_sets_only_the_history_and_log_ttls(
     session key's."""
     store = agentmem_store_factory(ttl=3.0)  # bound 0.3 s
     session = KeySchema(agentmem_prefix).session("s")
-    await store.save_context("s", {"a": 1})
-    await store.update_context("s", {"b": 1})
-    await store.append_messages("s", [{"n": 1}])
-    await store.load_turn("s")
-    for key in (session.base, session.context, session.history, session.log):
-        await agentmem_redis.pexpire(key, 1_000)
+    await _read_then_age(store, agentmem_redis, session.base, session.context, session.history, session.log)
     assert await store.append_messages("s", [{"n": 2}]) == 2
     assert await agentmem_redis.pttl(session.history) > 2_500
     assert await agentmem_redis.pttl(session.log) > 1_000

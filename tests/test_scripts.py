@@ -46,8 +46,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "4eb661029391bec355bebe0ee0ad316449c76b8e",
     ),
     "append": (
-        "298908c41ee8866f170e963a93f4fe6b73d38560",
-        "95483a46854f307f9c88a525238303c4c6c7708b",
+        "413d76374a7b5f30891054f31dbf4825b5d50171",
+        "b0ebb0436c19a8cced9587b88922c74c3854bc6c",
     ),
     "append_fresh": (
         "38d9089e048fe276555883c5c2cfd03a33c123f3",
@@ -134,8 +134,8 @@ PINNED_SHAS: dict[str, tuple[str, str]] = {
         "d88d4fe7d6e16399c7cc40bc06b10b01698b1cec",
     ),
     "replay_append": (
-        "de1e75a838a8487133080c229dc0799218a13a27",
-        "b7a04b41bd4bc183f41f8b34f5e28188e20f2e32",
+        "b82cc4f0eec0af44fa6b4e3add87f4c48a1b5b74",
+        "0d23e3961ae3ae28a890b726ace8c4106eefc856",
     ),
     "write_context": (
         "b1e50ab5aacccf9634a87ed57d09fc84244d3250",

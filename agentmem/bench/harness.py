@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "Budget",
+    "Progress",
     "Sample",
     "Summary",
     "measure_async",
@@ -196,3 +198,21 @@ def rate_in_process(work: Callable[[], object], seconds: float, *, chunk: int = 
         elapsed = clock() - start
         if elapsed >= seconds:
             return calls / elapsed
+
+
+class Progress:
+    """One line per finished scenario on stderr, with the time elapsed."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            print(f"[{time.perf_counter() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        self.note(f"{self.done:>2}/{self.total} {text}")

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agentmem import AgentMemoryStore
+from agentmem.bench.harness import Progress
 from agentmem.bench.machine import machine_info, server_info
 from agentmem.bench.probes import delete_keys
 from agentmem.memories.index import encode_tag, escape_tag
@@ -221,10 +222,7 @@ def run_recall(args: argparse.Namespace) -> int:
         sizes = QUICK_SIZES if quick else SIZES
     searches = QUICK_SEARCHES if quick else SEARCHES
 
-    def log(message: str) -> None:
-        if not getattr(args, "quiet", False):
-            print(message, file=sys.stderr, flush=True)
-
+    log = Progress(not getattr(args, "quiet", False), len(sizes)).note
     try:
         with _search_server(args.url) as url:
             results = [asyncio.run(_one_size(url, n, users, searches, log)) for n, users in sizes.items()]

@@ -34,7 +34,7 @@ from agentmem.bench.contenders import (
     Measure,
 )
 from agentmem.bench.encoding import encoding_benchmark
-from agentmem.bench.harness import Budget, Sample, summarize
+from agentmem.bench.harness import Budget, Progress, Sample, summarize
 from agentmem.bench.lineup import standard_contenders
 from agentmem.bench.machine import machine_info, server_info
 from agentmem.bench.memory import format_memory, memory_per_session
@@ -58,24 +58,6 @@ from agentmem.bench.workload import OPERATIONS
 from agentmem.testing.embedded import NoServerBinaryError, embedded_server
 
 __all__ = ["Settings", "main"]
-
-
-class Progress:
-    """One line per finished scenario on stderr, with the time elapsed."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.done = 0
-        self.started = time.perf_counter()
-
-    def note(self, text: str) -> None:
-        if self.enabled:
-            print(f"[{time.perf_counter() - self.started:6.1f}s] {text}", file=sys.stderr, flush=True)
-
-    def step(self, text: str) -> None:
-        self.done += 1
-        self.note(f"{self.done:>2}/{self.total} {text}")
 
 
 def _error_text(exc: BaseException) -> str:

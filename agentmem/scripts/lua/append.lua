@@ -8,14 +8,4 @@
 
 --- @include "lib/check_args"
 
---- @include "lib/append_args"
-
-local history_key, log_key, retried_key = KEYS[3], KEYS[4], KEYS[5]
-
---- @include "lib/append_seen"
-
---- @include "lib/append_push"
-
-add_record(retried_key, redis.call('STRLEN', retried_key))
-for _, i in ipairs({1, 2, #KEYS}) do redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
-return length
+--- @include "lib/append_retry"

@@ -1,7 +1,7 @@
 --- The first attempt of an append: its operation id is new, so the log is neither read nor
 --- searched (append.lua, the retry, looks): the cost does not grow with the log of a session
 --- appended to fast. Only the short string of ids that retries applied is looked at: this
---- attempt may reach the server after its own retry (lib/append_retried.lua). The log:
+--- attempt may reach the server after its own retry (lib/append_retry.lua). The log:
 --- lib/append_push.lua.
 --- KEYS: the history, the append log, the retried ids, then the keys whose TTL it refreshes
 --- too (context, base, tombstone; none when this store's reads refreshed them less than the
@@ -14,7 +14,7 @@
 
 --- @include "lib/append_args"
 
---- @include "lib/append_retried"
+--- @include "lib/id_lookup"
 
 local history_key, log_key = KEYS[1], KEYS[2]
 if seen_in(redis.call('GET', KEYS[3]), id) then return redis.call('LLEN', history_key) end
