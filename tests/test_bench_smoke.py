@@ -266,6 +266,7 @@ def test_server_cost_run_prices_every_unit(agentmem_server: ServerInfo, tmp_path
         assert row["ops_per_s"] > 0
     assert {(row["operation"], row["shape"]) for row in written["shapes"]} == set(SHAPES)
     assert len(written["targets"]) == 5
+    assert written["cpus"]["placement"] == "any"  # a server the bench did not start is not pinned
     assert "one Redis core carries about" in stdout.getvalue()
     client = redis.Redis.from_url(agentmem_server.url)
     try:

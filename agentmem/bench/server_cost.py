@@ -46,6 +46,7 @@ from agentmem.bench.contenders import AgentMem, Contender, Session
 from agentmem.bench.handwritten import PipelinedBlob, RawBlob, RawHash
 from agentmem.bench.harness import Budget
 from agentmem.bench.machine import machine_info, server_info
+from agentmem.bench.placement import choose, describe, placed
 from agentmem.bench.probes import delete_keys
 from agentmem.bench.script_cost import format_shapes, script_shapes
 from agentmem.bench.workload import CONTEXT, CONTEXT_UPDATE, HISTORY_LAST, MAX_HISTORY, MESSAGES, SESSION_TTL
@@ -328,12 +329,16 @@ def run(args: argparse.Namespace) -> int:
         with embedded_server(_binary()) if not args.url else contextlib.nullcontext(args.url) as server:
             url = server if isinstance(server, str) else server.url
             info = server_info(url)
-            try:
-                rows = asyncio.run(server_cost(url, prefix, budget, repetitions, progress=not args.quiet))
-                rounds = QUICK_SHAPE_ROUNDS if args.quick else FULL_SHAPE_ROUNDS
-                shapes = asyncio.run(script_shapes(url, prefix, rounds, repetitions))
-            finally:
-                asyncio.run(delete_keys(url, prefix))
+            placement = choose(args.cpus, server_started=not isinstance(server, str))
+            with placed(placement, None if isinstance(server, str) else server.pid) as cpus:
+                if not args.quiet:
+                    print(describe(cpus), file=sys.stderr, flush=True)
+                try:
+                    rows = asyncio.run(server_cost(url, prefix, budget, repetitions, progress=not args.quiet))
+                    rounds = QUICK_SHAPE_ROUNDS if args.quick else FULL_SHAPE_ROUNDS
+                    shapes = asyncio.run(script_shapes(url, prefix, rounds, repetitions))
+                finally:
+                    asyncio.run(delete_keys(url, prefix))
     except NoServerBinaryError as exc:
         print(f"benchmarks: {exc}", file=sys.stderr)
         return 2
@@ -342,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = {
         "machine": machine_info(info, embedded=not args.url, argv=list(sys.argv[1:])),
+        "cpus": cpus,
         "repetitions": repetitions,
         "seconds_per_scenario": seconds,
         "rows": rows,
@@ -353,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_NAME).write_text(json.dumps(results, indent=2) + "\n")
     print(f"server: {info['flavor']} {info['version']}; medians of {repetitions} repetitions")
+    print(describe(cpus))
     print(format_server_cost(rows), end="")
     print(format_shapes(shapes), end="")
     print(f"results: {out / RESULTS_NAME}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from agentmem.bench.contenders import DEFAULT_POOL_SIZE, PIPELINE_BATCH
 from agentmem.bench.harness import Budget
+from agentmem.bench.placement import PLACEMENTS
 from agentmem.bench.recall import add_arguments as recall_arguments
 
 __all__ = [
@@ -201,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--server-cost",
         action="store_true",
         help="only measure what the server pays per operation, from INFO (agentmem/bench/server_cost.py)",
+    )
+    parser.add_argument(
+        "--cpus",
+        choices=PLACEMENTS,
+        default="shared",
+        help="--server-cost: the bench and the server it starts on one CPU (shared, the default), "
+        "on a CPU each (separate), or where the OS puts them (any); see agentmem/bench/placement.py",
     )
     parser.add_argument("--no-chart", action="store_true", help="do not draw the PNG chart")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
