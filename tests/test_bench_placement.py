@@ -84,7 +84,37 @@ def test_every_thread_of_the_server_is_pinned_and_the_bench_gets_its_cpus_back(
         assert os.sched_getaffinity(0) == placement.bench_cpus
         assert report["server_cpus"] == sorted(placement.server_cpus)
         assert report["bench_cpus"] == sorted(placement.bench_cpus)
-        assert f"server on CPU {sorted(placement.server_cpus)}" in describe(report)
+        assert f"server on CPUs {sorted(placement.server_cpus)}" in describe(report)
+    assert os.sched_getaffinity(0) == before
+
+
+def test_the_bench_gets_its_cpus_back_when_the_run_fails(threaded_process: subprocess.Popen[str]) -> None:
+    own = os.getpid()
+    before = {tid: os.sched_getaffinity(tid) for tid in _threads(own)}
+    pinned: list[set[int]] = []
+
+    def run() -> None:
+        with placed(choose("shared", server_started=True), threaded_process.pid):
+            pinned.append(os.sched_getaffinity(0))
+            raise RuntimeError("the server failed")
+
+    with pytest.raises(RuntimeError, match="the server failed"):
+        run()
+    assert [len(cpus) for cpus in pinned] == [1]
+    assert {tid: os.sched_getaffinity(tid) for tid in _threads(own) if tid in before} == before
+
+
+def test_a_server_gone_before_pinning_leaves_the_bench_unpinned(
+    threaded_process: subprocess.Popen[str],
+) -> None:
+    before = os.sched_getaffinity(0)
+    threaded_process.kill()
+    threaded_process.wait()
+    with (
+        pytest.raises(ProcessLookupError),
+        placed(choose("shared", server_started=True), threaded_process.pid),
+    ):
+        pass
     assert os.sched_getaffinity(0) == before
 
 
@@ -96,7 +126,20 @@ def test_nothing_is_pinned_when_the_server_is_not_the_benchs(
     with placed(choose("shared", server_started=False), None) as report:
         assert os.sched_getaffinity(0) == before
         assert os.sched_getaffinity(threaded_process.pid) == server_before
-    assert report == {"placement": "any", "note": choose("shared", server_started=False).note}
+    assert report == {
+        "placement": "any",
+        "note": choose("shared", server_started=False).note,
+        "bench_cpus": sorted(before),
+    }
+
+
+def test_left_to_the_os_the_server_is_not_pinned_but_its_cpus_are_reported(
+    threaded_process: subprocess.Popen[str],
+) -> None:
+    server_before = os.sched_getaffinity(threaded_process.pid)
+    with placed(choose("any", server_started=True), threaded_process.pid) as report:
+        assert os.sched_getaffinity(threaded_process.pid) == server_before
+    assert report["server_cpus"] == sorted(server_before)
 
 
 def test_a_server_cost_run_on_its_own_server_records_the_cpus_it_ran_on(tmp_path: Path) -> None:

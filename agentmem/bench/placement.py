@@ -87,27 +87,34 @@ def _affinity(pid: int) -> list[int]:
 @contextmanager
 def placed(placement: Placement, server_pid: int | None) -> Iterator[dict[str, Any]]:
     """Pin this process and the server as ``placement`` says for the block; yield what the OS
-    then reports (for the results file), and give this process its CPUs back afterwards."""
+    then reports (for the results file), and give every thread of this process its CPUs back
+    afterwards, also when pinning or the block failed."""
     report: dict[str, Any] = {"placement": placement.name, "note": placement.note}
-    if placement.bench_cpus is None or placement.server_cpus is None or server_pid is None:
+    if not hasattr(os, "sched_getaffinity"):
         yield report
         return
     own = os.getpid()
     before = os.sched_getaffinity(0)
-    report["cpus_allowed"] = len(before)
-    _pin(server_pid, placement.server_cpus)
-    _pin(own, placement.bench_cpus)
-    report["bench_cpus"] = _affinity(own)
-    report["server_cpus"] = _affinity(server_pid)
+    bench_cpus, server_cpus = placement.bench_cpus, placement.server_cpus
+    pinning = bench_cpus is not None and server_cpus is not None and server_pid is not None
     try:
+        if bench_cpus is not None and server_cpus is not None and server_pid is not None:
+            _pin(server_pid, server_cpus)
+            _pin(own, bench_cpus)
+        report["bench_cpus"] = _affinity(own)
+        if server_pid is not None:
+            report["server_cpus"] = _affinity(server_pid)
         yield report
     finally:
-        _pin(own, frozenset(before))
+        if pinning:
+            _pin(own, frozenset(before))
 
 
 def describe(report: dict[str, Any]) -> str:
     """One line for the printed report."""
-    cpus = ""
+    where = [f"bench on CPUs {report['bench_cpus']}"] if "bench_cpus" in report else []
     if "server_cpus" in report:
-        cpus = f" (bench on CPU {report['bench_cpus']}, server on CPU {report['server_cpus']})"
-    return f"CPU placement: {report['placement']}: {report['note']}{cpus}"
+        where.append(f"server on CPUs {report['server_cpus']}")
+    return f"CPU placement: {report['placement']}: {report['note']}" + (
+        f" ({', '.join(where)})" if where else ""
+    )
