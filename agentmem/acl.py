@@ -166,11 +166,7 @@ def store_commands(
         ("wait", wait_replicas),
     )
     extra = [name for name, given in options if given]
-    scripts_and_transactions = (
-        *SCRIPT_COMMANDS,
-        *(c for c in TRANSACTION_COMMANDS if c not in SCRIPT_COMMANDS),
-    )
-    core = (*_ALWAYS, *extra, *scripts_and_transactions)
+    core = (*_ALWAYS, *extra, *dict.fromkeys((*SCRIPT_COMMANDS, *TRANSACTION_COMMANDS)))
     wanted = {name for adapter in integrations for name in integration_commands(adapter)}
     if memories:
         wanted |= set(memories_commands())

@@ -125,7 +125,7 @@ class Batcher:
         #: leaves it only when its done-callback runs, a loop pass after its callers were
         #: woken), this drops inside the task itself: a caller woken by its reply sees the
         #: wire free, so callers that come one at a time go back to the inline path.
-        self.running = 0
+        self.running: set[asyncio.Task[None]] = set()
         #: Operations the last flush carried (1: callers come one at a time).
         self.last_flush_ops = 0
 
@@ -186,27 +186,20 @@ class Batcher:
             self._start(batch)
 
     def _start(self, batch: list[Item]) -> None:
-        counted = [True]  # until the batch's task (or, if it never ran, its done-callback) uncounts it
-        self.running += 1
-        task = asyncio.ensure_future(self._run(batch, counted))
+        task = asyncio.ensure_future(self._run(batch))
         self.inflight.add(task)
+        self.running.add(task)
+        task.add_done_callback(self._finished)
 
-        def done(task: asyncio.Task[None]) -> None:
-            self.inflight.discard(task)
-            self._uncount(counted)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.running.discard(task)  # a task cancelled before it ran never left it itself
 
-        task.add_done_callback(done)
-
-    def _uncount(self, counted: list[bool]) -> None:
-        if counted[0]:
-            counted[0] = False
-            self.running -= 1
-
-    async def _run(self, batch: list[Item], counted: list[bool]) -> None:
+    async def _run(self, batch: list[Item]) -> None:
         try:
             await self._dispatch(batch)
         finally:
-            self._uncount(counted)
+            self.running.discard(asyncio.current_task())
 
     async def aclose(self, busy: Callable[[], bool] = lambda: False) -> None:
         """Send what callers queued, then wait for every batch on the wire (and ``busy()``)."""

@@ -71,11 +71,11 @@ class Call:
             return (self.command, *self.keys, *self.args)
         return ("EVALSHA", runner.sha(self.script), len(self.keys), *self.keys, *self.args)
 
-    def arguments(self) -> list[Any]:
+    def arguments(self) -> Sequence[Any]:
         """Every argument the call sends (the argument-size check reads them)."""
         if self.group:
             return [arg for command in self.group for arg in command]
-        return list(self.args)
+        return self.args
 
 
 #: What a transaction (``Call.group``) wraps its commands in.

@@ -11,9 +11,8 @@ store; each of them is tested on a single server and on a cluster.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,19 +69,18 @@ def _ms(value: float | None) -> int:
     return 0 if value is None else max(1, int(value * 1000))
 
 
-class _Unobserved:
-    """The scope :meth:`StoreEngine.observe` opens without telemetry: records nothing."""
+class _Unobserved(AbstractAsyncContextManager["_Unobserved"]):
+    """The scope :meth:`StoreEngine.observe` opens without telemetry: records nothing (one
+    shared instance; entering it costs no generator)."""
 
     def annotate(self, **attributes: Any) -> None:
         pass
 
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
 
 _NOTHING = _Unobserved()
-
-
-@contextlib.asynccontextmanager
-async def _unobserved() -> AsyncIterator[Observation]:
-    yield _NOTHING
 
 
 class StoreEngine:
@@ -244,7 +242,7 @@ class StoreEngine:
         else a no-op). The scope's first send of the same name joins it; other sends
         inside it are its children."""
         if self.observer is None:
-            return _unobserved()
+            return _NOTHING
         return self.observer.observe(operation)
 
     async def admin_client(self) -> Redis:

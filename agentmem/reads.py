@@ -35,10 +35,10 @@ def context_read(keys: Sequence[str], refresh_ms: int) -> Call:
     group: tuple[tuple[Any, ...], ...] = (("HGETALL", hash_key), ("MGET", base_key, deleted_key))
     if refresh_ms:
         group += tuple(("PEXPIRE", key, refresh_ms) for key in keys)
-    return Call(None, tuple(keys), command="MULTI", group=group)
+    return Call(None, tuple(keys), group=group)
 
 
-def context_reply(reply: Sequence[Any]) -> tuple[list[Any], bytes | None]:
+def context_reply(reply: Sequence[Any]) -> tuple[Sequence[Any], bytes | None]:
     """The merged fields (flat: field, value, ...) and the base from the transaction's
     reply. A base older than the tombstone outlived a delete that did not know it (a 0.2
     process's delete, during a rolling upgrade): the session was deleted after that save."""
@@ -50,4 +50,4 @@ def context_reply(reply: Sequence[Any]) -> tuple[list[Any], bytes | None]:
             tombstone = 0
         if (stored_version(base) or 0) < tombstone:
             base = None
-    return list(fields), base
+    return fields, base

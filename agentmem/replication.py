@@ -58,9 +58,9 @@ _READ_COMMANDS = frozenset(
 )
 
 
-#: What a transaction may hold and still be a read: reads, and the TTL refreshes a read
-#: script makes too (a refresh needs no replica).
-_TRANSACTION_READS = _READ_COMMANDS | {"GETEX", "PEXPIRE"}
+#: What a transaction may hold and still be a read: reads, and the TTL refreshes of a read
+#: (a refresh needs no replica).
+_TRANSACTION_READS = _READ_COMMANDS | {"PEXPIRE"}
 
 
 def _writes(call: Call) -> bool:

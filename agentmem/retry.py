@@ -241,12 +241,11 @@ class RetryingSender:
     ) -> list[Any]:
         transport, guard, observer = self.transport, self._guard, self.observer
         attempts = 0 if failed is None else 1
-        retries = [call.retry or call for call in calls]  # what a later attempt sends
 
         async def attempt() -> list[Any]:
             nonlocal attempts
             guard(operation, attempts > 0)
-            sent = retries if attempts else calls
+            sent = [call.retry or call for call in calls] if attempts else calls  # a retry's form
             attempts += 1
             if observer is not None:
                 observer.attempt(scope)

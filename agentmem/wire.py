@@ -195,7 +195,7 @@ async def round_trip(
     EVALSHA/UNLINK replies. With ``wait`` and a write among the calls, one ``WAIT``
     follows them on the same connection (see :mod:`agentmem.replication`).
     """
-    commands, sizes = _expand(calls, runner)
+    commands = _expand(calls, runner)
     waits = wait is not None and carries_writes(calls)
     if waits:
         assert wait is not None
@@ -222,8 +222,8 @@ async def round_trip(
         replies = await write_and_read(connection, packed, len(commands), extra)
         exchanged = True
         acked = replies.pop() if waits else None  # WAIT's count, or the error it raised
-        if len(sizes) != len(replies):
-            replies = _fold(calls, replies, sizes)
+        if len(replies) != len(calls):  # a transaction's replies, one per command
+            replies = _fold(calls, replies)
         if waits:
             assert wait is not None
             replies = acknowledge(wait, calls, replies, acked)
@@ -250,31 +250,32 @@ async def round_trip(
     return replies
 
 
-def _expand(calls: Sequence[Call], runner: ScriptRunner) -> tuple[list[tuple[Any, ...]], list[int]]:
-    """The commands of ``calls`` (a transaction's wrapped in MULTI/EXEC), and how many
-    replies each call takes."""
+def _expand(calls: Sequence[Call], runner: ScriptRunner) -> list[tuple[Any, ...]]:
+    """The commands of ``calls``, a transaction's wrapped in MULTI/EXEC."""
     commands: list[tuple[Any, ...]] = []
-    sizes: list[int] = []
     for call in calls:
         if call.group:
             commands += (MULTI, *call.group, EXEC)
-            sizes.append(len(call.group) + 2)
         else:
             commands.append(call.wire_args(runner))
-            sizes.append(1)
-    return commands, sizes
+    return commands
 
 
-def _fold(calls: Sequence[Call], replies: list[Any], sizes: list[int]) -> list[Any]:
+def _fold(calls: Sequence[Call], replies: list[Any]) -> list[Any]:
     """One reply per call: a transaction's replies folded into one (:func:`transaction_reply`)."""
     out: list[Any] = []
     at = 0
-    for call, size in zip(calls, sizes, strict=True):
+    for call in calls:
         if call.group:
-            out.append(transaction_reply(replies[at : at + size], writes=carries_writes((call,))))
+            size = len(call.group) + 2
+            chunk = replies[at : at + size]
+            # whether the transaction writes matters only when MULTI itself was refused
+            writes = isinstance(chunk[0], Exception) and carries_writes((call,))
+            out.append(transaction_reply(chunk, writes=writes))
+            at += size
         else:
             out.append(replies[at])
-        at += size
+            at += 1
     return out
 
 

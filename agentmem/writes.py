@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Write",
     "WriteKind",
+    "append_call",
     "apply",
     "new_operation_id",
     "prepare_append",
@@ -103,33 +104,11 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
     """Send a write: an append's new history length, 1 for another write; ``None`` when a
     replay was superseded (a newer replace or delete: nothing was written)."""
     if write.kind == "append":
-        keys = engine.session_keys(write.target).appending()
-        config = engine.config
         if not replay:
-            args: tuple[Any, ...] = (
-                engine.ttl_ms("session"),
-                config.max_history,
-                write.operation_id,
-                engine.append_window_ms,
-                *write.encoded,
-            )
-            context, base, history, log, retried, deleted = keys
-            fresh_keys: tuple[str, ...] = (history, log, retried)
-            if not config.sliding_ttl or engine.refresh.due(("s", write.target), config.ttl):
-                fresh_keys += (context, base, deleted)  # else a read refreshed them within the bound
-            # The first attempt's id is new: APPEND_FRESH does not look it up; a retry (the
-            # first attempt may have been applied) sends APPEND, which does.
-            call = Call(APPEND_FRESH, fresh_keys, args, retry=Call(APPEND, keys, args))
-            (length,) = await engine.send(operation, (call,))
+            (length,) = await engine.send(operation, (append_call(engine, write),))
             return int(length)
-        args = (
-            engine.ttl_ms("session"),
-            config.max_history,
-            write.operation_id,
-            write.version,
-            engine.append_window_ms,
-            *write.encoded,
-        )
+        keys = engine.session_keys(write.target).appending()
+        args = _append_args(engine, write, write.version)
         length = int(await engine.script(operation, REPLAY_APPEND, keys, args))
         return None if length < 0 else length
     mode = "replace" if write.kind == "save" else "merge"
@@ -140,13 +119,9 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
         written = await engine.script(operation, WRITE_FACTS, engine.keys.profile_keys(write.target), args)
     else:
         session: tuple[str, ...] = engine.session_keys(write.target).core()
-        if (
-            not replay
-            and engine.config.sliding_ttl
-            and not engine.refresh.due(("s", write.target), engine.config.ttl)
-        ):
-            # this store's reads refreshed the session within the bound: the script then sets
-            # only the TTLs of what it may create, the base and the hash (write_context.lua)
+        if not replay and _reads_refreshed(engine, write.target):
+            # the script then sets only the TTLs of what it may create, the base and the
+            # hash (write_context.lua)
             session = session[:2]
         if mode == "replace":
             await engine.send(operation, (save_call(engine, session, write),))
@@ -154,6 +129,34 @@ async def apply(engine: StoreEngine, operation: str, write: Write, *, replay: bo
         args = (engine.ttl_ms("session"), packed_version(write.version), mode, *write.encoded)
         written = await engine.script(operation, WRITE_CONTEXT, session, args)
     return 1 if written else None
+
+
+def _reads_refreshed(engine: StoreEngine, session_id: str) -> bool:
+    """Whether this store's reads refreshed the session's TTLs less than the refresh bound
+    ago (agentmem/refresh.py): a write then sets only the TTLs of the keys it may create."""
+    config = engine.config
+    return config.sliding_ttl and not engine.refresh.due(("s", session_id), config.ttl)
+
+
+def append_call(engine: StoreEngine, write: Write) -> Call:
+    """An append (not a journal's replay). Its first attempt's id is new: APPEND_FRESH does
+    not look it up; a retry (the first attempt may have been applied) sends APPEND, which
+    does (``Call.retry``)."""
+    keys = engine.session_keys(write.target).appending()
+    args = _append_args(engine, write)
+    context, base, history, log, retried, deleted = keys
+    fresh_keys: tuple[str, ...] = (history, log, retried)
+    if not _reads_refreshed(engine, write.target):
+        fresh_keys += (context, base, deleted)
+    return Call(APPEND_FRESH, fresh_keys, args, retry=Call(APPEND, keys, args))
+
+
+def _append_args(engine: StoreEngine, write: Write, *version: int) -> tuple[Any, ...]:
+    """An append script's ARGV: ttl_ms, max_history, op_id, the version (a replay only),
+    window_ms, then the messages."""
+    config = engine.config
+    head = (engine.ttl_ms("session"), config.max_history, write.operation_id, *version)
+    return (*head, engine.append_window_ms, *write.encoded)
 
 
 def save_call(engine: StoreEngine, keys: tuple[str, ...], write: Write) -> Call:
@@ -165,10 +168,7 @@ def save_call(engine: StoreEngine, keys: tuple[str, ...], write: Write) -> Call:
     hash_key, base_key = keys[0], keys[1]
     ttl = engine.ttl_ms("session")
     value = packed_version(write.version) + write.encoded[0]
-    group: list[tuple[Any, ...]] = [
-        ("SET", base_key, value, "PX", ttl) if ttl else ("SET", base_key, value, "KEEPTTL"),
-        ("DEL", hash_key),
-    ]
-    if ttl:
-        group += [("PEXPIRE", key, ttl) for key in keys[2:]]
-    return Call(None, keys, command="MULTI", group=tuple(group))
+    if not ttl:
+        return Call(None, keys, group=(("SET", base_key, value, "KEEPTTL"), ("DEL", hash_key)))
+    refreshes = tuple(("PEXPIRE", key, ttl) for key in keys[2:])
+    return Call(None, keys, group=(("SET", base_key, value, "PX", ttl), ("DEL", hash_key), *refreshes))

@@ -18,7 +18,7 @@ from agentmem.codec import VERSION_BYTES
 from agentmem.keys import KeySchema
 from agentmem.scripts import APPEND, APPEND_LOG_IDS
 from agentmem.store import append_window
-from agentmem.writes import Write, WriteKind, apply
+from agentmem.writes import Write, WriteKind, append_call, apply
 
 RECORD = 12  # an append log record: 8-byte operation id, 4-byte server time in seconds
 
@@ -55,9 +55,10 @@ async def _append(
     """An append's retry with a given operation id, as the store sends it after an attempt
     that may have reached the server (``Call.retry``: the script that looks the id up; a
     first attempt, whose id is new, does not look). A retry of an applied one adds nothing."""
-    engine = store.engine
-    args = (engine.ttl_ms("session"), engine.config.max_history, op_id, engine.append_window_ms, *encoded)
-    return int(await engine.script(operation, APPEND, engine.session_keys(session_id).appending(), args))
+    retry = append_call(store.engine, Write("append", session_id, tuple(encoded), 0, op_id)).retry
+    assert retry is not None
+    (length,) = await store.engine.send(operation, (retry,))
+    return int(length)
 
 
 async def test_save_stores_one_string_with_its_version(

@@ -57,7 +57,7 @@ async def test_server_without_query_engine(
         store.memories.add("alice", "my dog is named Rex"),
         store.memories.search("alice", "dog"),
         store.memories.search(None, "dog"),
-        store.memories.search("alice", "dog", tags=[]),  # matches nothing, but the server is asked
+        store.memories.search("alice", "dog", tags=[]),  # matches nothing, but the engine is checked
         store.memories.list("alice"),
         store.memories.get("alice", "0" * 32),
         store.memories.delete("alice", "0" * 32),

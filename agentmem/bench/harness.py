@@ -201,9 +201,10 @@ def rate_in_process(work: Callable[[], object], seconds: float, *, chunk: int = 
 
 
 class Progress:
-    """One line per finished scenario on stderr, with the time elapsed."""
+    """One line per finished scenario on stderr, with the time elapsed (``step`` counts them
+    out of ``total``; ``note`` only stamps the time)."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, total: int = 0) -> None:
         self.enabled = enabled
         self.total = total
         self.done = 0

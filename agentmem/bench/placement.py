@@ -47,11 +47,11 @@ def choose(asked: str, *, server_started: bool, available: Sequence[int] | None 
     """The placement ``asked`` for, or the nearest this run can do, saying why."""
     if asked not in PLACEMENTS:
         raise ValueError(f"unknown CPU placement {asked!r}; one of {', '.join(PLACEMENTS)}")
-    cpus = sorted(available) if available is not None else _available()
     if asked == "any":
         return Placement("any", None, None, "the OS places the bench and the server")
     if not server_started:
         return Placement("any", None, None, "the server was not started by the bench (--url): not pinned")
+    cpus = sorted(available) if available is not None else _available()
     if not cpus or not hasattr(os, "sched_setaffinity"):
         return Placement("any", None, None, "this platform cannot pin processes to CPUs")
     if asked == "separate" and len(cpus) >= 2:
@@ -96,9 +96,10 @@ def placed(placement: Placement, server_pid: int | None) -> Iterator[dict[str, A
     own = os.getpid()
     before = os.sched_getaffinity(0)
     bench_cpus, server_cpus = placement.bench_cpus, placement.server_cpus
-    pinning = bench_cpus is not None and server_cpus is not None and server_pid is not None
+    pinning = False
     try:
         if bench_cpus is not None and server_cpus is not None and server_pid is not None:
+            pinning = True
             _pin(server_pid, server_cpus)
             _pin(own, bench_cpus)
         report["bench_cpus"] = _affinity(own)

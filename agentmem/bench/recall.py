@@ -222,7 +222,7 @@ def run_recall(args: argparse.Namespace) -> int:
         sizes = QUICK_SIZES if quick else SIZES
     searches = QUICK_SEARCHES if quick else SEARCHES
 
-    log = Progress(not getattr(args, "quiet", False), len(sizes)).note
+    log = Progress(not getattr(args, "quiet", False)).note
     try:
         with _search_server(args.url) as url:
             results = [asyncio.run(_one_size(url, n, users, searches, log)) for n, users in sizes.items()]

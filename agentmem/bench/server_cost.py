@@ -329,8 +329,9 @@ def run(args: argparse.Namespace) -> int:
         with embedded_server(_binary()) if not args.url else contextlib.nullcontext(args.url) as server:
             url = server if isinstance(server, str) else server.url
             info = server_info(url)
-            placement = choose(args.cpus, server_started=not isinstance(server, str))
-            with placed(placement, None if isinstance(server, str) else server.pid) as cpus:
+            server_pid = None if isinstance(server, str) else server.pid
+            placement = choose(args.cpus, server_started=server_pid is not None)
+            with placed(placement, server_pid) as cpus:
                 if not args.quiet:
                     print(describe(cpus), file=sys.stderr, flush=True)
                 try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import operator
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -168,8 +169,6 @@ def _observed(operation: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[
         async def observed(*args: P.args, **kwargs: P.kwargs) -> R:
             self = args[0]
             assert isinstance(self, Memories)
-            if self.engine.observer is None:  # no telemetry: no scope to open
-                return await method(*args, **kwargs)
             async with self.engine.observe(operation):
                 return await method(*args, **kwargs)
 
@@ -184,17 +183,15 @@ class Memories:
     def __init__(self, engine: StoreEngine) -> None:
         self.engine = engine
         self.router = IndexRouter(engine)
-        self._resolved: ResolvedEmbedder | None = None
+        embedder = engine.config.embedder  # the config is frozen: resolved once per store
+        self._resolved = ResolvedEmbedder(embedder) if embedder is not None else None
 
     def _embedder(self, operation: str) -> ResolvedEmbedder:
-        embedder = self.engine.config.embedder
-        if embedder is None:
+        if self._resolved is None:
             raise InvalidArgumentError(
                 f"memories.{operation} needs an embedder: pass embedder=... to AgentMemoryStore "
                 "(a LangChain Embeddings, an object with embed(texts), or a callable texts -> vectors)"
             )
-        if self._resolved is None or self._resolved.embedder is not embedder:
-            self._resolved = ResolvedEmbedder(embedder)
         return self._resolved
 
     # -- writes ------------------------------------------------------------------------
@@ -366,9 +363,9 @@ class Memories:
             else:
                 replies = await self.router.search_all(dims, "memories.search", build)
             per_reply = [parse_search(reply) for reply in replies]
-            # (distance, -created, key, fields): sorted as is, nearest first and ties newest
-            # first (keys are unique, so two fields dicts are never compared). created is
-            # SORTABLE: the module returns it even where it leaves other fields out.
+            # (distance, -created, key, fields): nearest first, ties newest first, then by key
+            # (_rank: the fields dicts are never compared). created is SORTABLE: the module
+            # returns it even where it leaves other fields out.
             found = [
                 (float(fields.get("dist", b"nan")), -int(fields.get("created", b"0") or 0), hit_key, fields)
                 for hits in per_reply
@@ -397,10 +394,6 @@ class Memories:
                     break
         hits = [(key, fields) for _, _, key, fields in top]
         complete = await self._complete(hits, "memories.search")
-        if complete is hits:
-            return [
-                MemoryHit(_decode(key, fields, user_id), top[i][0]) for i, (key, fields) in enumerate(hits)
-            ]
         distances = {key: distance for distance, _, key, _ in top}
         return [MemoryHit(_decode(key, fields, user_id), distances[key]) for key, fields in complete]
 
@@ -424,9 +417,8 @@ class Memories:
         return [hit for hit in done if hit is not None]
 
 
-def _rank(item: tuple[float, int, str, dict[str, bytes]]) -> tuple[float, int, str]:
-    """Nearest first, ties newest first, then by key (never comparing the fields)."""
-    return item[0], item[1], item[2]
+#: Nearest first, ties newest first, then by key (never comparing the fields).
+_rank = operator.itemgetter(0, 1, 2)
 
 
 def _check_count(value: object, name: str) -> None:

@@ -156,13 +156,12 @@ def to_float32(vector: Any, dims: int | None, *, index: int) -> bytes:
 
 
 async def embed_texts(
-    embedder: Any, texts: Sequence[str], purpose: Purpose, *, dims: int | None = None
+    embedder: ResolvedEmbedder, texts: Sequence[str], purpose: Purpose, *, dims: int | None = None
 ) -> list[bytes]:
     """Embed ``texts``; return one FLOAT32 blob each, or raise :class:`EmbeddingError`."""
     batch = list(texts)
     try:
-        resolved = embedder if isinstance(embedder, ResolvedEmbedder) else ResolvedEmbedder(embedder)
-        vectors = await resolved.call(purpose)(batch)
+        vectors = await embedder.call(purpose)(batch)
     except EmbeddingError:
         raise
     except Exception as exc:

@@ -197,7 +197,7 @@ class IndexRouter:
         index name; once more after re-reading the slot map (and creating the index there)
         when the name is not that node's (``MOVED``) or the index is missing."""
         on_cluster = await self._cluster()
-        name = await self.name_for(key, operation) if on_cluster else self.engine.keys.memory_index()
+        name = await self.name_for(key, operation)
         try:
             if on_cluster:
                 # The node answers FT.SEARCH for any user (the command's only key is the index
