@@ -247,13 +247,16 @@ async def test_many_appends_in_flight_are_each_stored_once(
         max_history=1000,
         breaker_threshold=0,  # about de-duplication, not the breaker
         retry_deadline=5.0,
+        socket_timeout=3.0,  # the first attempts wait out the 2 s the proxy's latency adds
     )
     history = KeySchema(agentmem_prefix).session("s").history
     await store.append_messages("s", [{"n": -1}])
     await asyncio.gather(*(store.load_context(f"warm{i}") for i in range(80)))  # connections open
-    agentmem_proxy.latency(0.3)  # replies travel back slowly: there is time to cut them all
+    # Replies travel back slowly: there is time to cut them all, even when sending the 80
+    # requests takes a loaded machine a few hundred milliseconds (0.3 s was not always enough).
+    agentmem_proxy.latency(1.0)
     appends = asyncio.gather(*(store.append_messages("s", [{"n": i}]) for i in range(80)))
-    for _ in range(1000):  # the server applies all of them within the 0.3 s the replies wait
+    for _ in range(1000):  # the server applies all of them within the 1 s the replies wait
         if await agentmem_redis.llen(history) == 81:
             break
         await asyncio.sleep(0.005)
